@@ -1,0 +1,450 @@
+//! The pipeline file's shape. Every struct rejects unknown keys; defaults are named constants
+//! so the README and the code cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::de::{Deserializer, Error as _};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::value::{Duration, PgUrl, Secret, TableName, Text};
+
+pub const DEFAULT_SLOT: &str = "freshet";
+pub const DEFAULT_PUBLICATION: &str = "freshet";
+pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: u32 = 10_000;
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_TOPIC_PREFIX: &str = "freshet";
+pub const DEFAULT_TOPIC_PARTITIONS: u32 = 16;
+pub const DEFAULT_REPLICATION_FACTOR: u16 = 1;
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+pub const DEFAULT_BATCH_BYTES: u32 = 1 << 20;
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
+pub const DEFAULT_ROTATE_ROWS: u64 = 1_000_000;
+pub const DEFAULT_ROTATE_BYTES: u64 = 128 << 20;
+pub const DEFAULT_ROTATE_AGE: Duration = Duration::from_secs(300);
+pub const DEFAULT_CONSUMER_GROUP: &str = "freshet-sink";
+pub const DEFAULT_WAREHOUSE_SCHEMA: &str = "analytics";
+pub const DEFAULT_REPLICA_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The budget matrix every table picks its class from, unless the file defines its own.
+pub fn default_freshness_classes() -> BTreeMap<String, Duration> {
+    BTreeMap::from([
+        ("alerts".to_string(), Duration::from_millis(0)),
+        ("analytics".to_string(), Duration::from_secs(30)),
+        ("exports".to_string(), Duration::from_secs(15 * 60)),
+    ])
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Names the pipeline in logs, metrics and default resource names.
+    pub name: String,
+    pub source: Source,
+    pub kafka: Option<Kafka>,
+    pub batcher: Option<Batcher>,
+    pub warehouse: Option<Warehouse>,
+    /// Per-table settings, keyed by `schema.table`; every key must be a captured table.
+    #[serde(default)]
+    pub tables: BTreeMap<String, Spanned<Table>>,
+    /// Class name → freshness budget. Replaces the default matrix when given.
+    #[serde(default = "default_freshness_classes")]
+    pub freshness_classes: BTreeMap<String, Duration>,
+    #[serde(default)]
+    pub router: Router,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub url: PgUrl,
+    #[serde(default = "default_slot")]
+    pub slot: String,
+    #[serde(default = "default_publication")]
+    pub publication: String,
+    /// Create the slot when it is missing. Never recreates a lost one.
+    #[serde(default = "yes")]
+    pub create_slot: bool,
+    #[serde(default = "yes")]
+    pub create_publication: bool,
+    #[serde(deserialize_with = "non_empty")]
+    pub tables: Vec<Spanned<TableName>>,
+    #[serde(default)]
+    pub snapshot: Snapshot,
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: Duration,
+    /// How often the confirmed position is reported; must stay well under the server's
+    /// `wal_sender_timeout` (60s by default) or the server drops the connection.
+    #[serde(default = "default_status", deserialize_with = "status_interval")]
+    pub status_interval: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    #[serde(default)]
+    pub mode: SnapshotMode,
+    #[serde(default = "default_chunk_rows", deserialize_with = "positive")]
+    pub chunk_rows: u32,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            mode: SnapshotMode::default(),
+            chunk_rows: DEFAULT_SNAPSHOT_CHUNK_ROWS,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Snapshot each table once, the first time the pipeline sees it.
+    #[default]
+    Initial,
+    /// Stream changes only.
+    Never,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// Comma-separated `host:port` list.
+    #[serde(deserialize_with = "non_blank")]
+    pub brokers: Text,
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    pub schema_registry: Option<SchemaRegistry>,
+    #[serde(default)]
+    pub topics: Topics,
+    #[serde(default)]
+    pub producer: Producer,
+    #[serde(default)]
+    pub security: Security,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistry {
+    pub url: Text,
+    pub username: Option<Text>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: u16,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            partitions: DEFAULT_TOPIC_PARTITIONS,
+            replication_factor: DEFAULT_REPLICATION_FACTOR,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Producer {
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "default_linger")]
+    pub linger: Duration,
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: u32,
+    /// Bytes produced but not yet acknowledged by the broker; past it the WAL reader waits.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight_bytes: u64,
+}
+
+impl Default for Producer {
+    fn default() -> Self {
+        Producer {
+            compression: Compression::default(),
+            linger: DEFAULT_LINGER,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    #[default]
+    Zstd,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    #[serde(default)]
+    pub protocol: SecurityProtocol,
+    /// PEM bundle to verify the brokers with, instead of the system roots.
+    pub ca_file: Option<Text>,
+    pub sasl: Option<Sasl>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sasl {
+    pub mechanism: Spanned<SaslMechanism>,
+    pub username: Option<Text>,
+    pub password: Option<Secret>,
+    /// AWS region for MSK IAM tokens; credentials come from the default AWS chain.
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMechanism {
+    ScramSha256,
+    ScramSha512,
+    AwsMskIam,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batcher {
+    /// `file:///absolute/dir` or `s3://bucket/prefix`.
+    pub store: Spanned<Text>,
+    #[serde(default)]
+    pub s3: S3,
+    #[serde(default)]
+    pub rotation: Rotation,
+    #[serde(default)]
+    pub compression: ParquetCompression,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    pub region: Option<String>,
+    /// For S3-compatible stores; implies nothing about addressing, see `path_style`.
+    pub endpoint: Option<Text>,
+    #[serde(default)]
+    pub path_style: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    #[serde(default = "default_rotate_rows")]
+    pub max_rows: u64,
+    #[serde(default = "default_rotate_bytes")]
+    pub max_bytes: u64,
+    /// Upper bound; a table's freshness budget lowers it further.
+    #[serde(default = "default_rotate_age")]
+    pub max_age: Duration,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_rows: DEFAULT_ROTATE_ROWS,
+            max_bytes: DEFAULT_ROTATE_BYTES,
+            max_age: DEFAULT_ROTATE_AGE,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCompression {
+    Snappy,
+    #[default]
+    Zstd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warehouse {
+    pub driver: Spanned<WarehouseDriver>,
+    #[serde(default = "default_warehouse_schema")]
+    pub schema: String,
+    pub postgres: Option<PostgresWarehouse>,
+    pub redshift_data: Option<Spanned<RedshiftData>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarehouseDriver {
+    /// PostgreSQL over its wire protocol: the embedded warehouse.
+    Postgres,
+    /// Amazon Redshift through the Data API.
+    RedshiftData,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresWarehouse {
+    pub url: PgUrl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedshiftData {
+    /// Provisioned cluster; exactly one of this and `workgroup_name`.
+    pub cluster_identifier: Option<String>,
+    /// Redshift Serverless workgroup.
+    pub workgroup_name: Option<String>,
+    pub database: String,
+    /// Secrets Manager ARN with the database credentials (else temporary IAM credentials).
+    pub secret_arn: Option<Text>,
+    pub db_user: Option<String>,
+    /// Role Redshift assumes to read the Parquet objects during COPY.
+    pub copy_iam_role: Text,
+    pub region: Option<String>,
+    pub endpoint: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    /// A class from `freshness_classes`.
+    pub freshness: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    #[serde(default = "default_router_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub replicas: Vec<Replica>,
+    #[serde(default = "default_replica_poll")]
+    pub poll_interval: Duration,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router {
+            listen: default_router_listen(),
+            replicas: Vec::new(),
+            poll_interval: DEFAULT_REPLICA_POLL_INTERVAL,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replica {
+    pub name: Spanned<String>,
+    pub url: PgUrl,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_slot() -> String {
+    DEFAULT_SLOT.to_string()
+}
+fn default_publication() -> String {
+    DEFAULT_PUBLICATION.to_string()
+}
+fn default_chunk_rows() -> u32 {
+    DEFAULT_SNAPSHOT_CHUNK_ROWS
+}
+fn default_heartbeat() -> Duration {
+    DEFAULT_HEARTBEAT_INTERVAL
+}
+fn default_status() -> Duration {
+    DEFAULT_STATUS_INTERVAL
+}
+fn default_topic_prefix() -> String {
+    DEFAULT_TOPIC_PREFIX.to_string()
+}
+fn default_partitions() -> u32 {
+    DEFAULT_TOPIC_PARTITIONS
+}
+fn default_replication_factor() -> u16 {
+    DEFAULT_REPLICATION_FACTOR
+}
+fn default_linger() -> Duration {
+    DEFAULT_LINGER
+}
+fn default_batch_bytes() -> u32 {
+    DEFAULT_BATCH_BYTES
+}
+fn default_in_flight() -> u64 {
+    DEFAULT_MAX_IN_FLIGHT_BYTES
+}
+fn default_rotate_rows() -> u64 {
+    DEFAULT_ROTATE_ROWS
+}
+fn default_rotate_bytes() -> u64 {
+    DEFAULT_ROTATE_BYTES
+}
+fn default_rotate_age() -> Duration {
+    DEFAULT_ROTATE_AGE
+}
+fn default_consumer_group() -> String {
+    DEFAULT_CONSUMER_GROUP.to_string()
+}
+fn default_warehouse_schema() -> String {
+    DEFAULT_WAREHOUSE_SCHEMA.to_string()
+}
+fn default_router_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8650))
+}
+fn default_replica_poll() -> Duration {
+    DEFAULT_REPLICA_POLL_INTERVAL
+}
+
+fn non_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    let items = Vec::<T>::deserialize(d)?;
+    if items.is_empty() {
+        return Err(D::Error::custom("must list at least one entry"));
+    }
+    Ok(items)
+}
+
+fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(D::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn non_blank<'de, D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+    let text = Text::deserialize(d)?;
+    if text.0.trim().is_empty() {
+        return Err(D::Error::custom("is empty"));
+    }
+    Ok(text)
+}
+
+fn status_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let interval = Duration::deserialize(d)?;
+    if interval.0.is_zero() || interval.0.as_secs() >= 30 {
+        return Err(D::Error::custom(format!(
+            "{interval} is out of range: above 0 and under 30s, well inside wal_sender_timeout"
+        )));
+    }
+    Ok(interval)
+}

@@ -1,0 +1,3 @@
+//! Freshet: change-data-capture from PostgreSQL to Kafka, Parquet and Redshift.
+
+pub mod config;
