@@ -13,6 +13,7 @@
 --   publication freshet_atlasco   what Freshet captures
 
 CREATE SCHEMA IF NOT EXISTS atlasco;
+SET client_min_messages = warning;
 SET search_path = atlasco, public;
 
 DO $$
@@ -320,3 +321,4 @@ BEGIN
 END $$;
 
 RESET search_path;
+RESET client_min_messages;

@@ -1,0 +1,12 @@
+# Sourced by the other scripts: where caches and build output live (outside the repository,
+# so a fresh clone reuses them) and how cargo is invoked.
+export FRESHET_CACHE=${FRESHET_CACHE:-$HOME/.cache/freshet}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$FRESHET_CACHE/target}
+mkdir -p "$FRESHET_CACHE"
+# A directory the postgres user can traverse, for throwaway clusters.
+freshet_run_dir() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/freshet-$1.XXXXXX")
+    chmod 755 "$dir"
+    echo "$dir"
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmarks need. Idempotent: a second run checks
+# and returns. Caches live outside the repository (FRESHET_CACHE, default ~/.cache/freshet).
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        echo "install: apt-get update" >&2
+        apt-get update -qq >&2
+        apt_updated=1
+    fi
+    echo "install: apt-get install $*" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+if [ ! -x "$PG_BIN/initdb" ] || [ ! -x "$PG_BIN/pg_recvlogical" ]; then
+    apt_install postgresql-15 postgresql-client-15
+fi
+command -v psql >/dev/null || apt_install postgresql-client-15
+# initdb refuses to run as root; the scripts run the server as this user.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+command -v python3 >/dev/null || apt_install python3

@@ -1,0 +1,106 @@
+//! The command line: `freshet run | check | loadgen | bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "freshet",
+    version,
+    about = "Change-data-capture from PostgreSQL, honest about freshness"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a pipeline file and print what to fix.
+    Check {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+    },
+    /// Write AtlasCo-shaped data: a bulk fill or a steady load.
+    Loadgen {
+        #[command(subcommand)]
+        mode: Loadgen,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+/// Where loadgen and bench write: a libpq URL.
+#[derive(Debug, Args)]
+pub struct Target {
+    #[arg(long, env = "FRESHET_SOURCE_URL", hide_env_values = true)]
+    pub url: String,
+    /// Seed for every random choice: the same seed writes the same data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct Shape {
+    #[arg(long, default_value_t = 4)]
+    pub tenants: u32,
+    /// Entities per tenant.
+    #[arg(long, default_value_t = 1000)]
+    pub entities: u32,
+    /// Attribute values per entity.
+    #[arg(long, default_value_t = 20)]
+    pub attributes: u32,
+    /// Attributes in the catalog (AtlasCo: up to 10k).
+    #[arg(long, default_value_t = 1000)]
+    pub catalog: u32,
+    /// Parallel COPY connections.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Loadgen {
+    /// Apply schema/schema.sql and bulk-load tenants × entities × attributes through COPY.
+    Fill {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// Write small transactions (upserts, updates, deletes, new entities, TOASTed values) at a
+    /// target rate until the duration ends or Ctrl-C.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Rows changed per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// How long to run (e.g. 30s, 5m); runs until Ctrl-C when absent.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        #[arg(long, default_value_t = 4)]
+        connections: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Fill (when empty), then time the queries of schema/queries.sql and show their plans.
+    Schema {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        shape: Shape,
+        /// Timed runs of each query.
+        #[arg(long, default_value_t = 20)]
+        runs: u32,
+        /// The queries file.
+        #[arg(long, default_value = "schema/queries.sql")]
+        queries: PathBuf,
+    },
+}

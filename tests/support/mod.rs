@@ -1,0 +1,153 @@
+//! Real services for the integration tests. `scripts/test.sh` starts one PostgreSQL cluster
+//! for the whole run and exports its URL; each test gets a database of its own in it, so
+//! tests run in parallel without seeing each other's rows, slots or publications.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, Config, NoTls};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared cluster's URL, from `scripts/test.sh`.
+pub fn cluster_url() -> String {
+    std::env::var("FRESHET_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!("FRESHET_TEST_PG_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL")
+    })
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database in the shared cluster, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn new(prefix: &str) -> TestDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let admin_url = cluster_url();
+        let name = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = with_dbname(&admin_url, &name);
+        TestDb {
+            name,
+            url,
+            admin_url,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        self.url.parse().expect("test url")
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Best effort, synchronous: psql is there wherever the cluster is.
+        let _ = Command::new("psql")
+            .args([
+                &self.admin_url,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn with_dbname(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if i > "postgresql://".len() => format!("{}/{db}", &url[..i]),
+        _ => format!("{url}/{db}"),
+    }
+}
+
+/// A cluster of the test's own, for tests that need other server settings; stopped on drop.
+pub struct OwnCluster {
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl OwnCluster {
+    pub fn start(settings: &[&str]) -> OwnCluster {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "freshet-own-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut cmd = Command::new(repo().join("scripts/pg.sh"));
+        cmd.arg("start").arg(&dir);
+        for s in settings {
+            cmd.args(["-c", s]);
+        }
+        let out = cmd.output().expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "pg.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        OwnCluster { url, dir }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/pg.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .arg("immediate")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(self.dir.with_extension("initdb.log"));
+    }
+}
+
+/// Polls `check` until it returns Some, or panics naming what it waited for.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn schema_sql() -> String {
+    std::fs::read_to_string(repo().join("schema/schema.sql")).expect("schema.sql")
+}
