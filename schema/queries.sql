@@ -5,32 +5,42 @@
 
 -- name: operational_filter
 -- Operational: one tenant's entities matching several attributes at once. Each predicate is a
--- range of one per-type index (tenant, attribute, value, entity); the planner joins those
--- ranges on entity_id, never touching rows of other attributes or other tenants' partitions.
--- Strings are compared on left(…, 200), the indexed prefix, and then in full.
-SELECT s.entity_id, t.float_value AS temperature, p.integer_value AS priority
-FROM atlasco.entity_values s
-JOIN atlasco.entity_values t
-  ON t.tenant_id = s.tenant_id AND t.entity_id = s.entity_id
- AND t.attribute_id = (SELECT attribute_id FROM atlasco.attributes WHERE name = 'temperature')
-JOIN atlasco.entity_values p
-  ON p.tenant_id = s.tenant_id AND p.entity_id = s.entity_id
- AND p.attribute_id = (SELECT attribute_id FROM atlasco.attributes WHERE name = 'priority')
-WHERE s.tenant_id = 7
-  AND s.attribute_id = (SELECT attribute_id FROM atlasco.attributes WHERE name = 'status')
-  AND left(s.string_value, 200) = 'pending' AND s.string_value = 'pending'
-  AND t.float_value > 35
-  AND p.integer_value >= 4
-LIMIT 100;
+-- range scan of one per-type index (tenant, attribute, value, entity), the entity sets are
+-- intersected, and only the hundred matches are looked up by primary key for their values.
+-- (A nested-loop join that probes the typed indexes by entity would scan a whole value range
+-- per probe.) Strings are compared on left(..., 200), the indexed prefix, then in full.
+WITH ids AS (
+  SELECT (SELECT attribute_id FROM atlasco.attributes WHERE name = 'status') AS status,
+         (SELECT attribute_id FROM atlasco.attributes WHERE name = 'temperature') AS temperature,
+         (SELECT attribute_id FROM atlasco.attributes WHERE name = 'priority') AS priority
+), matches AS (
+  SELECT v.entity_id FROM atlasco.entity_values v, ids
+  WHERE v.tenant_id = 7 AND v.attribute_id = ids.status
+    AND left(v.string_value, 200) = 'pending' AND v.string_value = 'pending'
+  INTERSECT
+  SELECT v.entity_id FROM atlasco.entity_values v, ids
+  WHERE v.tenant_id = 7 AND v.attribute_id = ids.temperature AND v.float_value > 35
+  INTERSECT
+  SELECT v.entity_id FROM atlasco.entity_values v, ids
+  WHERE v.tenant_id = 7 AND v.attribute_id = ids.priority AND v.integer_value >= 4
+), page AS (
+  SELECT entity_id FROM matches ORDER BY entity_id LIMIT 100
+)
+SELECT page.entity_id, t.float_value AS temperature, p.integer_value AS priority
+FROM page, ids
+JOIN atlasco.entity_values t ON t.tenant_id = 7 AND t.attribute_id = ids.temperature
+JOIN atlasco.entity_values p ON p.tenant_id = 7 AND p.attribute_id = ids.priority
+WHERE t.entity_id = page.entity_id AND p.entity_id = page.entity_id
+ORDER BY page.entity_id;
 
 -- name: temperature_distribution
--- Analytical: the temperature histogram per entity type across every tenant.
-SELECT e.entity_type,
+-- Analytical: each tenant's temperature histogram and percentiles, across every tenant:
+-- an index-only scan of the float index, no join.
+SELECT v.tenant_id,
        width_bucket(v.float_value, -10, 50, 12) AS bucket,
        count(*) AS entities,
        round(avg(v.float_value)::numeric, 2) AS avg_temperature
 FROM atlasco.entity_values v
-JOIN atlasco.entities e USING (tenant_id, entity_id)
 WHERE v.attribute_id = (SELECT attribute_id FROM atlasco.attributes WHERE name = 'temperature')
   AND v.float_value IS NOT NULL
 GROUP BY 1, 2

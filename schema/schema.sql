@@ -285,11 +285,13 @@ GROUP BY v.tenant_id, v.entity_id;
 CREATE UNIQUE INDEX IF NOT EXISTS entity_attributes_mv_pk ON entity_attributes_mv (tenant_id, entity_id);
 CREATE INDEX IF NOT EXISTS entity_attributes_mv_attrs ON entity_attributes_mv USING gin (attrs jsonb_path_ops);
 
--- CONCURRENTLY needs a populated view; the first refresh after a WITH NO DATA restore cannot be.
+-- CONCURRENTLY needs a populated view, and diffing against an empty one is slow for nothing
+-- (nobody reads an empty view): those refreshes are plain.
 CREATE OR REPLACE FUNCTION atlasco.refresh_entity_attributes()
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF (SELECT relispopulated FROM pg_class WHERE oid = 'atlasco.entity_attributes_mv'::regclass) THEN
+    IF (SELECT relispopulated FROM pg_class WHERE oid = 'atlasco.entity_attributes_mv'::regclass)
+       AND EXISTS (SELECT 1 FROM atlasco.entity_attributes_mv) THEN
         REFRESH MATERIALIZED VIEW CONCURRENTLY atlasco.entity_attributes_mv;
     ELSE
         REFRESH MATERIALIZED VIEW atlasco.entity_attributes_mv;

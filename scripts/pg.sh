@@ -36,6 +36,10 @@ start)
             --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 \
             || { cat "$dir.initdb.log" >&2; exit 1; }
     fi
+    if [ -f "$dir/port" ] && as_owner "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        url
+        exit 0
+    fi
     for attempt in 1 2 3; do
         port=$(free_port)
         echo "$port" >"$dir/port"
