@@ -24,3 +24,5 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 command -v python3 >/dev/null || apt_install python3
+command -v bc >/dev/null || apt_install bc
+[ -x /usr/bin/time ] || apt_install time

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::pipeline::SinkSpec;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "freshet",
@@ -18,10 +20,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate a pipeline file and print what to fix.
+    /// Run the pipeline as a service until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// Where changes go: jsonl:PATH (one JSON line per change, fsynced before acknowledging).
+        #[arg(long)]
+        sink: SinkSpec,
+    },
+    /// Ask the running capture (or the next one) to snapshot a table again, from the start.
+    Snapshot {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// schema.table, one of source.tables.
+        #[arg(long)]
+        table: String,
+    },
+    /// Validate a pipeline file and the live prerequisites; print what to fix.
     Check {
         #[arg(long, short)]
         pipeline: PathBuf,
+        /// Validate the file only; skip the checks against the live server.
+        #[arg(long)]
+        offline: bool,
     },
     /// Write AtlasCo-shaped data: a bulk fill or a steady load.
     Loadgen {
@@ -90,6 +111,22 @@ pub enum Loadgen {
 
 #[derive(Debug, Subcommand)]
 pub enum Bench {
+    /// Stream an existing slot up to an LSN into a null sink (or --jsonl) and print
+    /// changes/s and peak RSS; scripts/bench-capture.sh runs it beside pg_recvlogical.
+    Capture {
+        #[arg(long, env = "FRESHET_SOURCE_URL", hide_env_values = true)]
+        url: crate::config::PgUrl,
+        #[arg(long)]
+        slot: String,
+        #[arg(long)]
+        publication: String,
+        /// Stop once the stream reaches this LSN (X/Y).
+        #[arg(long)]
+        until: crate::lsn::Lsn,
+        /// Write into the jsonl sink at this path instead of the null sink.
+        #[arg(long)]
+        jsonl: Option<PathBuf>,
+    },
     /// Fill (when empty), then time the queries of schema/queries.sql and show their plans.
     Schema {
         #[command(flatten)]

@@ -43,17 +43,66 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { pipeline } => {
+        Command::Check { pipeline, offline } => {
             let p = config::load(&pipeline)?;
             println!(
-                "{}: pipeline {:?} is valid: {} tables from slot {} / publication {}",
+                "{}: valid: pipeline {:?}, {} tables",
                 pipeline.display(),
                 p.name,
-                p.source.tables.len(),
-                p.source.slot,
-                p.source.publication
+                p.source.tables.len()
             );
+            if offline {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let findings = freshet::source::check::run(&p.source).await;
+            for f in &findings {
+                if f.ok {
+                    println!("  ok    {}", f.what);
+                } else {
+                    println!("  FIX   {}\n        -> {}", f.what, f.fix);
+                }
+            }
+            let bad = findings.iter().filter(|f| !f.ok).count();
+            if bad > 0 {
+                println!("{bad} problem(s) to fix before `freshet run`");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("ready to run");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Snapshot { pipeline, table } => {
+            let p = config::load(&pipeline)?;
+            let table = config::TableName::parse(&table).map_err(anyhow::Error::msg)?;
+            if !p.source.tables.iter().any(|t| t.value == table) {
+                anyhow::bail!("{table} is not in source.tables of {}", pipeline.display());
+            }
+            let client = freshet::pg::connect(&p.source.url.to_config()).await?;
+            let lsn = freshet::source::snapshot::signal(&client, &table).await?;
+            println!("snapshot of {table} requested at {lsn}; the capture of slot {} picks it up from the WAL", p.source.slot);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { pipeline, sink } => {
+            let p = config::load(&pipeline)?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let signal = shutdown_signal().await;
+                tracing::info!(signal, "stopping");
+                let _ = stop.send(true);
+            });
+            match freshet::pipeline::run(&p, &sink, stopped).await {
+                Ok(confirmed) => {
+                    tracing::info!(%confirmed, "stopped cleanly");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) if e.is_transient() => {
+                    eprintln!("error (transient: a restart resumes from the slot): {e}");
+                    Ok(ExitCode::from(EXIT_TEMPFAIL))
+                }
+                Err(e) => {
+                    eprintln!("error (needs an operator): {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Loadgen {
             mode: Loadgen::Fill { target, shape },
@@ -90,6 +139,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench {
             which:
+                Bench::Capture {
+                    url,
+                    slot,
+                    publication,
+                    until,
+                    jsonl,
+                },
+        } => bench_capture(url, slot, publication, until, jsonl).await,
+        Command::Bench {
+            which:
                 Bench::Schema {
                     target,
                     shape,
@@ -120,6 +179,47 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// EX_TEMPFAIL: the service unit restarts on it (`RestartForceExitStatus=75`).
+const EXIT_TEMPFAIL: u8 = 75;
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+async fn bench_capture(
+    url: freshet::config::PgUrl,
+    slot: String,
+    publication: String,
+    until: freshet::lsn::Lsn,
+    jsonl: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let sink = if jsonl.is_some() { "jsonl" } else { "null" };
+    let settings = freshet::source::replication::StreamSettings {
+        slot,
+        publication,
+        status_interval: std::time::Duration::from_secs(1),
+    };
+    let run = bench::capture::run(&url, settings, until, jsonl).await?;
+    let secs = run.elapsed.as_secs_f64();
+    println!(
+        "freshet ({sink} sink): {} changes in {secs:.2}s = {:.0} changes/s, peak RSS {:.1} MiB",
+        run.changes,
+        run.changes as f64 / secs.max(1e-9),
+        run.peak_rss_kib as f64 / 1024.0
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pg_config(target: &Target) -> anyhow::Result<tokio_postgres::Config> {

@@ -34,6 +34,7 @@ fn check_accepts_the_dev_pipeline() {
     let out = freshet()
         .args([
             "check",
+            "--offline",
             "--pipeline",
             concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/dev.yaml"),
         ])
@@ -48,7 +49,7 @@ fn check_accepts_the_dev_pipeline() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid: pipeline"));
 }
 
 #[test]

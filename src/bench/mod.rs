@@ -1,5 +1,6 @@
 //! `freshet bench`: benchmarks that print figures, never pass/fail.
 
+pub mod capture;
 pub mod schema;
 
 /// Nearest-rank percentile of sorted samples.

@@ -154,6 +154,16 @@ impl PgUrl {
     }
 }
 
+impl std::str::FromStr for PgUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<tokio_postgres::Config>()
+            .map(|_| PgUrl(Secret(SecretString::from(s.to_string()))))
+            .map_err(|e| format!("not a PostgreSQL connection string: {e}"))
+    }
+}
+
 impl<'de> Deserialize<'de> for PgUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let secret = Secret::deserialize(d)?;

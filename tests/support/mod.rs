@@ -151,3 +151,126 @@ where
 pub fn schema_sql() -> String {
     std::fs::read_to_string(repo().join("schema/schema.sql")).expect("schema.sql")
 }
+
+/// A pipeline file for `db`, capturing `tables` through `slot` / `publication`.
+pub fn pipeline_yaml(
+    db_url: &str,
+    slot: &str,
+    publication: &str,
+    tables: &[&str],
+    heartbeat: &str,
+) -> String {
+    let list: Vec<String> = tables.iter().map(|t| format!("    - '{t}'")).collect();
+    format!(
+        "name: test\nsource:\n  url: {db_url}\n  slot: {slot}\n  publication: {publication}\n  tables:\n{}\n  heartbeat_interval: {heartbeat}\n  status_interval: 200ms\n",
+        list.join("\n")
+    )
+}
+
+/// `freshet run` as a child process, so tests can SIGTERM or SIGKILL it.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(
+        pipeline: &std::path::Path,
+        sink: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Daemon {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .arg("run")
+            .arg("--pipeline")
+            .arg(pipeline)
+            .arg("--sink")
+            .arg(format!("jsonl:{}", sink.display()))
+            .env("RUST_LOG", "info")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn freshet");
+        Daemon {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                panic!(
+                    "freshet did not stop within 60s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
+        }
+    }
+}
+
+/// The captured lines, parsed.
+pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A killed writer may leave a torn last line; it was never acknowledged.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// The slot's confirmed position as text, or None when the slot is missing.
+pub async fn confirmed_flush(client: &Client, slot: &str) -> Option<String> {
+    client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .expect("read slot")
+        .and_then(|r| r.get(0))
+}
+
+/// Whether LSN text `a` is at or past `b`.
+pub fn lsn_ge(a: &str, b: &str) -> bool {
+    fn parse(s: &str) -> u64 {
+        let (hi, lo) = s.split_once('/').expect("lsn");
+        (u64::from_str_radix(hi, 16).expect("lsn") << 32)
+            | u64::from_str_radix(lo, 16).expect("lsn")
+    }
+    parse(a) >= parse(b)
+}

@@ -1,0 +1,84 @@
+//! The source stage: logical replication from PostgreSQL, decoded into typed transactions
+//! in commit order.
+
+pub mod check;
+pub mod heartbeat;
+pub mod pgoutput;
+pub mod relation;
+pub mod replication;
+pub mod slot;
+pub mod snapshot;
+pub mod value;
+
+use crate::lsn::Lsn;
+use crate::pg::{describe, ConnectError};
+
+/// Message prefixes Freshet writes into the WAL with `pg_logical_emit_message`.
+pub const HEARTBEAT_PREFIX: &str = "freshet.heartbeat";
+
+/// Errors of the source, by consequence: transient ones end the run so the service manager
+/// restarts it from the slot's confirmed position; the others need an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("replication stream from {endpoint}: {error}")]
+    Replication {
+        endpoint: String,
+        error: pgwire_replication::PgWireError,
+    },
+    #[error("{what}: {}", describe(error))]
+    Catalog {
+        what: String,
+        error: tokio_postgres::Error,
+    },
+    #[error("undecodable pgoutput message at {lsn}: {error}")]
+    Decode {
+        lsn: Lsn,
+        error: pgoutput::DecodeError,
+    },
+    #[error("change for relation {0} arrived before its Relation message")]
+    UnknownRelation(u32),
+    #[error("row of {table} has {got} columns, its Relation message {expected}")]
+    Shape {
+        table: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("column {column}: value is not UTF-8")]
+    NotUtf8 { column: String },
+    #[error("column {column}: {error}")]
+    Value {
+        column: String,
+        error: value::ValueError,
+    },
+    #[error("replication slot: {0}")]
+    Slot(String),
+    #[error(
+        "replication slot {slot:?} is lost: {why}. Changes made while it was missing cannot be \
+         captured. To start over: drop the sink's data, let Freshet create a new slot, and \
+         re-snapshot the tables (`freshet snapshot`)"
+    )]
+    SlotLost { slot: String, why: String },
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    #[error("the sink stopped: {0}")]
+    SinkGone(String),
+}
+
+impl SourceError {
+    /// Whether a restart can fix it (network, server restarts), as opposed to data or setup
+    /// problems an operator must look at.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Connect(_) => true,
+            SourceError::Replication { error, .. } => !matches!(
+                error,
+                pgwire_replication::PgWireError::Server(_)
+                    | pgwire_replication::PgWireError::Auth(_)
+            ),
+            SourceError::Catalog { error, .. } => error.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+}

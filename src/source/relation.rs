@@ -1,0 +1,265 @@
+//! The relation cache: what each relation OID in the stream means, as of the last Relation
+//! message for it, with every column's type resolved for decoding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::Client;
+
+use super::pgoutput::{self, Tuple, TupleValue};
+use super::value::{self, TypeInfo, TypeKind};
+use super::SourceError;
+use crate::change::{Column, Datum, Row, Table};
+use crate::config::TableName;
+
+/// Built-in scalar types the value decoder knows by OID.
+const SCALARS: &[u32] = &[
+    16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184, 1700,
+    2950, 3802,
+];
+
+/// Built-in array types and their element types, so common arrays need no catalog query.
+const ARRAYS: &[(u32, u32)] = &[
+    (1000, 16),
+    (1001, 17),
+    (1002, 18),
+    (1003, 19),
+    (1016, 20),
+    (1005, 21),
+    (1007, 23),
+    (1009, 25),
+    (1028, 26),
+    (199, 114),
+    (1021, 700),
+    (1022, 701),
+    (1014, 1042),
+    (1015, 1043),
+    (1182, 1082),
+    (1183, 1083),
+    (1115, 1114),
+    (1185, 1184),
+    (1231, 1700),
+    (2951, 2950),
+    (3807, 3802),
+];
+
+struct Entry {
+    table: Arc<Table>,
+    types: Vec<TypeInfo>,
+}
+
+#[derive(Default)]
+pub struct Relations {
+    relations: HashMap<u32, Entry>,
+    types: HashMap<u32, TypeInfo>,
+}
+
+impl Relations {
+    /// Records a Relation message, resolving user-defined types (enums, domains, their
+    /// arrays) through the catalog connection.
+    pub async fn apply(
+        &mut self,
+        rel: pgoutput::Relation,
+        catalog: &Client,
+    ) -> Result<Arc<Table>, SourceError> {
+        let mut types = Vec::with_capacity(rel.columns.len());
+        for c in &rel.columns {
+            types.push(self.resolve(c.type_oid, catalog, 0).await?);
+        }
+        let table = Arc::new(Table {
+            oid: rel.oid,
+            schema: rel.namespace,
+            name: rel.name,
+            replica_identity: rel.replica_identity,
+            columns: rel
+                .columns
+                .into_iter()
+                .map(|c| Column {
+                    name: c.name,
+                    type_oid: c.type_oid,
+                    type_modifier: c.type_modifier,
+                    key: c.flags & 1 == 1,
+                })
+                .collect(),
+        });
+        self.relations.insert(
+            table.oid,
+            Entry {
+                table: table.clone(),
+                types,
+            },
+        );
+        Ok(table)
+    }
+
+    pub fn table(&self, oid: u32) -> Result<&Arc<Table>, SourceError> {
+        self.relations
+            .get(&oid)
+            .map(|e| &e.table)
+            .ok_or(SourceError::UnknownRelation(oid))
+    }
+
+    /// Decodes a tuple of relation `oid` into typed datums.
+    pub fn row(&self, oid: u32, tuple: &Tuple) -> Result<Row, SourceError> {
+        let entry = self
+            .relations
+            .get(&oid)
+            .ok_or(SourceError::UnknownRelation(oid))?;
+        if tuple.len() != entry.types.len() {
+            return Err(SourceError::Shape {
+                table: format!("{}.{}", entry.table.schema, entry.table.name),
+                expected: entry.types.len(),
+                got: tuple.len(),
+            });
+        }
+        tuple
+            .iter()
+            .zip(&entry.types)
+            .enumerate()
+            .map(|(i, (v, ty))| match v {
+                TupleValue::Null => Ok(Datum::Null),
+                TupleValue::Unchanged => Ok(Datum::Unchanged),
+                TupleValue::Text(bytes) | TupleValue::Binary(bytes) => {
+                    let column = || {
+                        format!(
+                            "{}.{}.{}",
+                            entry.table.schema, entry.table.name, entry.table.columns[i].name
+                        )
+                    };
+                    let text = std::str::from_utf8(bytes)
+                        .map_err(|_| SourceError::NotUtf8 { column: column() })?;
+                    value::parse_text(ty, text)
+                        .map(Datum::Value)
+                        .map_err(|error| SourceError::Value {
+                            column: column(),
+                            error,
+                        })
+                }
+            })
+            .collect()
+    }
+
+    /// The table's relation as the stream would describe it, from the catalog, unless the
+    /// stream already did: snapshot rows can precede any change to their table.
+    pub async fn from_catalog(
+        &mut self,
+        name: &TableName,
+        catalog: &Client,
+    ) -> Result<Arc<Table>, SourceError> {
+        if let Some(e) = self
+            .relations
+            .values()
+            .find(|e| e.table.schema == name.schema && e.table.name == name.table)
+        {
+            return Ok(e.table.clone());
+        }
+        let what = || format!("reading the columns of {name}");
+        let rows = catalog
+            .query(
+                "SELECT c.oid::int8, c.relreplident::text, a.attname::text, a.atttypid::int8, a.atttypmod,
+                        coalesce(a.attnum = ANY (i.indkey), false)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+                 WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum",
+                &[&name.schema, &name.table],
+            )
+            .await
+            .map_err(|error| SourceError::Catalog { what: what(), error })?;
+        let Some(first) = rows.first() else {
+            return Err(SourceError::Snapshot(format!(
+                "table {name} does not exist"
+            )));
+        };
+        let relation = pgoutput::Relation {
+            oid: first.get::<_, i64>(0) as u32,
+            namespace: name.schema.clone(),
+            name: name.table.clone(),
+            replica_identity: first.get::<_, String>(1).bytes().next().unwrap_or(b'd'),
+            columns: rows
+                .iter()
+                .map(|r| pgoutput::RelationColumn {
+                    flags: u8::from(r.get::<_, bool>(5)),
+                    name: r.get(2),
+                    type_oid: r.get::<_, i64>(3) as u32,
+                    type_modifier: r.get(4),
+                })
+                .collect(),
+        };
+        self.apply(relation, catalog).await
+    }
+
+    /// Decodes column texts (None: NULL) of relation `oid`, as a snapshot selected them.
+    pub fn row_from_texts(&self, oid: u32, texts: &[Option<String>]) -> Result<Row, SourceError> {
+        let tuple: Tuple = texts
+            .iter()
+            .map(|t| match t {
+                Some(s) => TupleValue::Text(bytes::Bytes::from(s.clone())),
+                None => TupleValue::Null,
+            })
+            .collect();
+        self.row(oid, &tuple)
+    }
+
+    async fn resolve(
+        &mut self,
+        oid: u32,
+        catalog: &Client,
+        depth: u8,
+    ) -> Result<TypeInfo, SourceError> {
+        if SCALARS.contains(&oid) {
+            return Ok(TypeInfo {
+                oid,
+                kind: TypeKind::Scalar,
+            });
+        }
+        if let Some(&(_, elem)) = ARRAYS.iter().find(|(a, _)| *a == oid) {
+            return Ok(TypeInfo {
+                oid,
+                kind: TypeKind::Array(Box::new(TypeInfo {
+                    oid: elem,
+                    kind: TypeKind::Scalar,
+                })),
+            });
+        }
+        if let Some(t) = self.types.get(&oid) {
+            return Ok(t.clone());
+        }
+        let row = catalog
+            .query_opt("SELECT typtype::text, typelem::int8, typbasetype::int8, typcategory::text FROM pg_type WHERE oid = $1::int8::oid", &[&(oid as i64)])
+            .await
+            .map_err(|error| SourceError::Catalog { what: format!("looking up type {oid}"), error })?;
+        let info = match row {
+            None => TypeInfo {
+                oid,
+                kind: TypeKind::Other,
+            },
+            Some(r) => {
+                let (typtype, elem, base, category): (String, i64, i64, String) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3));
+                if typtype == "e" {
+                    TypeInfo {
+                        oid,
+                        kind: TypeKind::Enum,
+                    }
+                } else if typtype == "d" && base != 0 && depth < 8 {
+                    // A domain's text is its base type's text.
+                    Box::pin(self.resolve(base as u32, catalog, depth + 1)).await?
+                } else if category == "A" && elem != 0 && depth < 8 {
+                    let elem = Box::pin(self.resolve(elem as u32, catalog, depth + 1)).await?;
+                    TypeInfo {
+                        oid,
+                        kind: TypeKind::Array(Box::new(elem)),
+                    }
+                } else {
+                    TypeInfo {
+                        oid,
+                        kind: TypeKind::Other,
+                    }
+                }
+            }
+        };
+        self.types.insert(oid, info.clone());
+        Ok(info)
+    }
+}

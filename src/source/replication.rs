@@ -1,0 +1,545 @@
+//! The capture loop: replication events in, typed transactions out, acknowledgements back.
+
+use std::time::{Duration, Instant};
+
+use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::Client;
+use tracing::{debug, info, warn};
+
+use super::pgoutput::{self, Message, OldTuple};
+use super::relation::Relations;
+use super::slot::{self, SlotState};
+use super::snapshot::{self, Chunk, Job, ProgressFile, TableProgress, Watermark, Windows};
+use super::SourceError;
+use crate::change::{Change, Datum, Op, SourceEvent};
+use crate::config::{PgUrl, Source, TableName};
+
+/// What the replication stream needs from the pipeline's source section.
+#[derive(Clone, Debug)]
+pub struct StreamSettings {
+    pub slot: String,
+    pub publication: String,
+    pub status_interval: Duration,
+}
+
+impl From<&Source> for StreamSettings {
+    fn from(s: &Source) -> Self {
+        StreamSettings {
+            slot: s.slot.clone(),
+            publication: s.publication.clone(),
+            status_interval: s.status_interval.0,
+        }
+    }
+}
+use crate::lsn::{ChangeId, Lsn};
+use crate::pg;
+use crate::pipeline::ack::AckTracker;
+
+/// Session settings that make text-format values deterministic for the decoder.
+const SESSION_OPTIONS: &str =
+    "-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex";
+
+/// Why streaming stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Shutdown,
+    /// The server ended the stream cleanly.
+    EndOfStream,
+}
+
+/// The capture loop's end of the snapshot worker.
+pub struct SnapshotLink {
+    pub chunks: mpsc::Receiver<Chunk>,
+    pub jobs: mpsc::Sender<Job>,
+    pub progress: ProgressFile,
+    /// The configured tables: signals for others are ignored.
+    pub tables: Vec<TableName>,
+}
+
+pub struct Capture {
+    snapshots: Option<(SnapshotLink, Windows)>,
+    repl: ReplicationClient,
+    catalog: Client,
+    relations: Relations,
+    ack: AckTracker,
+    slot: String,
+    endpoint: String,
+    last_confirmed: Lsn,
+    received: Lsn,
+}
+
+struct Txn {
+    commit_lsn: Lsn,
+    seq: u32,
+}
+
+impl Capture {
+    /// Opens the replication stream at the slot's confirmed position; with `stop_at`, the
+    /// stream ends there (benchmarks and bounded replays).
+    pub async fn start(
+        url: &PgUrl,
+        stream: &StreamSettings,
+        slot: SlotState,
+        catalog: Client,
+        stop_at: Option<Lsn>,
+    ) -> Result<Capture, SourceError> {
+        let config = url.to_config();
+        let endpoint = pg::endpoint(&config);
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let repl_config = ReplicationConfig::new(
+            host,
+            config.get_user().unwrap_or("postgres"),
+            password,
+            config.get_dbname().unwrap_or("postgres"),
+            stream.slot.clone(),
+            stream.publication.clone(),
+        )
+        .with_port(config.get_ports().first().copied().unwrap_or(5432))
+        .with_start_lsn(slot.confirmed_flush.into())
+        .with_ack_lsn(slot.confirmed_flush.into())
+        .with_status_interval(stream.status_interval)
+        .with_options(SESSION_OPTIONS)
+        .with_application_name(format!("freshet:{}", stream.slot));
+        let repl_config = match stop_at {
+            Some(lsn) => repl_config.with_stop_lsn(lsn.into()),
+            None => repl_config,
+        };
+        let mut repl = ReplicationClient::connect(repl_config)
+            .await
+            .map_err(|error| SourceError::Replication {
+                endpoint: endpoint.clone(),
+                error,
+            })?;
+        repl.wait_started()
+            .await
+            .map_err(|error| SourceError::Replication {
+                endpoint: endpoint.clone(),
+                error,
+            })?;
+        info!(slot = %stream.slot, resume_from = %slot.confirmed_flush, created = slot.created, "capture started");
+        Ok(Capture {
+            snapshots: None,
+            repl,
+            catalog,
+            relations: Relations::default(),
+            ack: AckTracker::new(slot.confirmed_flush),
+            slot: stream.slot.clone(),
+            endpoint,
+            last_confirmed: slot.confirmed_flush,
+            received: slot.confirmed_flush,
+        })
+    }
+
+    /// Connects the snapshot worker: watermarks and signals in the stream are acted on.
+    pub fn with_snapshots(mut self, link: SnapshotLink) -> Capture {
+        self.snapshots = Some((link, Windows::default()));
+        self
+    }
+
+    /// Streams until shutdown, the end of the stream, or an error. Priority: shutdown, then
+    /// acknowledgements (they free WAL), then new events.
+    pub async fn stream(
+        &mut self,
+        out: &mpsc::Sender<SourceEvent>,
+        durable: &mut watch::Receiver<Lsn>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Stopped, SourceError> {
+        let mut txn: Option<Txn> = None;
+        let mut progress_at = Instant::now();
+        loop {
+            if progress_at.elapsed() >= Duration::from_secs(10) {
+                progress_at = Instant::now();
+                info!(slot = %self.slot, received = %self.received, confirmed = %self.last_confirmed,
+                      in_flight = self.ack.in_flight(), "capture progress");
+            }
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(Stopped::Shutdown),
+                changed = durable.changed() => {
+                    if changed.is_err() {
+                        return Err(SourceError::SinkGone("it stopped acknowledging".into()));
+                    }
+                    let lsn = *durable.borrow_and_update();
+                    self.ack.durable(lsn);
+                    self.confirm();
+                    self.snapshot_durable(lsn)?;
+                    continue;
+                }
+                event = self.repl.recv() => event,
+            };
+            let event = event.map_err(|error| SourceError::Replication {
+                endpoint: self.endpoint.clone(),
+                error,
+            })?;
+            let Some(event) = event else {
+                return Ok(Stopped::EndOfStream);
+            };
+            match event {
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    self.ack.keepalive(wal_end.into());
+                    self.confirm();
+                }
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    xid,
+                    commit_time_micros,
+                } => {
+                    let commit_lsn = Lsn::from(final_lsn);
+                    self.ack.begin();
+                    txn = Some(Txn { commit_lsn, seq: 0 });
+                    send(
+                        out,
+                        SourceEvent::Begin {
+                            xid,
+                            commit_lsn,
+                            commit_ts: commit_time_micros,
+                        },
+                    )
+                    .await?;
+                }
+                ReplicationEvent::Commit {
+                    lsn,
+                    end_lsn,
+                    commit_time_micros,
+                } => {
+                    txn = None;
+                    let (commit_lsn, end_lsn) = (Lsn::from(lsn), Lsn::from(end_lsn));
+                    self.received = end_lsn;
+                    send(
+                        out,
+                        SourceEvent::Commit {
+                            commit_lsn,
+                            end_lsn,
+                            commit_ts: commit_time_micros,
+                        },
+                    )
+                    .await?;
+                    self.ack.commit(end_lsn);
+                    if let Some((_, windows)) = &mut self.snapshots {
+                        windows.commit(end_lsn);
+                    }
+                }
+                ReplicationEvent::XLogData {
+                    wal_start, data, ..
+                } => {
+                    let message = pgoutput::decode(data).map_err(|error| SourceError::Decode {
+                        lsn: wal_start.into(),
+                        error,
+                    })?;
+                    self.apply(message, txn.as_mut(), out).await?;
+                }
+                // Heartbeats travel as their own transactions: their Begin and Commit above
+                // are what moves the acknowledged position.
+                ReplicationEvent::Message {
+                    prefix,
+                    lsn,
+                    content,
+                    ..
+                } => {
+                    debug!(%prefix, lsn = %Lsn::from(lsn), "logical message");
+                    if prefix == snapshot::WATERMARK_PREFIX {
+                        self.watermark(&content, txn.as_mut(), out).await?;
+                    } else if prefix == snapshot::SIGNAL_PREFIX {
+                        self.signal(&content).await;
+                    }
+                }
+                ReplicationEvent::StoppedAt { .. } => return Ok(Stopped::EndOfStream),
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        message: Message,
+        txn: Option<&mut Txn>,
+        out: &mpsc::Sender<SourceEvent>,
+    ) -> Result<(), SourceError> {
+        let (relation, op, before, after) = match message {
+            Message::Relation(rel) => {
+                let table = self.relations.apply(rel, &self.catalog).await?;
+                debug!(table = %format!("{}.{}", table.schema, table.name), columns = table.columns.len(), "relation");
+                return Ok(());
+            }
+            Message::Insert { relation, new } => (relation, Op::Insert, None, Some(new)),
+            Message::Update { relation, old, new } => (relation, Op::Update, old, Some(new)),
+            Message::Delete { relation, old } => (relation, Op::Delete, Some(old), None),
+            Message::Truncate { relations, .. } => {
+                let txn =
+                    txn.ok_or_else(|| SourceError::Slot("TRUNCATE outside a transaction".into()))?;
+                for oid in relations {
+                    let table = self.relations.table(oid)?.clone();
+                    let id = ChangeId {
+                        commit_lsn: txn.commit_lsn,
+                        seq: txn.seq,
+                    };
+                    txn.seq += 1;
+                    send(
+                        out,
+                        SourceEvent::Change(Change {
+                            id,
+                            op: Op::Truncate,
+                            table,
+                            before: None,
+                            after: None,
+                        }),
+                    )
+                    .await?;
+                }
+                return Ok(());
+            }
+            Message::Type { .. }
+            | Message::Origin { .. }
+            | Message::Message { .. }
+            | Message::Begin { .. }
+            | Message::Commit { .. } => return Ok(()),
+        };
+        let txn = txn.ok_or_else(|| {
+            SourceError::Slot(format!(
+                "change for relation {relation} outside a transaction"
+            ))
+        })?;
+        let table = self.relations.table(relation)?.clone();
+        let before = match before {
+            Some(OldTuple::Key(t) | OldTuple::Full(t)) => Some(self.relations.row(relation, &t)?),
+            None => None,
+        };
+        let after = match after {
+            Some(t) => Some(self.relations.row(relation, &t)?),
+            None => None,
+        };
+        let id = ChangeId {
+            commit_lsn: txn.commit_lsn,
+            seq: txn.seq,
+        };
+        txn.seq += 1;
+        let change = Change {
+            id,
+            op,
+            table,
+            before,
+            after,
+        };
+        self.note_window_change(&change);
+        send(out, SourceEvent::Change(change)).await
+    }
+
+    /// A change to the table of the open snapshot window: its keys leave the chunk.
+    fn note_window_change(&mut self, change: &Change) {
+        let Some((_, windows)) = &mut self.snapshots else {
+            return;
+        };
+        let Some((table, key)) = windows.watching() else {
+            return;
+        };
+        let name = TableName {
+            schema: change.table.schema.clone(),
+            table: change.table.name.clone(),
+        };
+        if name.to_string() != table {
+            return;
+        }
+        let positions: Option<Vec<usize>> = key
+            .iter()
+            .map(|k| change.table.columns.iter().position(|c| &c.name == k))
+            .collect();
+        let Some(positions) = positions else { return };
+        let keys: Vec<String> = [&change.before, &change.after]
+            .into_iter()
+            .flatten()
+            .filter_map(|row| {
+                let parts: Option<Vec<String>> = positions
+                    .iter()
+                    .map(|&i| match row.get(i) {
+                        Some(Datum::Value(v)) => Some(v.to_pg_text()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.map(|p| snapshot::key_text(p.iter().map(String::as_str)))
+            })
+            .collect();
+        for k in keys {
+            windows.changed(k);
+        }
+    }
+
+    async fn watermark(
+        &mut self,
+        content: &[u8],
+        txn: Option<&mut Txn>,
+        out: &mpsc::Sender<SourceEvent>,
+    ) -> Result<(), SourceError> {
+        let Some((link, windows)) = &mut self.snapshots else {
+            return Ok(());
+        };
+        let mark: Watermark = match serde_json::from_slice(content) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "ignoring a malformed snapshot watermark");
+                return Ok(());
+            }
+        };
+        if !mark.high {
+            windows.low(mark);
+            return Ok(());
+        }
+        let Some(changed) = windows.high(mark.chunk) else {
+            return Ok(());
+        };
+        // The worker hands the chunk over before it writes the high watermark.
+        let Ok(chunk) = link.chunks.try_recv() else {
+            debug!(
+                chunk = mark.chunk,
+                "high watermark of a chunk from an earlier run"
+            );
+            return Ok(());
+        };
+        if chunk.id != mark.chunk {
+            return Ok(());
+        }
+        let txn = txn.ok_or_else(|| {
+            SourceError::Snapshot("a high watermark outside a transaction".into())
+        })?;
+        let table = self
+            .relations
+            .from_catalog(&chunk.table, &self.catalog)
+            .await?;
+        let mut emitted = 0u64;
+        for (key, texts) in &chunk.rows {
+            if changed.contains(key) {
+                continue;
+            }
+            let by_name: Vec<Option<String>> = table
+                .columns
+                .iter()
+                .map(|c| {
+                    chunk
+                        .columns
+                        .iter()
+                        .position(|n| n == &c.name)
+                        .and_then(|i| texts[i].clone())
+                })
+                .collect();
+            let row = self.relations.row_from_texts(table.oid, &by_name)?;
+            let id = ChangeId {
+                commit_lsn: txn.commit_lsn,
+                seq: txn.seq,
+            };
+            txn.seq += 1;
+            send(
+                out,
+                SourceEvent::Change(Change {
+                    id,
+                    op: Op::Read,
+                    table: table.clone(),
+                    before: None,
+                    after: Some(row),
+                }),
+            )
+            .await?;
+            emitted += 1;
+        }
+        let key = chunk.table.to_string();
+        let Some((link, windows)) = &mut self.snapshots else {
+            return Ok(());
+        };
+        let rows = link
+            .progress
+            .progress
+            .tables
+            .get(&key)
+            .map_or(0, |p| p.rows)
+            + emitted;
+        windows.emitted_in_txn(
+            key,
+            TableProgress {
+                after_key: chunk.next_key.clone(),
+                done: chunk.last,
+                rows,
+            },
+        );
+        debug!(
+            chunk = chunk.id,
+            emitted,
+            dropped = chunk.rows.len() as u64 - emitted,
+            "snapshot chunk emitted"
+        );
+        let _ = chunk.emitted.send(());
+        Ok(())
+    }
+
+    async fn signal(&mut self, content: &[u8]) {
+        let Some((link, _)) = &mut self.snapshots else {
+            return;
+        };
+        let table = serde_json::from_slice::<snapshot::Signal>(content)
+            .map_err(|e| e.to_string())
+            .and_then(|s| TableName::parse(&s.snapshot));
+        match table {
+            Ok(table) if link.tables.contains(&table) => {
+                info!(%table, "snapshot requested by signal");
+                let _ = link
+                    .jobs
+                    .send(Job {
+                        table,
+                        after_key: None,
+                    })
+                    .await;
+            }
+            Ok(table) => {
+                warn!(%table, "snapshot signal for a table this pipeline does not capture")
+            }
+            Err(e) => warn!(error = %e, "ignoring a malformed snapshot signal"),
+        }
+    }
+
+    /// Saves snapshot progress whose `r` events are now durable.
+    fn snapshot_durable(&mut self, durable: Lsn) -> Result<(), SourceError> {
+        let Some((link, windows)) = &mut self.snapshots else {
+            return Ok(());
+        };
+        let done = windows.durable(durable);
+        if done.is_empty() {
+            return Ok(());
+        }
+        for (table, progress) in done {
+            link.progress.progress.tables.insert(table, progress);
+        }
+        link.progress.save()
+    }
+
+    fn confirm(&mut self) {
+        let lsn = self.ack.confirmable();
+        if lsn > self.last_confirmed {
+            self.last_confirmed = lsn;
+            self.repl.update_applied_lsn(lsn.into());
+        }
+    }
+
+    /// Ends the stream after the sink finished: takes its last durable position, confirms
+    /// it, closes the stream and makes sure the slot carries it. Returns that position.
+    pub async fn finish(mut self, durable: Lsn) -> Result<Lsn, SourceError> {
+        self.ack.durable(durable);
+        self.confirm();
+        let confirmed = self.last_confirmed;
+        self.repl.stop();
+        let _ = self.repl.shutdown().await;
+        slot::advance(&self.catalog, &self.slot, confirmed).await?;
+        info!(slot = %self.slot, %confirmed, "capture stopped, position confirmed");
+        Ok(confirmed)
+    }
+}
+
+async fn send(out: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<(), SourceError> {
+    out.send(event)
+        .await
+        .map_err(|_| SourceError::SinkGone("its channel closed".into()))
+}

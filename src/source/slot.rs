@@ -1,0 +1,240 @@
+//! The replication slot and the publication: created when missing (if allowed), checked at
+//! every start. A slot that is gone after Freshet has used it is never silently recreated:
+//! everything written while it was missing would be skipped.
+
+use tokio_postgres::Client;
+use tracing::info;
+
+use super::SourceError;
+use crate::config::{Source, TableName};
+use crate::lsn::Lsn;
+
+/// Polls (200 ms apart) for a slot held by a dead session to be released.
+const SLOT_RELEASE_WAIT_STEPS: u32 = 50;
+
+/// Where the slot stands when capture starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotState {
+    /// Everything before this is acknowledged; streaming resumes after it.
+    pub confirmed_flush: Lsn,
+    pub created: bool,
+}
+
+/// Ensures the publication and the slot. `resuming` says that a sink already holds data
+/// from this slot, so a missing slot means a lost one.
+pub async fn ensure(
+    client: &Client,
+    source: &Source,
+    resuming: bool,
+) -> Result<SlotState, SourceError> {
+    ensure_publication(client, source).await?;
+    let catalog = |what: &str| {
+        let what = what.to_string();
+        move |error| SourceError::Catalog { what, error }
+    };
+    let mut row = None;
+    // A previous Freshet that died a moment ago may still hold the slot until the server
+    // notices its connection is gone.
+    for _ in 0..SLOT_RELEASE_WAIT_STEPS {
+        row = client
+            .query_opt(
+                "SELECT plugin, database::text, confirmed_flush_lsn::text, wal_status, active, active_pid,
+                        current_database()::text
+                 FROM pg_replication_slots WHERE slot_name = $1 AND slot_type = 'logical'",
+                &[&source.slot],
+            )
+            .await
+            .map_err(catalog("reading pg_replication_slots"))?;
+        if !row.as_ref().is_some_and(|r| r.get::<_, bool>(4)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let Some(row) = row else {
+        if resuming {
+            return Err(SourceError::SlotLost {
+                slot: source.slot.clone(),
+                why: "it no longer exists, but the sink already holds changes read through it"
+                    .into(),
+            });
+        }
+        if !source.create_slot {
+            return Err(SourceError::Slot(format!(
+                "replication slot {:?} does not exist and source.create_slot is false: create it with \
+                 SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+                source.slot, source.slot
+            )));
+        }
+        let row = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&source.slot],
+            )
+            .await
+            .map_err(catalog("creating the replication slot"))?;
+        let lsn = parse_lsn(row.get(0))?;
+        info!(slot = %source.slot, %lsn, "replication slot created");
+        return Ok(SlotState {
+            confirmed_flush: lsn,
+            created: true,
+        });
+    };
+    let (plugin, database, confirmed, wal_status, active, pid, current): (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        bool,
+        Option<i32>,
+        String,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+    );
+    if plugin != "pgoutput" {
+        return Err(SourceError::Slot(format!(
+            "slot {:?} uses plugin {plugin:?}, not pgoutput",
+            source.slot
+        )));
+    }
+    if database.as_deref() != Some(current.as_str()) {
+        return Err(SourceError::Slot(format!(
+            "slot {:?} belongs to database {database:?}, not {current:?}",
+            source.slot
+        )));
+    }
+    if wal_status.as_deref() == Some("lost") {
+        return Err(SourceError::SlotLost {
+            slot: source.slot.clone(),
+            why: "the server invalidated it (wal_status = lost: max_slot_wal_keep_size removed WAL it needed)".into(),
+        });
+    }
+    if active {
+        return Err(SourceError::Slot(format!(
+            "slot {:?} is in use by server process {} (another Freshet, or a stale connection): \
+             stop it, or SELECT pg_terminate_backend({})",
+            source.slot,
+            pid.unwrap_or_default(),
+            pid.unwrap_or_default()
+        )));
+    }
+    let confirmed_flush = parse_lsn(confirmed.unwrap_or_default())?;
+    Ok(SlotState {
+        confirmed_flush,
+        created: false,
+    })
+}
+
+async fn ensure_publication(client: &Client, source: &Source) -> Result<(), SourceError> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&source.publication],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: "reading pg_publication".into(),
+            error,
+        })?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    if !source.create_publication {
+        return Err(SourceError::Slot(format!(
+            "publication {:?} does not exist and source.create_publication is false",
+            source.publication
+        )));
+    }
+    let tables: Vec<String> = source.tables.iter().map(|t| t.value.to_string()).collect();
+    let sql = format!(
+        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
+        quote_ident(&source.publication),
+        tables.join(", ")
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: format!("creating publication {:?}", source.publication),
+            error,
+        })?;
+    info!(publication = %source.publication, tables = tables.len(), "publication created");
+    Ok(())
+}
+
+/// Moves the slot's confirmed position forward after the stream has ended: the final
+/// confirmation of a graceful shutdown, which the last status update may not have carried.
+pub async fn advance(client: &Client, slot: &str, to: Lsn) -> Result<(), SourceError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match client
+            .query_one(
+                "SELECT confirmed_flush_lsn < $2::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot, &to.to_string()],
+            )
+            .await
+        {
+            Ok(row) if !row.get::<_, bool>(0) => return Ok(()),
+            Ok(_) => {}
+            Err(error) => return Err(SourceError::Catalog { what: "reading the slot position".into(), error }),
+        }
+        // The walsender may still hold the slot for a moment after the stream ends.
+        match client
+            .execute(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                &[&slot, &to.to_string()],
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    match last {
+        Some(error) => Err(SourceError::Catalog {
+            what: format!("advancing slot {slot:?} to {to}"),
+            error,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn parse_lsn(text: String) -> Result<Lsn, SourceError> {
+    text.parse()
+        .map_err(|e| SourceError::Slot(format!("server returned a bad LSN: {e}")))
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The configured tables the publication does not cover.
+pub async fn uncovered_tables(
+    client: &Client,
+    source: &Source,
+) -> Result<Vec<TableName>, SourceError> {
+    let rows = client
+        .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&source.publication])
+        .await
+        .map_err(|error| SourceError::Catalog { what: "reading pg_publication_tables".into(), error })?;
+    let published: Vec<TableName> = rows
+        .iter()
+        .map(|r| TableName {
+            schema: r.get(0),
+            table: r.get(1),
+        })
+        .collect();
+    Ok(source
+        .tables
+        .iter()
+        .map(|t| t.value.clone())
+        .filter(|t| !published.contains(t))
+        .collect())
+}

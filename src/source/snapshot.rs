@@ -1,0 +1,443 @@
+//! Watermark-based chunked snapshots (DBLog, as Debezium's incremental snapshots do it).
+//!
+//! Per chunk the worker writes a low watermark into the WAL, selects the next primary-key
+//! range, hands the rows to the capture loop and writes a high watermark. In the stream, the
+//! capture loop notes every key of the table changed between the two watermarks; at the high
+//! watermark it emits the chunk's other rows as `r` events inside that transaction. A key
+//! changed in the window is left out: the stream already carries a newer version of it. No
+//! transaction stays open on the primary, streaming never pauses, and after a crash the
+//! worker resumes after the last chunk whose `r` events were durable.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tracing::{info, warn};
+
+use super::SourceError;
+use crate::config::TableName;
+use crate::lsn::Lsn;
+use crate::pg;
+
+/// Prefix of the watermark messages; the content says which chunk and which mark.
+pub const WATERMARK_PREFIX: &str = "freshet.snapshot";
+/// Prefix of signals written by `freshet snapshot`: `{"snapshot": "schema.table"}`.
+pub const SIGNAL_PREFIX: &str = "freshet.signal";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Watermark {
+    pub chunk: u64,
+    pub high: bool,
+    /// The table and its key columns, so the capture loop knows which changes fall in the
+    /// window without having seen the chunk yet.
+    pub table: String,
+    pub key: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signal {
+    pub snapshot: String,
+}
+
+/// One selected chunk, rows in their text form as the stream would carry them.
+#[derive(Debug)]
+pub struct Chunk {
+    pub id: u64,
+    pub table: TableName,
+    /// Column names in table order, as selected.
+    pub columns: Vec<String>,
+    /// Each row's key (its key columns' text joined), and its column texts.
+    pub rows: Vec<(String, Vec<Option<String>>)>,
+    /// The cursor after this chunk, and whether it was the table's last chunk.
+    pub next_key: Option<Vec<String>>,
+    pub last: bool,
+    /// Told when the chunk's rows have been emitted (or dropped), so one chunk is in flight.
+    pub emitted: oneshot::Sender<()>,
+}
+
+/// Snapshot progress per table, persisted after each chunk is durable downstream.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Progress {
+    pub tables: BTreeMap<String, TableProgress>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableProgress {
+    /// Key after which the next chunk starts; None: from the beginning.
+    pub after_key: Option<Vec<String>>,
+    pub done: bool,
+    pub rows: u64,
+}
+
+/// The progress file: written atomically (temporary file, fsync, rename, fsync directory).
+pub struct ProgressFile {
+    path: PathBuf,
+    pub progress: Progress,
+}
+
+impl ProgressFile {
+    pub fn open(path: &Path) -> Result<ProgressFile, SourceError> {
+        let progress = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                SourceError::Snapshot(format!(
+                    "{}: not a snapshot progress file: {e}",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Progress::default(),
+            Err(e) => {
+                return Err(SourceError::Snapshot(format!(
+                    "reading {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Ok(ProgressFile {
+            path: path.to_path_buf(),
+            progress,
+        })
+    }
+
+    pub fn save(&self) -> Result<(), SourceError> {
+        let io = |e: std::io::Error| {
+            SourceError::Snapshot(format!("writing {}: {e}", self.path.display()))
+        };
+        let tmp = self.path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(&self.progress)
+            .map_err(|e| SourceError::Snapshot(e.to_string()))?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// A request to the worker: snapshot this table from this key.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub table: TableName,
+    pub after_key: Option<Vec<String>>,
+}
+
+/// Runs snapshot jobs one chunk at a time. It never holds a transaction open across chunks:
+/// each statement is its own short transaction.
+pub async fn worker(
+    config: tokio_postgres::Config,
+    chunk_rows: u32,
+    mut jobs: mpsc::Receiver<Job>,
+    chunks: mpsc::Sender<Chunk>,
+) -> Result<(), SourceError> {
+    let client = pg::connect(&config).await?;
+    client
+        .batch_execute("SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET extra_float_digits = 1; SET bytea_output = 'hex'")
+        .await
+        .map_err(|error| SourceError::Catalog { what: "preparing the snapshot session".into(), error })?;
+    let mut next_chunk: u64 = rand_chunk_base();
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    loop {
+        let job = match queue.pop_front() {
+            Some(j) => j,
+            None => match jobs.recv().await {
+                Some(j) => j,
+                None => return Ok(()),
+            },
+        };
+        let key = primary_key(&client, &job.table).await?;
+        if key.is_empty() {
+            warn!(table = %job.table, "no primary key: the table cannot be snapshotted in key chunks; skipped");
+            continue;
+        }
+        let columns = columns(&client, &job.table).await?;
+        info!(table = %job.table, resume_after = ?job.after_key, "snapshot started");
+        let started = std::time::Instant::now();
+        let mut after = job.after_key.clone();
+        let mut rows_done: u64 = 0;
+        loop {
+            // New jobs queue behind the running one.
+            while let Ok(j) = jobs.try_recv() {
+                queue.push_back(j);
+            }
+            let id = next_chunk;
+            next_chunk += 1;
+            let mark = |high| Watermark {
+                chunk: id,
+                high,
+                table: job.table.to_string(),
+                key: key.clone(),
+            };
+            emit(&client, &mark(false)).await?;
+            let rows = select_chunk(
+                &client,
+                &job.table,
+                &columns,
+                &key,
+                after.as_deref(),
+                chunk_rows,
+            )
+            .await?;
+            let last = rows.len() < chunk_rows as usize;
+            let next_key = rows.last().map(|(k, _)| k.1.clone()).or(after.clone());
+            let count = rows.len() as u64;
+            let (emitted, done) = oneshot::channel();
+            let chunk = Chunk {
+                id,
+                table: job.table.clone(),
+                columns: columns.clone(),
+                rows: rows.into_iter().map(|((k, _), r)| (k, r)).collect(),
+                next_key: next_key.clone(),
+                last,
+                emitted,
+            };
+            if chunks.send(chunk).await.is_err() {
+                return Ok(());
+            }
+            emit(&client, &mark(true)).await?;
+            // One chunk in flight: wait until the capture loop has passed its high watermark.
+            if done.await.is_err() {
+                return Ok(());
+            }
+            rows_done += count;
+            let rate = rows_done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            info!(table = %job.table, rows = rows_done, rows_per_sec = format!("{rate:.0}"), "snapshot progress");
+            after = next_key;
+            if last {
+                info!(table = %job.table, rows = rows_done, seconds = started.elapsed().as_secs(), "snapshot finished");
+                break;
+            }
+        }
+    }
+}
+
+/// Chunk ids only need to differ between runs that share a slot's WAL.
+fn rand_chunk_base() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+        << 8
+}
+
+async fn emit(client: &Client, mark: &Watermark) -> Result<(), SourceError> {
+    let content = serde_json::to_string(mark).map_err(|e| SourceError::Snapshot(e.to_string()))?;
+    client
+        .execute(
+            "SELECT pg_logical_emit_message(true, $1, $2)",
+            &[&WATERMARK_PREFIX, &content],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: "writing a snapshot watermark".into(),
+            error,
+        })?;
+    Ok(())
+}
+
+/// Writes a signal asking running (or future) captures to snapshot `table` again.
+pub async fn signal(client: &Client, table: &TableName) -> Result<Lsn, SourceError> {
+    let content = serde_json::to_string(&Signal {
+        snapshot: table.to_string(),
+    })
+    .map_err(|e| SourceError::Snapshot(e.to_string()))?;
+    let row = client
+        .query_one(
+            "SELECT pg_logical_emit_message(true, $1, $2)::text",
+            &[&SIGNAL_PREFIX, &content],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: "writing the snapshot signal".into(),
+            error,
+        })?;
+    row.get::<_, String>(0)
+        .parse()
+        .map_err(|e| SourceError::Snapshot(format!("{e}")))
+}
+
+fn qualified(t: &TableName) -> String {
+    t.to_string()
+}
+
+async fn primary_key(client: &Client, table: &TableName) -> Result<Vec<String>, SourceError> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary ORDER BY k.ord",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: format!("reading the primary key of {table}"),
+            error,
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn columns(client: &Client, table: &TableName) -> Result<Vec<String>, SourceError> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attgenerated = '' ORDER BY a.attnum",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: format!("reading the columns of {table}"),
+            error,
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn ident(s: &str) -> String {
+    super::slot::quote_ident(s)
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Key text used to match chunk rows with streamed changes.
+pub fn key_text<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    parts.into_iter().collect::<Vec<_>>().join("\u{1f}")
+}
+
+type KeyedRow = ((String, Vec<String>), Vec<Option<String>>);
+
+/// The next `limit` rows after `after` in key order, every column as its text output.
+async fn select_chunk(
+    client: &Client,
+    table: &TableName,
+    columns: &[String],
+    key: &[String],
+    after: Option<&[String]>,
+    limit: u32,
+) -> Result<Vec<KeyedRow>, SourceError> {
+    let key_list = key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+    let select = columns
+        .iter()
+        .map(|c| format!("{}::text", ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key_select = key
+        .iter()
+        .map(|k| format!("{}::text", ident(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Row comparison on the key columns; the literals are cast by the server to each column's
+    // type (key columns are compared in their own type, not as text).
+    let filter = match after {
+        Some(values) => {
+            let lits = values
+                .iter()
+                .map(|v| literal(v))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("WHERE ({key_list}) > ({lits})")
+        }
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT {key_select}, {select} FROM {} {filter} ORDER BY {key_list} LIMIT {limit}",
+        qualified(table)
+    );
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: format!("selecting a snapshot chunk of {table}"),
+            error,
+        })?;
+    let mut out = Vec::new();
+    for m in messages {
+        if let SimpleQueryMessage::Row(row) = m {
+            let key_values: Vec<String> = (0..key.len())
+                .map(|i| row.get(i).unwrap_or_default().to_string())
+                .collect();
+            let values: Vec<Option<String>> = (0..columns.len())
+                .map(|i| row.get(key.len() + i).map(str::to_string))
+                .collect();
+            let k = key_text(key_values.iter().map(String::as_str));
+            out.push(((k, key_values), values));
+        }
+    }
+    Ok(out)
+}
+
+/// The capture loop's side: open windows between watermarks, keys changed in them, and
+/// chunks whose `r` events await durability before their progress is saved.
+#[derive(Default)]
+pub struct Windows {
+    /// The open window: its low watermark, and the keys changed since.
+    open: Option<(Watermark, HashSet<String>)>,
+    /// (commit end of the high-watermark transaction, table, progress after it).
+    pending: VecDeque<(Lsn, String, TableProgress)>,
+    /// Progress of the high watermark in the current transaction, until its Commit.
+    in_txn: Option<(String, TableProgress)>,
+}
+
+impl Windows {
+    pub fn low(&mut self, mark: Watermark) {
+        self.open = Some((mark, HashSet::new()));
+    }
+
+    /// The table (as `schema.table` text) and key columns of the open window.
+    pub fn watching(&self) -> Option<(&str, &[String])> {
+        self.open
+            .as_ref()
+            .map(|(m, _)| (m.table.as_str(), m.key.as_slice()))
+    }
+
+    pub fn changed(&mut self, key: String) {
+        if let Some((_, keys)) = &mut self.open {
+            keys.insert(key);
+        }
+    }
+
+    /// Closes the window of `chunk`, returning the keys changed in it (None: no window for
+    /// this chunk was seen, e.g. its low watermark predates the resume position).
+    pub fn high(&mut self, chunk: u64) -> Option<HashSet<String>> {
+        match self.open.take() {
+            Some((mark, keys)) if mark.chunk == chunk => Some(keys),
+            other => {
+                self.open = other;
+                None
+            }
+        }
+    }
+
+    pub fn emitted_in_txn(&mut self, table: String, progress: TableProgress) {
+        self.in_txn = Some((table, progress));
+    }
+
+    pub fn commit(&mut self, end_lsn: Lsn) {
+        if let Some((table, progress)) = self.in_txn.take() {
+            self.pending.push_back((end_lsn, table, progress));
+        }
+    }
+
+    /// Progress made durable by `durable`, oldest first.
+    pub fn durable(&mut self, durable: Lsn) -> Vec<(String, TableProgress)> {
+        let mut out = Vec::new();
+        while self.pending.front().is_some_and(|(l, _, _)| *l <= durable) {
+            if let Some((_, t, p)) = self.pending.pop_front() {
+                out.push((t, p));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,706 @@
+//! Capture end to end against a real PostgreSQL 15: `freshet run --sink jsonl:…` as a child
+//! process, rows written with SQL, the captured lines compared with the source row by row.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use support::{Daemon, TestDb};
+
+struct Setup {
+    db: TestDb,
+    client: tokio_postgres::Client,
+    dir: tempfile::TempDir,
+    slot: String,
+}
+
+impl Setup {
+    async fn new(prefix: &str, ddl: &str) -> Setup {
+        let db = TestDb::new(prefix).await;
+        let client = db.client().await;
+        client.batch_execute(ddl).await.expect("ddl");
+        let slot = db.name.clone();
+        Setup {
+            db,
+            client,
+            dir: tempfile::tempdir().unwrap(),
+            slot,
+        }
+    }
+
+    fn pipeline(&self, tables: &[&str]) -> PathBuf {
+        let path = self.dir.path().join("pipeline.yaml");
+        let yaml = support::pipeline_yaml(&self.db.url, &self.slot, &self.slot, tables, "1s");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    fn sink(&self) -> PathBuf {
+        self.dir.path().join("changes.jsonl")
+    }
+
+    fn start(&self, tables: &[&str]) -> Daemon {
+        Daemon::start(
+            &self.pipeline(tables),
+            &self.sink(),
+            &self.dir.path().join("freshet.log"),
+        )
+    }
+
+    /// Waits until the daemon created its slot (it is then safe to write).
+    async fn slot_ready(&self, daemon: &Daemon) {
+        let client = &self.client;
+        let slot = self.slot.clone();
+        support::wait_for(
+            &format!("slot {slot} to be active; log:\n{}", daemon.log_text()),
+            Duration::from_secs(60),
+            || {
+                let slot = slot.clone();
+                async move {
+                    client
+                        .query_opt(
+                            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                            &[&slot],
+                        )
+                        .await
+                        .unwrap()
+                        .map(|_| ())
+                }
+            },
+        )
+        .await
+    }
+
+    async fn lines(&self, at_least: usize, daemon: &Daemon) -> Vec<Json> {
+        let sink = self.sink();
+        support::wait_for(
+            &format!("{at_least} captured lines; log:\n{}", daemon.log_text()),
+            Duration::from_secs(120),
+            || {
+                let sink = sink.clone();
+                async move {
+                    let lines = support::read_jsonl(&sink);
+                    (lines.len() >= at_least).then_some(lines)
+                }
+            },
+        )
+        .await
+    }
+}
+
+const TYPES_DDL: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE all_types (
+    id int PRIMARY KEY,
+    b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, n numeric, n2 numeric(40,10),
+    t text, vc varchar(20), c char(4), by bytea, d date, tm time, ts timestamp, tz timestamptz,
+    u uuid, j json, jb jsonb, ai int4[], at text[], a2 int4[][], e mood, ea mood[]
+);
+CREATE TABLE "Odd ""Table""" ("Key Col" int PRIMARY KEY, "väl" text);
+CREATE PUBLICATION PUB_PLACEHOLDER FOR TABLE all_types, "Odd ""Table""" WITH (publish_via_partition_root = true);
+"#;
+
+const TYPE_ROWS: &str = r#"
+SET TIME ZONE 'America/New_York';
+INSERT INTO all_types VALUES
+ (1, true, -32768, -2147483648, -9223372036854775808, 3.4028235e38, 1e-300, 'NaN', 123456789012345678901234567890.0123456789,
+  '', '', 'ab', '\x', '2026-02-28', '00:00:00', '2026-01-01 00:00:00', '2026-07-01 12:34:56.789+02',
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"b": 1, "a": [true, null]}', '{"b": 1, "a": [true, null]}',
+  '{1,NULL,3}', '{"a b","c,d","e\"f",NULL,"NULL",""}', '{{1,2},{3,4}}', 'happy', '{sad,happy}'),
+ (2, false, 32767, 2147483647, 9223372036854775807, '-Infinity', 'Infinity', '-1e-20', 0.5,
+  'Grüße, 東京 🚀 "quoted" \ back', 'x', 'abcd', '\x00ff10', 'infinity', '23:59:59.999999', '-infinity', 'infinity',
+  '00000000-0000-0000-0000-000000000000', '[]', '"s"', '{}', '{}', '{}', 'sad', '{}'),
+ (3, NULL, NULL, NULL, NULL, 'NaN', -0.0, 1e100, NULL, NULL, NULL, NULL, NULL, '0044-03-15 BC', '12:00:00.5',
+  '0044-03-15 12:00:00 BC', '1999-12-31 23:59:59.000001-08', NULL, 'null', 'null', NULL, NULL, NULL, NULL, NULL),
+ (4, NULL, 0, 0, 0, 1.1, 0.1, 3.14159265358979323846264338327950288419716939937510, -99.5,
+  repeat('x', 100), NULL, NULL, NULL, '1970-01-01', NULL, '2000-01-01 00:00:00', '1970-01-01 00:00:00+00',
+  NULL, NULL, '{"deep": {"x": [1, 2.5, "three"]}}', NULL, '{"",NULL}', NULL, 'ok', NULL);
+INSERT INTO "Odd ""Table""" VALUES (1, 'ärger'), (2, NULL);
+"#;
+
+/// PostgreSQL's own rendering of each column, in the mapping the jsonl sink promises:
+/// to_jsonb for JSON-native types, the text output for exact or temporal ones.
+const EXPECTED_SQL: &str = r#"
+SELECT id, jsonb_build_object(
+  'id', to_jsonb(id), 'b', to_jsonb(b), 'i2', to_jsonb(i2), 'i4', to_jsonb(i4), 'i8', to_jsonb(i8),
+  'f4', to_jsonb(f4), 'f8', to_jsonb(f8), 'n', to_jsonb(n::text), 'n2', to_jsonb(n2::text), 't', to_jsonb(t),
+  'vc', to_jsonb(vc), 'c', to_jsonb(c), 'by', to_jsonb(by), 'd', to_jsonb(d::text), 'tm', to_jsonb(tm::text),
+  'ts', to_jsonb(ts::text), 'tz', to_jsonb(tz::text), 'u', to_jsonb(u), 'j', j::jsonb, 'jb', jb,
+  'ai', to_jsonb(ai), 'at', to_jsonb(at), 'a2', to_jsonb(a2), 'e', to_jsonb(e), 'ea', to_jsonb(ea))::text
+FROM all_types ORDER BY id
+"#;
+
+fn after(line: &Json) -> &serde_json::Map<String, Json> {
+    line["after"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no after in {line}"))
+}
+
+/// JSON equality where numbers compare by value (1.0 == 1), as PostgreSQL's and serde's
+/// number renderings differ in form only.
+fn same(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[tokio::test]
+async fn every_type_round_trips_field_by_field() {
+    let s = Setup::new("cap_types", "").await;
+    s.client
+        .batch_execute(&TYPES_DDL.replace("PUB_PLACEHOLDER", &s.slot))
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.all_types", r#"public."Odd ""Table""""#]);
+    s.slot_ready(&daemon).await;
+    s.client.batch_execute(TYPE_ROWS).await.unwrap();
+
+    let lines = s.lines(6, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    // PostgreSQL's own rendering of each column, in the mapping the jsonl sink promises:
+    // to_jsonb for JSON-native types, the text output (in UTC) for exact or temporal ones.
+    s.client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    let rows = s.client.query(EXPECTED_SQL, &[]).await.unwrap();
+    let captured: Vec<&Json> = lines.iter().filter(|l| l["table"] == "all_types").collect();
+    assert_eq!(captured.len(), 4);
+    for (line, row) in captured.iter().zip(&rows) {
+        let expected: Json = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
+        let expected = expected.as_object().unwrap();
+        let got = after(line);
+        assert_eq!(line["op"], "c");
+        for (column, want) in expected {
+            let have = got.get(column).unwrap_or_else(|| {
+                panic!(
+                    "row {}: column {column} missing in {line}",
+                    row.get::<_, i32>(0)
+                )
+            });
+            assert!(
+                same(have, want),
+                "row {} column {column}: captured {have} but the source has {want}",
+                row.get::<_, i32>(0)
+            );
+        }
+        assert_eq!(got.len(), expected.len(), "{line}");
+    }
+    let odd: Vec<&Json> = lines
+        .iter()
+        .filter(|l| l["table"] == "Odd \"Table\"")
+        .collect();
+    assert_eq!(odd.len(), 2);
+    assert_eq!(after(odd[0]).get("Key Col"), Some(&Json::from(1)));
+    assert_eq!(after(odd[0]).get("väl"), Some(&Json::from("ärger")));
+    assert_eq!(after(odd[1]).get("väl"), Some(&Json::Null));
+    // One transaction per INSERT statement: identities are (commit lsn, seq) with seq from 0.
+    assert_eq!(
+        captured
+            .iter()
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert!(captured.iter().all(|l| l["lsn"] == captured[0]["lsn"]));
+}
+
+#[tokio::test]
+async fn updates_deletes_identities_and_unchanged_toast() {
+    let ddl = "CREATE TABLE keyed (id int PRIMARY KEY, small int, big text);
+               CREATE TABLE full_row (id int, small int, big text);
+               ALTER TABLE full_row REPLICA IDENTITY FULL;
+               ALTER TABLE keyed ALTER COLUMN big SET STORAGE EXTERNAL;";
+    let s = Setup::new("cap_identity", ddl).await;
+    s.client
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} FOR TABLE keyed, full_row",
+            s.slot
+        ))
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.keyed", "public.full_row"]);
+    s.slot_ready(&daemon).await;
+    let big: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    s.client
+        .execute(
+            "INSERT INTO keyed VALUES (1, 10, $1), (2, 20, 'short')",
+            &[&big],
+        )
+        .await
+        .unwrap();
+    s.client
+        .batch_execute(
+            "UPDATE keyed SET small = 11 WHERE id = 1;
+             UPDATE keyed SET id = 3 WHERE id = 2;
+             DELETE FROM keyed WHERE id = 3;
+             INSERT INTO full_row VALUES (1, 5, 'x');
+             UPDATE full_row SET small = 6;
+             DELETE FROM full_row;
+             TRUNCATE keyed;",
+        )
+        .await
+        .unwrap();
+    let lines = s.lines(9, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0));
+    let ops: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["table"].as_str().unwrap(), l["op"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("keyed", "c"),
+            ("keyed", "c"),
+            ("keyed", "u"),
+            ("keyed", "u"),
+            ("keyed", "d"),
+            ("full_row", "c"),
+            ("full_row", "u"),
+            ("full_row", "d"),
+            ("keyed", "t")
+        ]
+    );
+    // The TOASTed column the update left alone is reported as unchanged, not as NULL.
+    let toast = &lines[2];
+    assert_eq!(toast["unchanged"], serde_json::json!(["big"]), "{toast}");
+    assert!(after(toast).get("big").is_none(), "{toast}");
+    assert_eq!(after(toast)["small"], 11);
+    assert_eq!(after(&lines[0])["big"].as_str().map(str::len), Some(20_000));
+    // DEFAULT identity: a key change carries the old key; the delete carries the key only.
+    assert_eq!(
+        lines[3]["before"],
+        serde_json::json!({"id": 2, "small": null, "big": null})
+    );
+    assert_eq!(after(&lines[3])["id"], 3);
+    assert_eq!(lines[4]["before"]["id"], 3);
+    // FULL identity: the whole old row.
+    assert_eq!(
+        lines[6]["before"],
+        serde_json::json!({"id": 1, "small": 5, "big": "x"})
+    );
+    assert_eq!(
+        lines[7]["before"],
+        serde_json::json!({"id": 1, "small": 6, "big": "x"})
+    );
+    assert!(lines[8]["before"].is_null() && lines[8]["after"].is_null());
+}
+
+#[tokio::test]
+async fn big_and_interleaved_transactions_come_out_whole_in_commit_order() {
+    let s = Setup::new(
+        "cap_order",
+        "CREATE TABLE t (id bigint PRIMARY KEY, who text)",
+    )
+    .await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.t"]);
+    s.slot_ready(&daemon).await;
+
+    // A and B interleave; B commits first, so B comes out first.
+    let a = s.db.client().await;
+    let b = s.db.client().await;
+    a.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'a')")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; INSERT INTO t VALUES (2, 'b')")
+        .await
+        .unwrap();
+    a.batch_execute("INSERT INTO t VALUES (3, 'a')")
+        .await
+        .unwrap();
+    b.batch_execute("INSERT INTO t VALUES (4, 'b'); COMMIT")
+        .await
+        .unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    // 200k rows in one transaction.
+    s.client
+        .batch_execute("INSERT INTO t SELECT g, 'big' FROM generate_series(100, 200099) g")
+        .await
+        .unwrap();
+
+    let lines = s.lines(200_004, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(lines.len(), 200_004);
+    let who: Vec<&str> = lines[..4]
+        .iter()
+        .map(|l| after(l)["who"].as_str().unwrap())
+        .collect();
+    assert_eq!(who, ["b", "b", "a", "a"]);
+    let ids: Vec<i64> = lines[..4]
+        .iter()
+        .map(|l| after(l)["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 4, 1, 3]);
+    let big = &lines[4..];
+    assert!(big
+        .iter()
+        .all(|l| l["lsn"] == big[0]["lsn"] && l["xid"] == big[0]["xid"]));
+    assert!(big
+        .iter()
+        .enumerate()
+        .all(|(i, l)| l["seq"] == i as u64 && after(l)["id"] == 100 + i as i64));
+    let lsn = |l: &Json| l["lsn"].as_str().unwrap().to_string();
+    assert!(support::lsn_ge(&lsn(&lines[2]), &lsn(&lines[0])) && lsn(&lines[2]) != lsn(&lines[0]));
+}
+
+/// Replays captured lines into a map of table → key → row, by identity: each identity must
+/// carry one content, however often it was written.
+fn replay(
+    lines: &[Json],
+    keys: &HashMap<&str, Vec<&str>>,
+) -> BTreeMap<String, BTreeMap<String, Json>> {
+    let mut by_id: BTreeMap<(u64, u64), &Json> = BTreeMap::new();
+    for l in lines {
+        let (hi, lo) = l["lsn"].as_str().unwrap().split_once('/').unwrap();
+        let lsn =
+            (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+        let id = (lsn, l["seq"].as_u64().unwrap());
+        if let Some(prev) = by_id.insert(id, l) {
+            assert_eq!(prev, l, "identity {id:?} was captured with two contents");
+        }
+    }
+    let mut state: BTreeMap<String, BTreeMap<String, Json>> = BTreeMap::new();
+    for l in by_id.values() {
+        let table = l["table"].as_str().unwrap();
+        let rows = state.entry(table.to_string()).or_default();
+        let key_of = |row: &Json| {
+            keys[table]
+                .iter()
+                .map(|k| row[*k].to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match l["op"].as_str().unwrap() {
+            "c" | "r" => {
+                rows.insert(key_of(&l["after"]), l["after"].clone());
+            }
+            "u" => {
+                let mut new = l["after"].clone();
+                let old_key = if l["before"].is_null() {
+                    key_of(&new)
+                } else {
+                    key_of(&l["before"])
+                };
+                let old = rows
+                    .remove(&old_key)
+                    .unwrap_or_else(|| panic!("update of a row never captured: {l}"));
+                for c in l["unchanged"].as_array().unwrap() {
+                    let c = c.as_str().unwrap();
+                    new[c] = old[c].clone();
+                }
+                rows.insert(key_of(&new), new);
+            }
+            "d" => {
+                rows.remove(&key_of(&l["before"]))
+                    .unwrap_or_else(|| panic!("delete of a row never captured: {l}"));
+            }
+            "t" => rows.clear(),
+            other => panic!("unknown op {other}"),
+        }
+    }
+    state
+}
+
+async fn source_state(
+    client: &tokio_postgres::Client,
+    keys: &HashMap<&str, Vec<&str>>,
+) -> BTreeMap<String, BTreeMap<String, Json>> {
+    let mut state = BTreeMap::new();
+    for (table, key) in keys {
+        let rows = client
+            .query(
+                &format!("SELECT to_jsonb(t)::text FROM atlasco.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut map = BTreeMap::new();
+        for r in rows {
+            let row: Json = serde_json::from_str(&r.get::<_, String>(0)).unwrap();
+            let k = key
+                .iter()
+                .map(|c| row[*c].to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            map.insert(k, row);
+        }
+        state.insert(table.to_string(), map);
+    }
+    state
+}
+
+/// Values compared on what both sides render the same way: timestamps are compared as
+/// instants, everything else as JSON.
+fn normalise(state: &mut BTreeMap<String, BTreeMap<String, Json>>) {
+    for rows in state.values_mut() {
+        for row in rows.values_mut() {
+            for (column, v) in row.as_object_mut().unwrap().iter_mut() {
+                if let Some(s) = v.as_str() {
+                    if column.ends_with("_at") || column == "timestamp_value" {
+                        let t = chrono::DateTime::parse_from_rfc3339(
+                            &s.replace(' ', "T")
+                                .replace("+00", "+00:00")
+                                .replace("+00:00:00", "+00:00"),
+                        )
+                        .map(|t| t.timestamp_micros())
+                        .unwrap_or_else(|e| panic!("{column}: {s:?}: {e}"));
+                        *v = Json::from(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_9_under_load_loses_and_invents_nothing() {
+    let s = Setup::new("cap_kill", "").await;
+    s.client
+        .batch_execute(&support::schema_sql())
+        .await
+        .unwrap();
+    // The schema's publication has a fixed name; this test's slot is its own.
+    let pipeline = s.dir.path().join("pipeline.yaml");
+    let yaml = support::pipeline_yaml(
+        &s.db.url,
+        &s.slot,
+        "freshet_atlasco",
+        &[
+            "atlasco.tenants",
+            "atlasco.attributes",
+            "atlasco.entities",
+            "atlasco.entity_values",
+        ],
+        "1s",
+    );
+    std::fs::write(&pipeline, yaml).unwrap();
+    let log = s.dir.path().join("freshet.log");
+    let mut daemon = Daemon::start(&pipeline, &s.sink(), &log);
+    s.slot_ready(&daemon).await;
+
+    let config = s.db.config();
+    let fill = freshet::loadgen::FillOptions {
+        tenants: 2,
+        entities_per_tenant: 100,
+        attributes_per_entity: 10,
+        catalog_size: 50,
+        seed: 4,
+        jobs: 1,
+    };
+    freshet::loadgen::fill(&config, &fill).await.unwrap();
+    let (stop_load, load_stop) = tokio::sync::watch::channel(false);
+    let opts = freshet::loadgen::RunOptions {
+        rate: 1500,
+        duration: Some(Duration::from_secs(60)),
+        connections: 2,
+        seed: 8,
+    };
+    let load = tokio::spawn(async move { freshet::loadgen::run(&config, &opts, load_stop).await });
+
+    let mut rng_state = 0x2545F4914F6CDD1Du64;
+    for round in 0..4 {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        let wait = Duration::from_millis(800 + rng_state % 2500);
+        tokio::time::sleep(wait).await;
+        daemon.kill9();
+        eprintln!(
+            "round {round}: killed after {wait:?}, {} lines so far",
+            support::read_jsonl(&s.sink()).len()
+        );
+        daemon = Daemon::start(&pipeline, &s.sink(), &log);
+    }
+    let _ = stop_load.send(true);
+    let report = load.await.unwrap().unwrap();
+    assert!(report.rows > 1000, "{report}");
+
+    // Catch up to the end of the WAL, then stop cleanly.
+    let target: String = s
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let client = &s.client;
+    let slot = s.slot.clone();
+    support::wait_for(
+        &format!("the slot to confirm {target}; log:\n{}", daemon.log_text()),
+        Duration::from_secs(120),
+        || {
+            let (slot, target) = (slot.clone(), target.clone());
+            async move {
+                support::confirmed_flush(client, &slot)
+                    .await
+                    .filter(|c| support::lsn_ge(c, &target))
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+
+    let keys = HashMap::from([
+        ("tenants", vec!["tenant_id"]),
+        ("attributes", vec!["attribute_id"]),
+        ("entities", vec!["tenant_id", "entity_id"]),
+        (
+            "entity_values",
+            vec!["tenant_id", "entity_id", "attribute_id"],
+        ),
+    ]);
+    let lines = support::read_jsonl(&s.sink());
+    let mut captured = replay(&lines, &keys);
+    let mut source = source_state(&s.client, &keys).await;
+    normalise(&mut captured);
+    normalise(&mut source);
+    for (table, rows) in &source {
+        let got = captured.get(table).cloned().unwrap_or_default();
+        assert_eq!(got.len(), rows.len(), "{table}: row count");
+        for (key, row) in rows {
+            let have = got
+                .get(key)
+                .unwrap_or_else(|| panic!("{table} {key}: missing from the capture"));
+            assert!(
+                same(have, row),
+                "{table} {key}: captured {have} but the source has {row}"
+            );
+        }
+    }
+    let log_text = daemon.log_text();
+    assert!(
+        log_text.contains("resume_from"),
+        "the log says where capture resumed:\n{log_text}"
+    );
+}
+
+#[tokio::test]
+async fn idle_published_table_still_advances_the_slot() {
+    let s = Setup::new("cap_idle", "CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id serial PRIMARY KEY, v int);").await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE quiet", s.slot))
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.quiet"]);
+    s.slot_ready(&daemon).await;
+    let start = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    // Unpublished writes move the WAL; heartbeats (every second) must carry the slot along.
+    for _ in 0..20 {
+        s.client
+            .batch_execute("INSERT INTO busy (v) SELECT g FROM generate_series(1, 500) g")
+            .await
+            .unwrap();
+    }
+    let written: String = s
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let client = &s.client;
+    let slot = s.slot.clone();
+    let confirmed = support::wait_for(
+        &format!("the slot to pass {written} (from {start})"),
+        Duration::from_secs(60),
+        || {
+            let (slot, written) = (slot.clone(), written.clone());
+            async move {
+                support::confirmed_flush(client, &slot)
+                    .await
+                    .filter(|c| support::lsn_ge(c, &written))
+            }
+        },
+    )
+    .await;
+    assert!(support::lsn_ge(&confirmed, &start) && confirmed != start);
+    assert_eq!(daemon.terminate(), Some(0));
+    assert!(
+        support::read_jsonl(&s.sink()).is_empty(),
+        "heartbeats write no change lines"
+    );
+}
+
+#[tokio::test]
+async fn graceful_stop_confirms_and_a_restart_resumes_without_gaps_or_repeats() {
+    let s = Setup::new("cap_resume", "CREATE TABLE t (id int PRIMARY KEY)").await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.t"]);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 100)")
+        .await
+        .unwrap();
+    s.lines(100, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0));
+    let log = daemon.log_text();
+    assert!(log.contains("position confirmed"), "{log}");
+    // Written while Freshet is down: read after the restart, exactly once.
+    s.client
+        .batch_execute("INSERT INTO t SELECT generate_series(101, 150)")
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.t"]);
+    let lines = s.lines(150, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0));
+    let ids: Vec<i64> = lines
+        .iter()
+        .map(|l| after(l)["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=150).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_dropped_slot_stops_run_with_a_clear_error() {
+    let s = Setup::new("cap_lost", "CREATE TABLE t (id int PRIMARY KEY)").await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
+        .await
+        .unwrap();
+    let mut daemon = s.start(&["public.t"]);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    s.lines(1, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0));
+    s.client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&s.slot])
+        .await
+        .unwrap();
+
+    let mut daemon = s.start(&["public.t"]);
+    let code = support::wait_for("freshet to exit", Duration::from_secs(60), || {
+        let status = daemon.child.try_wait().unwrap();
+        async move { status.map(|s| s.code()) }
+    })
+    .await;
+    assert_eq!(
+        code,
+        Some(1),
+        "a lost slot needs an operator, not a restart"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("replication slot {:?} is lost", s.slot)),
+        "{log}"
+    );
+    let recreated = support::confirmed_flush(&s.client, &s.slot).await;
+    assert_eq!(recreated, None, "the slot must not be silently recreated");
+}
