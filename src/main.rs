@@ -16,6 +16,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,13 +84,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { pipeline, sink } => {
-            let p = config::load(&pipeline)?;
+            // Handlers first: a SIGTERM during start-up must drain like any other.
             let (stop, stopped) = tokio::sync::watch::channel(false);
+            let signals = shutdown_signals()?;
             tokio::spawn(async move {
-                let signal = shutdown_signal().await;
+                let signal = signals.await;
                 tracing::info!(signal, "stopping");
                 let _ = stop.send(true);
             });
+            let p = config::load(&pipeline)?;
             match freshet::pipeline::run(&p, &sink, stopped).await {
                 Ok(confirmed) => {
                     tracing::info!(%confirmed, "stopped cleanly");
@@ -184,18 +188,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 /// EX_TEMPFAIL: the service unit restarts on it (`RestartForceExitStatus=75`).
 const EXIT_TEMPFAIL: u8 = 75;
 
-async fn shutdown_signal() -> &'static str {
+/// Registers SIGTERM and SIGINT now; the future resolves with the first to arrive.
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
             _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+            _ = int.recv() => "SIGINT",
         }
-    }
+    })
 }
 
 async fn bench_capture(

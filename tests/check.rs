@@ -115,7 +115,11 @@ async fn wal_level_replica_and_no_free_slot_are_reported() {
     let full = OwnCluster::start(&["max_replication_slots=1"]);
     let client = support::connect(&full.url).await;
     client
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); SELECT pg_create_logical_replication_slot('someone_else', 'pgoutput');")
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SELECT pg_create_logical_replication_slot('someone_else', 'pgoutput')")
         .await
         .unwrap();
     let p = write_pipeline(&dir, &full.url, "mine", "p", &["public.t"], true);

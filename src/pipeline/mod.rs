@@ -99,10 +99,12 @@ pub async fn run(
             Some(p) => Some(Job {
                 table,
                 after_key: p.after_key.clone(),
+                rows_read: p.rows,
             }),
             None if source.snapshot.mode == SnapshotMode::Initial => Some(Job {
                 table,
                 after_key: None,
+                rows_read: 0,
             }),
             None => None,
         };

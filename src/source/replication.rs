@@ -448,22 +448,15 @@ impl Capture {
             emitted += 1;
         }
         let key = chunk.table.to_string();
-        let Some((link, windows)) = &mut self.snapshots else {
+        let Some((_, windows)) = &mut self.snapshots else {
             return Ok(());
         };
-        let rows = link
-            .progress
-            .progress
-            .tables
-            .get(&key)
-            .map_or(0, |p| p.rows)
-            + emitted;
         windows.emitted_in_txn(
             key,
             TableProgress {
                 after_key: chunk.next_key.clone(),
                 done: chunk.last,
-                rows,
+                rows: chunk.rows_read,
             },
         );
         debug!(
@@ -491,6 +484,7 @@ impl Capture {
                     .send(Job {
                         table,
                         after_key: None,
+                        rows_read: 0,
                     })
                     .await;
             }

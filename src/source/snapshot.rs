@@ -53,6 +53,8 @@ pub struct Chunk {
     /// The cursor after this chunk, and whether it was the table's last chunk.
     pub next_key: Option<Vec<String>>,
     pub last: bool,
+    /// Rows of the table read so far, this chunk included.
+    pub rows_read: u64,
     /// Told when the chunk's rows have been emitted (or dropped), so one chunk is in flight.
     pub emitted: oneshot::Sender<()>,
 }
@@ -128,6 +130,8 @@ impl ProgressFile {
 pub struct Job {
     pub table: TableName,
     pub after_key: Option<Vec<String>>,
+    /// Rows read by earlier runs of this job (a resumed snapshot).
+    pub rows_read: u64,
 }
 
 /// Runs snapshot jobs one chunk at a time. It never holds a transaction open across chunks:
@@ -197,6 +201,7 @@ pub async fn worker(
                 rows: rows.into_iter().map(|((k, _), r)| (k, r)).collect(),
                 next_key: next_key.clone(),
                 last,
+                rows_read: job.rows_read + rows_done + count,
                 emitted,
             };
             if chunks.send(chunk).await.is_err() {
@@ -327,15 +332,21 @@ async fn select_chunk(
     after: Option<&[String]>,
     limit: u32,
 ) -> Result<Vec<KeyedRow>, SourceError> {
-    let key_list = key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+    // Qualified with the table alias: an unqualified ORDER BY name would bind to the selected
+    // `::text` output column of the same name and sort the keys as text.
+    let key_list = key
+        .iter()
+        .map(|k| format!("snap.{}", ident(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let select = columns
         .iter()
-        .map(|c| format!("{}::text", ident(c)))
+        .map(|c| format!("snap.{}::text", ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
     let key_select = key
         .iter()
-        .map(|k| format!("{}::text", ident(k)))
+        .map(|k| format!("snap.{}::text", ident(k)))
         .collect::<Vec<_>>()
         .join(", ");
     // Row comparison on the key columns; the literals are cast by the server to each column's
@@ -352,7 +363,7 @@ async fn select_chunk(
         None => String::new(),
     };
     let sql = format!(
-        "SELECT {key_select}, {select} FROM {} {filter} ORDER BY {key_list} LIMIT {limit}",
+        "SELECT {key_select}, {select} FROM {} AS snap {filter} ORDER BY {key_list} LIMIT {limit}",
         qualified(table)
     );
     let messages = client

@@ -130,7 +130,19 @@ impl Drop for OwnCluster {
 }
 
 /// Polls `check` until it returns Some, or panics naming what it waited for.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match try_wait_for(timeout, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` until it returns Some, or None after `timeout`.
+pub async fn try_wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -138,12 +150,11 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -241,6 +252,11 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Returns a row once the slot is streaming to a walsender. A slot shows as active while it
+/// is still being created (waiting for running transactions to reach a consistent point),
+/// and writes made then are before its start; only a walsender holding it means streaming.
+pub const SLOT_STREAMING: &str = "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1";
 
 /// The captured lines, parsed.
 pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
