@@ -173,26 +173,8 @@ async fn every_type_round_trips_field_by_field() {
     let rows = s.client.query(EXPECTED_SQL, &[]).await.unwrap();
     let captured: Vec<&Json> = lines.iter().filter(|l| l["table"] == "all_types").collect();
     assert_eq!(captured.len(), 4);
-    for (line, row) in captured.iter().zip(&rows) {
-        let expected: Json = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
-        let expected = expected.as_object().unwrap();
-        let got = after(line);
-        assert_eq!(line["op"], "c");
-        for (column, want) in expected {
-            let have = got.get(column).unwrap_or_else(|| {
-                panic!(
-                    "row {}: column {column} missing in {line}",
-                    row.get::<_, i32>(0)
-                )
-            });
-            assert!(
-                same(have, want),
-                "row {} column {column}: captured {have} but the source has {want}",
-                row.get::<_, i32>(0)
-            );
-        }
-        assert_eq!(got.len(), expected.len(), "{line}");
-    }
+    assert!(captured.iter().all(|l| l["op"] == "c"));
+    assert_types(&captured, &rows);
     let odd: Vec<&Json> = lines
         .iter()
         .filter(|l| l["table"] == "Odd \"Table\"")
@@ -210,6 +192,64 @@ async fn every_type_round_trips_field_by_field() {
         [0, 1, 2, 3]
     );
     assert!(captured.iter().all(|l| l["lsn"] == captured[0]["lsn"]));
+}
+
+/// Each captured all_types row equals PostgreSQL's own rendering of that row, column by column.
+fn assert_types(captured: &[&Json], rows: &[tokio_postgres::Row]) {
+    for line in captured {
+        let got = after(line);
+        let id = got["id"].as_i64().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.get::<_, i32>(0) as i64 == id)
+            .unwrap();
+        let expected: Json = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
+        let expected = expected.as_object().unwrap();
+        for (column, want) in expected {
+            let have = got
+                .get(column)
+                .unwrap_or_else(|| panic!("row {id}: column {column} missing in {line}"));
+            assert!(
+                same(have, want),
+                "row {id} column {column}: captured {have} but the source has {want}"
+            );
+        }
+        assert_eq!(got.len(), expected.len(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn snapshot_reads_every_type_as_the_stream_does() {
+    let s = Setup::new("cap_types_snap", "").await;
+    s.client
+        .batch_execute(&TYPES_DDL.replace("PUB_PLACEHOLDER", &s.slot))
+        .await
+        .unwrap();
+    s.client.batch_execute(TYPE_ROWS).await.unwrap();
+    let path = s.dir.path().join("pipeline.yaml");
+    let yaml = support::pipeline_yaml(
+        &s.db.url,
+        &s.slot,
+        &s.slot,
+        &["public.all_types", r#"public."Odd ""Table""""#],
+        "1s",
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let mut daemon = Daemon::start(&path, &s.sink(), &s.dir.path().join("freshet.log"));
+    let lines = s.lines(6, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    s.client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    let rows = s.client.query(EXPECTED_SQL, &[]).await.unwrap();
+    let captured: Vec<&Json> = lines.iter().filter(|l| l["table"] == "all_types").collect();
+    assert_eq!(captured.len(), 4);
+    assert!(captured.iter().all(|l| l["op"] == "r"), "snapshot reads");
+    assert_types(&captured, &rows);
+    let odd: Vec<&Json> = lines
+        .iter()
+        .filter(|l| l["table"] == "Odd \"Table\"")
+        .collect();
+    assert_eq!(odd.len(), 2);
+    assert_eq!(after(odd[0]).get("väl"), Some(&Json::from("ärger")));
 }
 
 #[tokio::test]

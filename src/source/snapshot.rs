@@ -332,8 +332,9 @@ async fn select_chunk(
     after: Option<&[String]>,
     limit: u32,
 ) -> Result<Vec<KeyedRow>, SourceError> {
-    // Qualified with the table alias: an unqualified ORDER BY name would bind to the selected
-    // `::text` output column of the same name and sort the keys as text.
+    // Values come back in their text output form, exactly what pgoutput sends (no `::text`
+    // casts: bool's cast says "true", its output says "t"). Key columns are selected twice,
+    // first for the cursor; ORDER BY names are qualified so they bind to the table's columns.
     let key_list = key
         .iter()
         .map(|k| format!("snap.{}", ident(k)))
@@ -341,12 +342,12 @@ async fn select_chunk(
         .join(", ");
     let select = columns
         .iter()
-        .map(|c| format!("snap.{}::text", ident(c)))
+        .map(|c| format!("snap.{}", ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
     let key_select = key
         .iter()
-        .map(|k| format!("snap.{}::text", ident(k)))
+        .map(|k| format!("snap.{}", ident(k)))
         .collect::<Vec<_>>()
         .join(", ");
     // Row comparison on the key columns; the literals are cast by the server to each column's
