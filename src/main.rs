@@ -79,7 +79,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("{table} is not in source.tables of {}", pipeline.display());
             }
             let client = freshet::pg::connect(&p.source.url.to_config()).await?;
-            let lsn = freshet::source::snapshot::signal(&client, &table).await?;
+            let lsn = freshet::source::snapshot::signal(&client, &p.source.slot, &table).await?;
             println!("snapshot of {table} requested at {lsn}; the capture of slot {} picks it up from the WAL", p.source.slot);
             Ok(ExitCode::SUCCESS)
         }

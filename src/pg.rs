@@ -11,14 +11,19 @@ pub struct ConnectError {
     pub error: tokio_postgres::Error,
 }
 
-/// `host:port/dbname` of a config, for error messages; never includes the password.
-pub fn endpoint(config: &Config) -> String {
+/// The first host of a config: a name, an address or a socket directory.
+pub fn host(config: &Config) -> String {
     use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
+    match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
         None => "localhost".to_string(),
-    };
+    }
+}
+
+/// `host:port/dbname` of a config, for error messages; never includes the password.
+pub fn endpoint(config: &Config) -> String {
+    let host = host(config);
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!(
         "{host}:{port}/{}",

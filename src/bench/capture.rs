@@ -33,8 +33,8 @@ pub async fn run(
     let catalog = pg::connect(&url.to_config())
         .await
         .map_err(SourceError::from)?;
-    let start: Option<String> = catalog
-        .query_one(
+    let row = catalog
+        .query_opt(
             "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
             &[&stream.slot],
         )
@@ -43,8 +43,9 @@ pub async fn run(
             what: "reading the slot".into(),
             error,
         })?
-        .get(0);
-    let confirmed_flush: Lsn = start
+        .ok_or_else(|| SourceError::Slot(format!("slot {:?} does not exist", stream.slot)))?;
+    let confirmed_flush: Lsn = row
+        .get::<_, Option<String>>(0)
         .unwrap_or_default()
         .parse()
         .map_err(|e| SourceError::Slot(format!("{e}")))?;

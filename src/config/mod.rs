@@ -89,7 +89,7 @@ pub fn parse(
                 e.into_inner()
             })
         });
-        result.map_err(|e| (key, e))
+        result.map_err(|e| (key, Box::new(e)))
     });
     let pipeline = match parsed {
         Ok(p) => p,

@@ -73,7 +73,7 @@ pub struct Source {
     pub tables: Vec<Spanned<TableName>>,
     #[serde(default)]
     pub snapshot: Snapshot,
-    #[serde(default = "default_heartbeat")]
+    #[serde(default = "default_heartbeat", deserialize_with = "nonzero_duration")]
     pub heartbeat_interval: Duration,
     /// How often the confirmed position is reported; must stay well under the server's
     /// `wal_sender_timeout` (60s by default) or the server drops the connection.
@@ -447,4 +447,12 @@ fn status_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
         )));
     }
     Ok(interval)
+}
+
+fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let duration = Duration::deserialize(d)?;
+    if duration.0.is_zero() {
+        return Err(D::Error::custom("must be above 0"));
+    }
+    Ok(duration)
 }

@@ -25,6 +25,8 @@ use crate::source::{heartbeat, slot, SourceError};
 pub const EVENT_BUFFER: usize = 4096;
 /// How long the sink may take to drain and sync at shutdown.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the final confirmation may take (the server may be the thing that is gone).
+const FINISH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Where captured changes go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +92,8 @@ pub async fn run(
 
     // Snapshots: resume unfinished tables, start the ones never snapshotted (mode initial).
     let progress = ProgressFile::open(&progress_path(path))?;
-    let (jobs, jobs_rx) = mpsc::channel(64);
+    // Room for every table at start, plus signals that arrive during a snapshot.
+    let (jobs, jobs_rx) = mpsc::channel(source.tables.len() + 64);
     let (chunks_tx, chunks) = mpsc::channel(1);
     for t in &source.tables {
         let table = t.value.clone();
@@ -118,16 +121,24 @@ pub async fn run(
         jobs,
         progress,
         tables,
+        ready: None,
     });
     let snapshot_span =
         tracing::info_span!("snapshot", pipeline = %pipeline.name, stage = "snapshot");
+    let worker = snapshot::worker(
+        pg_config.clone(),
+        source.slot.clone(),
+        source.snapshot.chunk_rows,
+        jobs_rx,
+        chunks_tx,
+    );
+    // Streaming goes on without the worker; its cursor is saved, so a restart resumes it.
     let snapshot_task = tokio::spawn(
-        snapshot::worker(
-            pg_config.clone(),
-            source.snapshot.chunk_rows,
-            jobs_rx,
-            chunks_tx,
-        )
+        async move {
+            if let Err(e) = worker.await {
+                error!(error = %e, "snapshots stopped (streaming goes on; restart to resume them)");
+            }
+        }
         .instrument(snapshot_span),
     );
 
@@ -135,12 +146,7 @@ pub async fn run(
     let (durable_tx, mut durable) = watch::channel(slot_state.confirmed_flush);
     let sink_span = tracing::info_span!("sink", pipeline = %pipeline.name, stage = "jsonl");
     let mut sink_task = tokio::spawn(jsonl.run(events_rx, durable_tx).instrument(sink_span));
-    let (stop_heartbeat, heartbeat_stop) = watch::channel(false);
-    let heartbeat_task = tokio::spawn(heartbeat::run(
-        pg_config,
-        source.heartbeat_interval.0,
-        heartbeat_stop,
-    ));
+    let heartbeat_task = tokio::spawn(heartbeat::run(pg_config, source.heartbeat_interval.0));
 
     let streamed = capture
         .stream(&events, &mut durable, &mut shutdown)
@@ -151,7 +157,6 @@ pub async fn run(
         Ok(Stopped::EndOfStream) => warn!(parent: &span, "the server ended the replication stream"),
         Err(e) => error!(parent: &span, error = %e, "capture failed: draining what was read"),
     }
-    let _ = stop_heartbeat.send(true);
     snapshot_task.abort();
     drop(events);
     let drained = match tokio::time::timeout(DRAIN_DEADLINE, &mut sink_task).await {
@@ -162,11 +167,20 @@ pub async fn run(
         Ok(Err(join)) => Err(PipelineError::SinkTask(join.to_string())),
         Ok(Ok(result)) => result.map(|_| ()).map_err(PipelineError::from),
     };
-    let _ = heartbeat_task.await;
+    heartbeat_task.abort();
     let last_durable = *durable.borrow();
     // Confirm what is durable even when the stream failed: it is safe, and saves a replay.
-    let confirmed = capture.finish(last_durable).instrument(span).await;
-    streamed?;
-    drained?;
+    let confirmed = match tokio::time::timeout(FINISH_DEADLINE, capture.finish(last_durable).instrument(span)).await {
+        Ok(result) => result,
+        Err(_) => Err(SourceError::Slot(format!(
+            "the final confirmation of {last_durable} did not complete within {FINISH_DEADLINE:?}; a restart re-reads from the slot's last confirmed position"
+        ))),
+    };
+    // The sink's own failure is the cause when the source only saw it stop acknowledging.
+    match (streamed, drained) {
+        (Err(SourceError::SinkGone(_)) | Ok(_), Err(sink)) => return Err(sink),
+        (Err(source), _) => return Err(source.into()),
+        (Ok(_), Ok(())) => {}
+    }
     Ok(confirmed?)
 }

@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 use super::slot;
-use crate::config::Source;
+use crate::config::{SnapshotMode, Source, TableName};
 use crate::pg;
 
 /// One prerequisite: met, or not with what to do about it.
@@ -141,14 +141,14 @@ async fn server_settings(client: &Client, source: &Source, found: &mut Vec<Findi
 async fn privileges(client: &Client, found: &mut Vec<Finding>) {
     let Some(r) = query_one(
         client,
-        "SELECT rolreplication OR rolsuper, rolsuper FROM pg_roles WHERE rolname = current_user",
+        "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
         found,
     )
     .await
     else {
         return;
     };
-    let (replication, _superuser): (bool, bool) = (r.get(0), r.get(1));
+    let replication: bool = r.get(0);
     found.push(if replication {
         Finding::ok("role may replicate")
     } else {
@@ -266,6 +266,14 @@ async fn identities(client: &Client, source: &Source, found: &mut Vec<Finding>) 
                 blocked.push(name);
             }
         }
+        if source.snapshot.mode == SnapshotMode::Initial && !has_primary_key(client, t).await {
+            found.push(Finding::bad(
+                format!(
+                    "{t}: no primary key, so the initial snapshot cannot read it in key chunks"
+                ),
+                "add a primary key, or set source.snapshot.mode: never",
+            ));
+        }
         found.push(if blocked.is_empty() {
             Finding::ok(format!("{t}: updates and deletes can be captured"))
         } else {
@@ -275,6 +283,17 @@ async fn identities(client: &Client, source: &Source, found: &mut Vec<Finding>) 
             )
         });
     }
+}
+
+async fn has_primary_key(client: &Client, t: &TableName) -> bool {
+    client
+        .query_opt(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary",
+            &[&t.schema, &t.table],
+        )
+        .await
+        .is_ok_and(|r| r.is_some())
 }
 
 async fn existing_slot(client: &Client, source: &Source, found: &mut Vec<Finding>) {

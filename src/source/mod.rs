@@ -13,6 +13,36 @@ pub mod value;
 use crate::lsn::Lsn;
 use crate::pg::{describe, ConnectError};
 
+/// Session settings under which values are read as text. The replication stream and the
+/// snapshot's SELECTs must render every value alike, or snapshot rows and streamed changes of
+/// the same key would not compare equal. (No spaces: they also travel as `-c name=value`.)
+pub const SESSION_SETTINGS: &[(&str, &str)] = &[
+    ("DateStyle", "ISO,MDY"),
+    ("TimeZone", "UTC"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("standard_conforming_strings", "on"),
+];
+
+/// [`SESSION_SETTINGS`] as startup options.
+pub fn session_options() -> String {
+    SESSION_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// [`SESSION_SETTINGS`] as SET statements.
+pub fn session_set_sql() -> String {
+    SESSION_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("SET {k} = '{v}';"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Message prefixes Freshet writes into the WAL with `pg_logical_emit_message`.
 pub const HEARTBEAT_PREFIX: &str = "freshet.heartbeat";
 
@@ -60,6 +90,8 @@ pub enum SourceError {
          re-snapshot the tables (`freshet snapshot`)"
     )]
     SlotLost { slot: String, why: String },
+    #[error("replication protocol: {0}")]
+    Protocol(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
     #[error("the sink stopped: {0}")]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::pgoutput::{self, Message, OldTuple};
 use super::relation::Relations;
@@ -36,10 +36,6 @@ use crate::lsn::{ChangeId, Lsn};
 use crate::pg;
 use crate::pipeline::ack::AckTracker;
 
-/// Session settings that make text-format values deterministic for the decoder.
-const SESSION_OPTIONS: &str =
-    "-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex";
-
 /// Why streaming stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -55,6 +51,8 @@ pub struct SnapshotLink {
     pub progress: ProgressFile,
     /// The configured tables: signals for others are ignored.
     pub tables: Vec<TableName>,
+    /// A chunk received ahead of its high watermark.
+    pub ready: Option<Chunk>,
 }
 
 pub struct Capture {
@@ -86,11 +84,7 @@ impl Capture {
     ) -> Result<Capture, SourceError> {
         let config = url.to_config();
         let endpoint = pg::endpoint(&config);
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".to_string(),
-        };
+        let host = pg::host(&config);
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -107,7 +101,7 @@ impl Capture {
         .with_start_lsn(slot.confirmed_flush.into())
         .with_ack_lsn(slot.confirmed_flush.into())
         .with_status_interval(stream.status_interval)
-        .with_options(SESSION_OPTIONS)
+        .with_options(super::session_options())
         .with_application_name(format!("freshet:{}", stream.slot));
         let repl_config = match stop_at {
             Some(lsn) => repl_config.with_stop_lsn(lsn.into()),
@@ -249,7 +243,7 @@ impl Capture {
                     if prefix == snapshot::WATERMARK_PREFIX {
                         self.watermark(&content, txn.as_mut(), out).await?;
                     } else if prefix == snapshot::SIGNAL_PREFIX {
-                        self.signal(&content).await;
+                        self.signal(&content);
                     }
                 }
                 ReplicationEvent::StoppedAt { .. } => return Ok(Stopped::EndOfStream),
@@ -273,8 +267,9 @@ impl Capture {
             Message::Update { relation, old, new } => (relation, Op::Update, old, Some(new)),
             Message::Delete { relation, old } => (relation, Op::Delete, Some(old), None),
             Message::Truncate { relations, .. } => {
-                let txn =
-                    txn.ok_or_else(|| SourceError::Slot("TRUNCATE outside a transaction".into()))?;
+                let txn = txn.ok_or_else(|| {
+                    SourceError::Protocol("TRUNCATE outside a transaction".into())
+                })?;
                 for oid in relations {
                     let table = self.relations.table(oid)?.clone();
                     let id = ChangeId {
@@ -282,17 +277,15 @@ impl Capture {
                         seq: txn.seq,
                     };
                     txn.seq += 1;
-                    send(
-                        out,
-                        SourceEvent::Change(Change {
-                            id,
-                            op: Op::Truncate,
-                            table,
-                            before: None,
-                            after: None,
-                        }),
-                    )
-                    .await?;
+                    let change = Change {
+                        id,
+                        op: Op::Truncate,
+                        table,
+                        before: None,
+                        after: None,
+                    };
+                    self.note_window_change(&change);
+                    send(out, SourceEvent::Change(change)).await?;
                 }
                 return Ok(());
             }
@@ -303,7 +296,7 @@ impl Capture {
             | Message::Commit { .. } => return Ok(()),
         };
         let txn = txn.ok_or_else(|| {
-            SourceError::Slot(format!(
+            SourceError::Protocol(format!(
                 "change for relation {relation} outside a transaction"
             ))
         })?;
@@ -332,11 +325,17 @@ impl Capture {
         send(out, SourceEvent::Change(change)).await
     }
 
-    /// A change to the table of the open snapshot window: its keys leave the chunk.
+    /// A change to the table of the open snapshot window: its keys leave the chunk (a
+    /// TRUNCATE takes them all).
     fn note_window_change(&mut self, change: &Change) {
-        let Some((_, windows)) = &mut self.snapshots else {
+        let Some((link, windows)) = &mut self.snapshots else {
             return;
         };
+        // A worker that died after its low watermark leaves a window nobody will close.
+        if link.chunks.is_closed() && link.ready.is_none() {
+            windows.close();
+            return;
+        }
         let Some((table, key)) = windows.watching() else {
             return;
         };
@@ -345,6 +344,10 @@ impl Capture {
             table: change.table.name.clone(),
         };
         if name.to_string() != table {
+            return;
+        }
+        if change.op == Op::Truncate {
+            windows.truncated();
             return;
         }
         let positions: Option<Vec<usize>> = key
@@ -387,6 +390,10 @@ impl Capture {
                 return Ok(());
             }
         };
+        // Every slot of the database sees every watermark: act on this pipeline's only.
+        if mark.slot != self.slot {
+            return Ok(());
+        }
         if !mark.high {
             windows.low(mark);
             return Ok(());
@@ -394,19 +401,20 @@ impl Capture {
         let Some(changed) = windows.high(mark.chunk) else {
             return Ok(());
         };
-        // The worker hands the chunk over before it writes the high watermark.
-        let Ok(chunk) = link.chunks.try_recv() else {
+        // The worker hands a chunk over before it writes its high watermark. A replayed high
+        // watermark of an earlier run finds no chunk of its id, and must not take this run's.
+        if link.ready.is_none() {
+            link.ready = link.chunks.try_recv().ok();
+        }
+        let Some(chunk) = link.ready.take_if(|c| c.id == mark.chunk) else {
             debug!(
                 chunk = mark.chunk,
                 "high watermark of a chunk from an earlier run"
             );
             return Ok(());
         };
-        if chunk.id != mark.chunk {
-            return Ok(());
-        }
         let txn = txn.ok_or_else(|| {
-            SourceError::Snapshot("a high watermark outside a transaction".into())
+            SourceError::Protocol("a snapshot high watermark outside a transaction".into())
         })?;
         let table = self
             .relations
@@ -448,7 +456,7 @@ impl Capture {
             emitted += 1;
         }
         let key = chunk.table.to_string();
-        let Some((_, windows)) = &mut self.snapshots else {
+        let Some((_, windows)) = self.snapshots.as_mut() else {
             return Ok(());
         };
         windows.emitted_in_txn(
@@ -469,24 +477,32 @@ impl Capture {
         Ok(())
     }
 
-    async fn signal(&mut self, content: &[u8]) {
+    /// A `freshet snapshot` request. Never waits: a full job queue drops the request with an
+    /// error in the log rather than stall the stream (and with it every acknowledgement).
+    fn signal(&mut self, content: &[u8]) {
         let Some((link, _)) = &mut self.snapshots else {
             return;
         };
-        let table = serde_json::from_slice::<snapshot::Signal>(content)
-            .map_err(|e| e.to_string())
-            .and_then(|s| TableName::parse(&s.snapshot));
-        match table {
+        let signal = match serde_json::from_slice::<snapshot::Signal>(content) {
+            Ok(s) => s,
+            Err(e) => return warn!(error = %e, "ignoring a malformed snapshot signal"),
+        };
+        if signal.slot != self.slot {
+            return;
+        }
+        match TableName::parse(&signal.snapshot) {
             Ok(table) if link.tables.contains(&table) => {
-                info!(%table, "snapshot requested by signal");
-                let _ = link
-                    .jobs
-                    .send(Job {
-                        table,
-                        after_key: None,
-                        rows_read: 0,
-                    })
-                    .await;
+                let job = Job {
+                    table: table.clone(),
+                    after_key: None,
+                    rows_read: 0,
+                };
+                match link.jobs.try_send(job) {
+                    Ok(()) => info!(%table, "snapshot requested by signal"),
+                    Err(e) => {
+                        error!(%table, error = %e, "snapshot request dropped: the snapshot worker is gone or its queue is full")
+                    }
+                }
             }
             Ok(table) => {
                 warn!(%table, "snapshot signal for a table this pipeline does not capture")
@@ -523,6 +539,7 @@ impl Capture {
     pub async fn finish(mut self, durable: Lsn) -> Result<Lsn, SourceError> {
         self.ack.durable(durable);
         self.confirm();
+        self.snapshot_durable(durable)?;
         let confirmed = self.last_confirmed;
         self.repl.stop();
         let _ = self.repl.shutdown().await;

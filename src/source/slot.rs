@@ -79,23 +79,13 @@ pub async fn ensure(
             created: true,
         });
     };
-    let (plugin, database, confirmed, wal_status, active, pid, current): (
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        bool,
-        Option<i32>,
-        String,
-    ) = (
-        row.get(0),
-        row.get(1),
-        row.get(2),
-        row.get(3),
-        row.get(4),
-        row.get(5),
-        row.get(6),
-    );
+    let plugin: String = row.get(0);
+    let database: Option<String> = row.get(1);
+    let confirmed: Option<String> = row.get(2);
+    let wal_status: Option<String> = row.get(3);
+    let active: bool = row.get(4);
+    let pid: Option<i32> = row.get(5);
+    let current: String = row.get(6);
     if plugin != "pgoutput" {
         return Err(SourceError::Slot(format!(
             "slot {:?} uses plugin {plugin:?}, not pgoutput",
@@ -180,7 +170,8 @@ pub async fn advance(client: &Client, slot: &str, to: Lsn) -> Result<(), SourceE
             )
             .await
         {
-            Ok(row) if !row.get::<_, bool>(0) => return Ok(()),
+            // NULL: the slot has no confirmed position yet; advancing gives it one.
+            Ok(row) if row.get::<_, Option<bool>>(0) == Some(false) => return Ok(()),
             Ok(_) => {}
             Err(error) => return Err(SourceError::Catalog { what: "reading the slot position".into(), error }),
         }

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, SimpleQueryMessage};
-use tracing::{info, warn};
+use tracing::{error, info};
 
+use super::slot::quote_ident;
 use super::SourceError;
 use crate::config::TableName;
 use crate::lsn::Lsn;
@@ -34,11 +35,17 @@ pub struct Watermark {
     /// window without having seen the chunk yet.
     pub table: String,
     pub key: Vec<String>,
+    /// The slot whose pipeline wrote it: other slots on the database see it too.
+    pub slot: String,
+    /// Set in the capture loop when the table is truncated inside the window.
+    #[serde(skip)]
+    pub truncated: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Signal {
     pub snapshot: String,
+    pub slot: String,
 }
 
 /// One selected chunk, rows in their text form as the stream would carry them.
@@ -138,15 +145,19 @@ pub struct Job {
 /// each statement is its own short transaction.
 pub async fn worker(
     config: tokio_postgres::Config,
+    slot: String,
     chunk_rows: u32,
     mut jobs: mpsc::Receiver<Job>,
     chunks: mpsc::Sender<Chunk>,
 ) -> Result<(), SourceError> {
     let client = pg::connect(&config).await?;
     client
-        .batch_execute("SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET extra_float_digits = 1; SET bytea_output = 'hex'")
+        .batch_execute(&super::session_set_sql())
         .await
-        .map_err(|error| SourceError::Catalog { what: "preparing the snapshot session".into(), error })?;
+        .map_err(|error| SourceError::Catalog {
+            what: "preparing the snapshot session".into(),
+            error,
+        })?;
     let mut next_chunk: u64 = rand_chunk_base();
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
@@ -157,12 +168,18 @@ pub async fn worker(
                 None => return Ok(()),
             },
         };
+        let columns = columns(&client, &job.table).await?;
         let key = primary_key(&client, &job.table).await?;
-        if key.is_empty() {
-            warn!(table = %job.table, "no primary key: the table cannot be snapshotted in key chunks; skipped");
+        if columns.is_empty() {
+            error!(table = %job.table, "snapshot skipped: the table does not exist");
             continue;
         }
-        let columns = columns(&client, &job.table).await?;
+        if key.is_empty() || !keyed_identity(&client, &job.table).await? {
+            // Chunks are key ranges, and a change's key must be known to drop it from its
+            // chunk: that needs a primary key and an identity that logs it (DEFAULT or FULL).
+            error!(table = %job.table, "snapshot skipped: it needs a primary key and REPLICA IDENTITY DEFAULT or FULL");
+            continue;
+        }
         info!(table = %job.table, resume_after = ?job.after_key, "snapshot started");
         let started = std::time::Instant::now();
         let mut after = job.after_key.clone();
@@ -175,6 +192,8 @@ pub async fn worker(
             let id = next_chunk;
             next_chunk += 1;
             let mark = |high| Watermark {
+                slot: slot.clone(),
+                truncated: false,
                 chunk: id,
                 high,
                 table: job.table.to_string(),
@@ -249,9 +268,10 @@ async fn emit(client: &Client, mark: &Watermark) -> Result<(), SourceError> {
 }
 
 /// Writes a signal asking running (or future) captures to snapshot `table` again.
-pub async fn signal(client: &Client, table: &TableName) -> Result<Lsn, SourceError> {
+pub async fn signal(client: &Client, slot: &str, table: &TableName) -> Result<Lsn, SourceError> {
     let content = serde_json::to_string(&Signal {
         snapshot: table.to_string(),
+        slot: slot.to_string(),
     })
     .map_err(|e| SourceError::Snapshot(e.to_string()))?;
     let row = client
@@ -267,10 +287,6 @@ pub async fn signal(client: &Client, table: &TableName) -> Result<Lsn, SourceErr
     row.get::<_, String>(0)
         .parse()
         .map_err(|e| SourceError::Snapshot(format!("{e}")))
-}
-
-fn qualified(t: &TableName) -> String {
-    t.to_string()
 }
 
 async fn primary_key(client: &Client, table: &TableName) -> Result<Vec<String>, SourceError> {
@@ -291,6 +307,18 @@ async fn primary_key(client: &Client, table: &TableName) -> Result<Vec<String>, 
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+async fn keyed_identity(client: &Client, table: &TableName) -> Result<bool, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT c.relreplident IN ('d', 'f') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog { what: format!("reading the replica identity of {table}"), error })?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
 async fn columns(client: &Client, table: &TableName) -> Result<Vec<String>, SourceError> {
     let rows = client
         .query(
@@ -306,10 +334,6 @@ async fn columns(client: &Client, table: &TableName) -> Result<Vec<String>, Sour
             error,
         })?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-fn ident(s: &str) -> String {
-    super::slot::quote_ident(s)
 }
 
 fn literal(s: &str) -> String {
@@ -334,24 +358,16 @@ async fn select_chunk(
 ) -> Result<Vec<KeyedRow>, SourceError> {
     // Values come back in their text output form, exactly what pgoutput sends (no `::text`
     // casts: bool's cast says "true", its output says "t"). Key columns are selected twice,
-    // first for the cursor; ORDER BY names are qualified so they bind to the table's columns.
-    let key_list = key
-        .iter()
-        .map(|k| format!("snap.{}", ident(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let select = columns
-        .iter()
-        .map(|c| format!("snap.{}", ident(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let key_select = key
-        .iter()
-        .map(|k| format!("snap.{}", ident(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Row comparison on the key columns; the literals are cast by the server to each column's
-    // type (key columns are compared in their own type, not as text).
+    // first for the cursor; names are qualified so ORDER BY binds to the table's columns.
+    let qualify = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("snap.{}", quote_ident(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (key_list, select) = (qualify(key), qualify(columns));
+    // A row comparison on the key columns; the server casts each literal to its column's type.
     let filter = match after {
         Some(values) => {
             let lits = values
@@ -363,10 +379,7 @@ async fn select_chunk(
         }
         None => String::new(),
     };
-    let sql = format!(
-        "SELECT {key_select}, {select} FROM {} AS snap {filter} ORDER BY {key_list} LIMIT {limit}",
-        qualified(table)
-    );
+    let sql = format!("SELECT {key_list}, {select} FROM {table} AS snap {filter} ORDER BY {key_list} LIMIT {limit}");
     let messages = client
         .simple_query(&sql)
         .await
@@ -388,6 +401,18 @@ async fn select_chunk(
         }
     }
     Ok(out)
+}
+
+/// What changed in a window: these keys, or everything (a TRUNCATE).
+pub struct Changed {
+    keys: HashSet<String>,
+    all: bool,
+}
+
+impl Changed {
+    pub fn contains(&self, key: &str) -> bool {
+        self.all || self.keys.contains(key)
+    }
 }
 
 /// The capture loop's side: open windows between watermarks, keys changed in them, and
@@ -420,11 +445,26 @@ impl Windows {
         }
     }
 
-    /// Closes the window of `chunk`, returning the keys changed in it (None: no window for
-    /// this chunk was seen, e.g. its low watermark predates the resume position).
-    pub fn high(&mut self, chunk: u64) -> Option<HashSet<String>> {
+    /// The table was truncated inside the window: none of the chunk's rows exist any more.
+    pub fn truncated(&mut self) {
+        if let Some((mark, keys)) = &mut self.open {
+            mark.truncated = true;
+            keys.clear();
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.open = None;
+    }
+
+    /// Closes the window of `chunk`, returning what changed in it (None: no window for this
+    /// chunk was seen, e.g. its low watermark predates the resume position).
+    pub fn high(&mut self, chunk: u64) -> Option<Changed> {
         match self.open.take() {
-            Some((mark, keys)) if mark.chunk == chunk => Some(keys),
+            Some((mark, keys)) if mark.chunk == chunk => Some(Changed {
+                keys,
+                all: mark.truncated,
+            }),
             other => {
                 self.open = other;
                 None
