@@ -4,11 +4,12 @@
 use tokio_postgres::{Client, Config, NoTls};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to PostgreSQL at {endpoint}: {}", describe(error))]
+#[error("cannot connect to PostgreSQL at {endpoint}: {why}")]
 pub struct ConnectError {
     pub endpoint: String,
-    // Not a `#[source]`: the message above already carries it, and a chain would repeat it.
-    pub error: tokio_postgres::Error,
+    pub why: String,
+    /// A network or server condition a retry may outlive, as opposed to a setup problem.
+    pub transient: bool,
 }
 
 /// The first host of a config: a name, an address or a socket directory.
@@ -31,11 +32,29 @@ pub fn endpoint(config: &Config) -> String {
     )
 }
 
+/// Refuses `sslmode=require`: TLS to PostgreSQL is not built in yet, and a silent downgrade
+/// to plaintext would be worse than a refusal. (`prefer`, the default, connects without TLS.)
+pub fn ensure_no_tls_required(config: &Config) -> Result<(), ConnectError> {
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(ConnectError {
+            endpoint: endpoint(config),
+            why: "sslmode=require, but this build of Freshet cannot speak TLS to PostgreSQL yet \
+                  (use sslmode=disable or prefer on a trusted network)"
+                .to_string(),
+            transient: false,
+        });
+    }
+    Ok(())
+}
+
 /// Connects and drives the connection on the runtime; the task ends when the client drops.
 pub async fn connect(config: &Config) -> Result<Client, ConnectError> {
+    ensure_no_tls_required(config)?;
     let (client, connection) = config.connect(NoTls).await.map_err(|error| ConnectError {
         endpoint: endpoint(config),
-        error,
+        why: describe(&error),
+        // A server that answered with an error (auth, missing database) needs an operator.
+        transient: error.as_db_error().is_none(),
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -60,5 +79,27 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             text
         }
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_require_is_refused_by_name_not_downgraded() {
+        let config: Config = "postgresql://u:pw@db.example:6543/app?sslmode=require"
+            .parse()
+            .unwrap();
+        let err = ensure_no_tls_required(&config).unwrap_err();
+        assert!(!err.transient);
+        assert!(
+            err.to_string().contains("db.example:6543/app")
+                && err.to_string().contains("sslmode=require"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("pw"));
+        let prefer: Config = "postgresql://u@db.example/app".parse().unwrap();
+        assert!(ensure_no_tls_required(&prefer).is_ok());
     }
 }

@@ -103,7 +103,7 @@ impl SourceError {
     /// problems an operator must look at.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Connect(_) => true,
+            SourceError::Connect(e) => e.transient,
             SourceError::Replication { error, .. } => !matches!(
                 error,
                 pgwire_replication::PgWireError::Server(_)

@@ -67,9 +67,21 @@ pub struct Capture {
     received: Lsn,
 }
 
+/// The transaction being received: identities of its changes are (commit LSN, sequence).
 struct Txn {
     commit_lsn: Lsn,
     seq: u32,
+}
+
+impl Txn {
+    fn next_id(&mut self) -> ChangeId {
+        let id = ChangeId {
+            commit_lsn: self.commit_lsn,
+            seq: self.seq,
+        };
+        self.seq += 1;
+        id
+    }
 }
 
 impl Capture {
@@ -84,6 +96,7 @@ impl Capture {
     ) -> Result<Capture, SourceError> {
         let config = url.to_config();
         let endpoint = pg::endpoint(&config);
+        pg::ensure_no_tls_required(&config)?;
         let host = pg::host(&config);
         let password = config
             .get_password()
@@ -272,11 +285,7 @@ impl Capture {
                 })?;
                 for oid in relations {
                     let table = self.relations.table(oid)?.clone();
-                    let id = ChangeId {
-                        commit_lsn: txn.commit_lsn,
-                        seq: txn.seq,
-                    };
-                    txn.seq += 1;
+                    let id = txn.next_id();
                     let change = Change {
                         id,
                         op: Op::Truncate,
@@ -309,11 +318,7 @@ impl Capture {
             Some(t) => Some(self.relations.row(relation, &t)?),
             None => None,
         };
-        let id = ChangeId {
-            commit_lsn: txn.commit_lsn,
-            seq: txn.seq,
-        };
-        txn.seq += 1;
+        let id = txn.next_id();
         let change = Change {
             id,
             op,
@@ -437,11 +442,7 @@ impl Capture {
                 })
                 .collect();
             let row = self.relations.row_from_texts(table.oid, &by_name)?;
-            let id = ChangeId {
-                commit_lsn: txn.commit_lsn,
-                seq: txn.seq,
-            };
-            txn.seq += 1;
+            let id = txn.next_id();
             send(
                 out,
                 SourceEvent::Change(Change {
