@@ -178,9 +178,10 @@ pub async fn run(
     };
     // The sink's own failure is the cause when the source only saw it stop acknowledging.
     match (streamed, drained) {
-        (Err(SourceError::SinkGone(_)) | Ok(_), Err(sink)) => return Err(sink),
-        (Err(source), _) => return Err(source.into()),
-        (Ok(_), Ok(())) => {}
+        (Err(SourceError::SinkGone(_)) | Ok(_), Err(sink)) => Err(sink),
+        (Err(source), _) => Err(source.into()),
+        // Nobody asked it to stop: a restart (exit 75) resumes from what was confirmed.
+        (Ok(Stopped::EndOfStream), Ok(())) => Err(SourceError::StreamEnded.into()),
+        (Ok(Stopped::Shutdown), Ok(())) => Ok(confirmed?),
     }
-    Ok(confirmed?)
 }

@@ -90,6 +90,8 @@ pub enum SourceError {
          re-snapshot the tables (`freshet snapshot`)"
     )]
     SlotLost { slot: String, why: String },
+    #[error("the server ended the replication stream")]
+    StreamEnded,
     #[error("replication protocol: {0}")]
     Protocol(String),
     #[error("snapshot: {0}")]
@@ -104,6 +106,7 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Connect(e) => e.transient,
+            SourceError::StreamEnded => true,
             SourceError::Replication { error, .. } => !matches!(
                 error,
                 pgwire_replication::PgWireError::Server(_)
