@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::pgoutput::{self, Message, OldTuple};
 use super::relation::Relations;
 use super::slot::{self, SlotState};
-use super::snapshot::{self, Chunk, Job, ProgressFile, TableProgress, Watermark, Windows};
+use super::snapshot::{self, Chunk, Job, Outcome, ProgressFile, TableProgress, Watermark, Windows};
 use super::SourceError;
 use crate::change::{Change, Datum, Op, SourceEvent};
 use crate::config::{PgUrl, Source, TableName};
@@ -71,6 +71,7 @@ pub struct Capture {
 struct Txn {
     commit_lsn: Lsn,
     seq: u32,
+    xid: u32,
 }
 
 impl Txn {
@@ -202,7 +203,11 @@ impl Capture {
                 } => {
                     let commit_lsn = Lsn::from(final_lsn);
                     self.ack.begin();
-                    txn = Some(Txn { commit_lsn, seq: 0 });
+                    txn = Some(Txn {
+                        commit_lsn,
+                        seq: 0,
+                        xid,
+                    });
                     send(
                         out,
                         SourceEvent::Begin {
@@ -218,7 +223,9 @@ impl Capture {
                     end_lsn,
                     commit_time_micros,
                 } => {
-                    txn = None;
+                    if let (Some(t), Some((_, windows))) = (txn.take(), &mut self.snapshots) {
+                        windows.committed(t.xid, t.commit_lsn);
+                    }
                     let (commit_lsn, end_lsn) = (Lsn::from(lsn), Lsn::from(end_lsn));
                     self.received = end_lsn;
                     send(
@@ -399,8 +406,13 @@ impl Capture {
         if mark.slot != self.slot {
             return Ok(());
         }
+        let Some(txn) = txn else {
+            return Err(SourceError::Protocol(
+                "a snapshot watermark outside a transaction".into(),
+            ));
+        };
         if !mark.high {
-            windows.low(mark);
+            windows.low(mark, txn.commit_lsn);
             return Ok(());
         }
         let Some(changed) = windows.high(mark.chunk) else {
@@ -418,9 +430,10 @@ impl Capture {
             );
             return Ok(());
         };
-        let txn = txn.ok_or_else(|| {
-            SourceError::Protocol("a snapshot high watermark outside a transaction".into())
-        })?;
+        if windows.stale(&chunk.invisible) {
+            let _ = chunk.emitted.send(Outcome::Retry);
+            return Ok(());
+        }
         let table = self
             .relations
             .from_catalog(&chunk.table, &self.catalog)
@@ -474,7 +487,7 @@ impl Capture {
             dropped = chunk.rows.len() as u64 - emitted,
             "snapshot chunk emitted"
         );
-        let _ = chunk.emitted.send(());
+        let _ = chunk.emitted.send(Outcome::Emitted);
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, SimpleQueryMessage};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::slot::quote_ident;
 use super::SourceError;
@@ -62,8 +62,20 @@ pub struct Chunk {
     pub last: bool,
     /// Rows of the table read so far, this chunk included.
     pub rows_read: u64,
-    /// Told when the chunk's rows have been emitted (or dropped), so one chunk is in flight.
-    pub emitted: oneshot::Sender<()>,
+    /// Transactions the chunk's SELECT did not see (its snapshot's in-progress xids).
+    pub invisible: Vec<u32>,
+    /// Told when the capture loop passed the chunk's high watermark, so one chunk is in flight.
+    pub emitted: oneshot::Sender<Outcome>,
+}
+
+/// What became of a chunk at its high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Emitted,
+    /// A transaction whose commit precedes the low watermark in the WAL was still invisible
+    /// to the SELECT (PostgreSQL writes the commit record before it makes the transaction
+    /// visible): the chunk may be stale, so it is read again.
+    Retry,
 }
 
 /// Snapshot progress per table, persisted after each chunk is durable downstream.
@@ -200,7 +212,7 @@ pub async fn worker(
                 key: key.clone(),
             };
             emit(&client, &mark(false)).await?;
-            let rows = select_chunk(
+            let (invisible, rows) = select_chunk(
                 &client,
                 &job.table,
                 &columns,
@@ -221,6 +233,7 @@ pub async fn worker(
                 next_key: next_key.clone(),
                 last,
                 rows_read: job.rows_read + rows_done + count,
+                invisible,
                 emitted,
             };
             if chunks.send(chunk).await.is_err() {
@@ -228,8 +241,13 @@ pub async fn worker(
             }
             emit(&client, &mark(true)).await?;
             // One chunk in flight: wait until the capture loop has passed its high watermark.
-            if done.await.is_err() {
-                return Ok(());
+            match done.await {
+                Err(_) => return Ok(()),
+                Ok(Outcome::Emitted) => {}
+                Ok(Outcome::Retry) => {
+                    debug!(table = %job.table, chunk = id, "chunk read again: a transaction committed before its low watermark was not yet visible to it");
+                    continue;
+                }
             }
             rows_done += count;
             let rate = rows_done as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -347,6 +365,18 @@ pub fn key_text<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 
 type KeyedRow = ((String, Vec<String>), Vec<Option<String>>);
 
+/// The in-progress transaction ids of a `pg_current_snapshot()` text (`xmin:xmax:xip,…`),
+/// as the 32-bit xids the stream carries.
+pub fn snapshot_xip(text: &str) -> Vec<u32> {
+    text.rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|x| x.trim().parse::<u64>().ok())
+        .map(|x| x as u32)
+        .collect()
+}
+
 /// The next `limit` rows after `after` in key order, every column as its text output.
 async fn select_chunk(
     client: &Client,
@@ -355,7 +385,7 @@ async fn select_chunk(
     key: &[String],
     after: Option<&[String]>,
     limit: u32,
-) -> Result<Vec<KeyedRow>, SourceError> {
+) -> Result<(Vec<u32>, Vec<KeyedRow>), SourceError> {
     // Values come back in their text output form, exactly what pgoutput sends (no `::text`
     // casts: bool's cast says "true", its output says "t"). Key columns are selected twice,
     // first for the cursor; names are qualified so ORDER BY binds to the table's columns.
@@ -380,27 +410,38 @@ async fn select_chunk(
         None => String::new(),
     };
     let sql = format!("SELECT {key_list}, {select} FROM {table} AS snap {filter} ORDER BY {key_list} LIMIT {limit}");
+    // One short REPEATABLE READ transaction, so the snapshot reported is the one the SELECT
+    // read with.
+    let batch = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text; {sql}; COMMIT"
+    );
     let messages = client
-        .simple_query(&sql)
+        .simple_query(&batch)
         .await
         .map_err(|error| SourceError::Catalog {
             what: format!("selecting a snapshot chunk of {table}"),
             error,
         })?;
     let mut out = Vec::new();
+    let mut invisible = None;
     for m in messages {
-        if let SimpleQueryMessage::Row(row) = m {
-            let key_values: Vec<String> = (0..key.len())
-                .map(|i| row.get(i).unwrap_or_default().to_string())
-                .collect();
-            let values: Vec<Option<String>> = (0..columns.len())
-                .map(|i| row.get(key.len() + i).map(str::to_string))
-                .collect();
-            let k = key_text(key_values.iter().map(String::as_str));
-            out.push(((k, key_values), values));
-        }
+        let SimpleQueryMessage::Row(row) = m else {
+            continue;
+        };
+        let Some(_) = invisible else {
+            invisible = Some(snapshot_xip(row.get(0).unwrap_or_default()));
+            continue;
+        };
+        let key_values: Vec<String> = (0..key.len())
+            .map(|i| row.get(i).unwrap_or_default().to_string())
+            .collect();
+        let values: Vec<Option<String>> = (0..columns.len())
+            .map(|i| row.get(key.len() + i).map(str::to_string))
+            .collect();
+        let k = key_text(key_values.iter().map(String::as_str));
+        out.push(((k, key_values), values));
     }
-    Ok(out)
+    Ok((invisible.unwrap_or_default(), out))
 }
 
 /// What changed in a window: these keys, or everything (a TRUNCATE).
@@ -415,12 +456,20 @@ impl Changed {
     }
 }
 
+/// Commits remembered for [`Changed::stale`]: the race it guards is between a commit record
+/// and that transaction becoming visible, a matter of milliseconds, so recent ones suffice.
+const RECENT_COMMITS: usize = 65_536;
+
 /// The capture loop's side: open windows between watermarks, keys changed in them, and
 /// chunks whose `r` events await durability before their progress is saved.
 #[derive(Default)]
 pub struct Windows {
     /// The open window: its low watermark, and the keys changed since.
     open: Option<(Watermark, HashSet<String>)>,
+    /// Commit position of the open window's low watermark.
+    low_lsn: Lsn,
+    /// Recent commits, (xid, commit LSN), oldest first.
+    recent: VecDeque<(u32, Lsn)>,
     /// (commit end of the high-watermark transaction, table, progress after it).
     pending: VecDeque<(Lsn, String, TableProgress)>,
     /// Progress of the high watermark in the current transaction, until its Commit.
@@ -428,8 +477,26 @@ pub struct Windows {
 }
 
 impl Windows {
-    pub fn low(&mut self, mark: Watermark) {
+    pub fn low(&mut self, mark: Watermark, commit_lsn: Lsn) {
         self.open = Some((mark, HashSet::new()));
+        self.low_lsn = commit_lsn;
+    }
+
+    /// Whether a transaction the chunk's SELECT could not see committed before the last low
+    /// watermark: its changes precede the window, so they are in neither the window nor the
+    /// chunk, and the chunk's rows may be older than the stream.
+    pub fn stale(&self, invisible: &[u32]) -> bool {
+        let invisible: HashSet<&u32> = invisible.iter().collect();
+        self.recent
+            .iter()
+            .any(|(xid, lsn)| *lsn < self.low_lsn && invisible.contains(xid))
+    }
+
+    pub fn committed(&mut self, xid: u32, commit_lsn: Lsn) {
+        if self.recent.len() == RECENT_COMMITS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((xid, commit_lsn));
     }
 
     /// The table (as `schema.table` text) and key columns of the open window.
@@ -491,5 +558,65 @@ impl Windows {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(chunk: u64) -> Watermark {
+        Watermark {
+            chunk,
+            high: false,
+            table: "public.t".into(),
+            key: vec!["id".into()],
+            slot: "s".into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn snapshot_xip_reads_the_in_progress_list() {
+        assert_eq!(snapshot_xip("100:105:100,102"), vec![100, 102]);
+        assert_eq!(snapshot_xip("100:100:"), Vec::<u32>::new());
+        // xid8 values carry the epoch in the high bits; the stream carries the low 32.
+        assert_eq!(snapshot_xip("4294967396:4294967400:4294967397"), vec![101]);
+    }
+
+    #[test]
+    fn a_chunk_is_stale_when_an_invisible_transaction_committed_before_the_low_watermark() {
+        let mut w = Windows::default();
+        w.committed(7, Lsn(100));
+        w.low(mark(1), Lsn(200));
+        w.committed(8, Lsn(300));
+        assert!(
+            w.stale(&[7]),
+            "xid 7 committed at 100, before the low watermark at 200"
+        );
+        assert!(
+            !w.stale(&[8]),
+            "xid 8 committed inside the window: its keys are dropped instead"
+        );
+        assert!(!w.stale(&[9]));
+    }
+
+    #[test]
+    fn window_keys_and_truncate() {
+        let mut w = Windows::default();
+        w.low(mark(1), Lsn(10));
+        w.changed("5".into());
+        let changed = w.high(1).expect("window of chunk 1");
+        assert!(changed.contains("5") && !changed.contains("6"));
+        assert!(w.high(1).is_none(), "closed");
+        w.low(mark(2), Lsn(20));
+        w.truncated();
+        assert!(w.high(2).expect("window of chunk 2").contains("anything"));
+        w.low(mark(3), Lsn(30));
+        assert!(
+            w.high(4).is_none(),
+            "a high watermark of another chunk leaves the window open"
+        );
+        assert!(w.high(3).is_some());
     }
 }
