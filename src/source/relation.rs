@@ -7,40 +7,60 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use super::pgoutput::{self, Tuple, TupleValue};
-use super::value::{self, TypeInfo, TypeKind};
+use super::value::{self, oid, TypeInfo, TypeKind};
 use super::SourceError;
 use crate::change::{Column, Datum, Row, Table};
 use crate::config::TableName;
 
 /// Built-in scalar types the value decoder knows by OID.
 const SCALARS: &[u32] = &[
-    16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184, 1700,
-    2950, 3802,
+    oid::BOOL,
+    oid::BYTEA,
+    oid::CHAR,
+    oid::NAME,
+    oid::INT8,
+    oid::INT2,
+    oid::INT4,
+    oid::TEXT,
+    oid::OID,
+    oid::JSON,
+    oid::FLOAT4,
+    oid::FLOAT8,
+    oid::BPCHAR,
+    oid::VARCHAR,
+    oid::DATE,
+    oid::TIME,
+    oid::TIMESTAMP,
+    oid::TIMESTAMPTZ,
+    oid::NUMERIC,
+    oid::UUID,
+    oid::JSONB,
 ];
 
-/// Built-in array types and their element types, so common arrays need no catalog query.
+/// Built-in array types (`pg_type.typarray`) and their elements, so the common arrays need
+/// no catalog query.
 const ARRAYS: &[(u32, u32)] = &[
-    (1000, 16),
-    (1001, 17),
-    (1002, 18),
-    (1003, 19),
-    (1016, 20),
-    (1005, 21),
-    (1007, 23),
-    (1009, 25),
-    (1028, 26),
-    (199, 114),
-    (1021, 700),
-    (1022, 701),
-    (1014, 1042),
-    (1015, 1043),
-    (1182, 1082),
-    (1183, 1083),
-    (1115, 1114),
-    (1185, 1184),
-    (1231, 1700),
-    (2951, 2950),
-    (3807, 3802),
+    (1000, oid::BOOL),
+    (1001, oid::BYTEA),
+    (1002, oid::CHAR),
+    (1003, oid::NAME),
+    (1016, oid::INT8),
+    (1005, oid::INT2),
+    (1007, oid::INT4),
+    (1009, oid::TEXT),
+    (1028, oid::OID),
+    (199, oid::JSON),
+    (1021, oid::FLOAT4),
+    (1022, oid::FLOAT8),
+    (1014, oid::BPCHAR),
+    (1015, oid::VARCHAR),
+    (1182, oid::DATE),
+    (1183, oid::TIME),
+    (1115, oid::TIMESTAMP),
+    (1185, oid::TIMESTAMPTZ),
+    (1231, oid::NUMERIC),
+    (2951, oid::UUID),
+    (3807, oid::JSONB),
 ];
 
 struct Entry {
