@@ -396,64 +396,6 @@ async fn big_and_interleaved_transactions_come_out_whole_in_commit_order() {
     assert!(support::lsn_ge(&lsn(&lines[2]), &lsn(&lines[0])) && lsn(&lines[2]) != lsn(&lines[0]));
 }
 
-/// Replays captured lines into a map of table → key → row, by identity: each identity must
-/// carry one content, however often it was written.
-fn replay(
-    lines: &[Json],
-    keys: &HashMap<&str, Vec<&str>>,
-) -> BTreeMap<String, BTreeMap<String, Json>> {
-    let mut by_id: BTreeMap<(u64, u64), &Json> = BTreeMap::new();
-    for l in lines {
-        let (hi, lo) = l["lsn"].as_str().unwrap().split_once('/').unwrap();
-        let lsn =
-            (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
-        let id = (lsn, l["seq"].as_u64().unwrap());
-        if let Some(prev) = by_id.insert(id, l) {
-            assert_eq!(prev, l, "identity {id:?} was captured with two contents");
-        }
-    }
-    let mut state: BTreeMap<String, BTreeMap<String, Json>> = BTreeMap::new();
-    for l in by_id.values() {
-        let table = l["table"].as_str().unwrap();
-        let rows = state.entry(table.to_string()).or_default();
-        let key_of = |row: &Json| {
-            keys[table]
-                .iter()
-                .map(|k| row[*k].to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        match l["op"].as_str().unwrap() {
-            "c" | "r" => {
-                rows.insert(key_of(&l["after"]), l["after"].clone());
-            }
-            "u" => {
-                let mut new = l["after"].clone();
-                let old_key = if l["before"].is_null() {
-                    key_of(&new)
-                } else {
-                    key_of(&l["before"])
-                };
-                let old = rows
-                    .remove(&old_key)
-                    .unwrap_or_else(|| panic!("update of a row never captured: {l}"));
-                for c in l["unchanged"].as_array().unwrap() {
-                    let c = c.as_str().unwrap();
-                    new[c] = old[c].clone();
-                }
-                rows.insert(key_of(&new), new);
-            }
-            "d" => {
-                rows.remove(&key_of(&l["before"]))
-                    .unwrap_or_else(|| panic!("delete of a row never captured: {l}"));
-            }
-            "t" => rows.clear(),
-            other => panic!("unknown op {other}"),
-        }
-    }
-    state
-}
-
 async fn source_state(
     client: &tokio_postgres::Client,
     keys: &HashMap<&str, Vec<&str>>,
@@ -603,7 +545,7 @@ async fn kill_9_under_load_loses_and_invents_nothing() {
         ),
     ]);
     let lines = support::read_jsonl(&s.sink());
-    let mut captured = replay(&lines, &keys);
+    let mut captured = support::replay(&lines, |t| keys[t].clone(), true);
     let mut source = source_state(&s.client, &keys).await;
     normalise(&mut captured);
     normalise(&mut source);

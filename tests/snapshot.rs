@@ -132,7 +132,7 @@ impl Setup {
         .await;
     }
 
-    async fn source(&self) -> BTreeMap<i64, Json> {
+    async fn source(&self) -> BTreeMap<String, Json> {
         self.client
             .query("SELECT id, to_jsonb(t)::text FROM t", &[])
             .await
@@ -140,7 +140,7 @@ impl Setup {
             .iter()
             .map(|r| {
                 (
-                    r.get::<_, i32>(0) as i64,
+                    r.get::<_, i32>(0).to_string(),
                     serde_json::from_str(&r.get::<_, String>(1)).unwrap(),
                 )
             })
@@ -148,35 +148,11 @@ impl Setup {
     }
 }
 
-/// Applies the captured lines by identity order: snapshot reads and inserts upsert, updates
-/// replace, deletes remove. A delete or update may precede the key's snapshot read (DBLog
-/// emits a chunk's rows at its high watermark), so neither needs the row to be known.
-fn replay(lines: &[Json]) -> BTreeMap<i64, Json> {
-    let mut by_id: BTreeMap<(u64, u64), &Json> = BTreeMap::new();
-    for l in lines {
-        let (hi, lo) = l["lsn"].as_str().unwrap().split_once('/').unwrap();
-        let lsn =
-            (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
-        if let Some(prev) = by_id.insert((lsn, l["seq"].as_u64().unwrap()), l) {
-            assert_eq!(prev, l, "one identity, two contents");
-        }
-    }
-    let mut rows = BTreeMap::new();
-    for l in by_id.values() {
-        match l["op"].as_str().unwrap() {
-            "r" | "c" | "u" => {
-                if l["op"] == "u" && !l["before"].is_null() {
-                    rows.remove(&l["before"]["id"].as_i64().unwrap());
-                }
-                rows.insert(l["after"]["id"].as_i64().unwrap(), l["after"].clone());
-            }
-            "d" => {
-                rows.remove(&l["before"]["id"].as_i64().unwrap());
-            }
-            other => panic!("unexpected op {other}"),
-        }
-    }
-    rows
+/// Table `t` after the captured changes, keyed by id (lenient: see `support::replay`).
+fn replay(lines: &[Json]) -> BTreeMap<String, Json> {
+    support::replay(lines, |_| vec!["id"], false)
+        .remove("t")
+        .unwrap_or_default()
 }
 
 /// Random writes against `t` until stopped: updates, deletes and inserts of new keys.
