@@ -511,28 +511,7 @@ async fn kill_9_under_load_loses_and_invents_nothing() {
     assert!(report.rows > 1000, "{report}");
 
     // Catch up to the end of the WAL, then stop cleanly.
-    let target: String = s
-        .client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let client = &s.client;
-    let slot = s.slot.clone();
-    support::wait_for(
-        &format!("the slot to confirm {target}; log:\n{}", daemon.log_text()),
-        Duration::from_secs(120),
-        || {
-            let (slot, target) = (slot.clone(), target.clone());
-            async move {
-                support::confirmed_flush(client, &slot)
-                    .await
-                    .filter(|c| support::lsn_ge(c, &target))
-                    .map(|_| ())
-            }
-        },
-    )
-    .await;
+    support::caught_up(&s.client, &s.slot, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
 
     let keys = HashMap::from([

@@ -108,28 +108,7 @@ impl Setup {
 
     /// Waits until the slot has confirmed everything written so far.
     async fn caught_up(&self, daemon: &Daemon) {
-        let target: String = self
-            .client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let client = &self.client;
-        let slot = self.db.name.clone();
-        support::wait_for(
-            &format!("the slot to confirm {target}; log:\n{}", daemon.log_text()),
-            Duration::from_secs(120),
-            || {
-                let (slot, target) = (slot.clone(), target.clone());
-                async move {
-                    support::confirmed_flush(client, &slot)
-                        .await
-                        .filter(|c| support::lsn_ge(c, &target))
-                        .map(|_| ())
-                }
-            },
-        )
-        .await;
+        support::caught_up(&self.client, &self.db.name, daemon).await;
     }
 
     async fn source(&self) -> BTreeMap<String, Json> {

@@ -371,3 +371,27 @@ pub fn replay(
     }
     state
 }
+
+/// Waits until `slot` has confirmed everything written so far (the current WAL position).
+pub async fn caught_up(client: &Client, slot: &str, daemon: &Daemon) {
+    let target: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("wal lsn")
+        .get(0);
+    let done = try_wait_for(Duration::from_secs(120), || {
+        let target = target.clone();
+        async move {
+            confirmed_flush(client, slot)
+                .await
+                .filter(|c| lsn_ge(c, &target))
+                .map(|_| ())
+        }
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "the slot never confirmed {target}; log:\n{}",
+        daemon.log_text()
+    );
+}
