@@ -54,24 +54,17 @@ impl Setup {
     }
 
     /// Waits until the daemon created its slot (it is then safe to write).
+    /// A publication named after the slot.
+    async fn publish(&self, tables: &str) {
+        let sql = format!("CREATE PUBLICATION {} FOR TABLE {tables}", self.slot);
+        self.client
+            .batch_execute(&sql)
+            .await
+            .expect("create publication");
+    }
+
     async fn slot_ready(&self, daemon: &Daemon) {
-        let client = &self.client;
-        let slot = self.slot.clone();
-        support::wait_for(
-            &format!("slot {slot} to be active; log:\n{}", daemon.log_text()),
-            Duration::from_secs(60),
-            || {
-                let slot = slot.clone();
-                async move {
-                    client
-                        .query_opt(support::SLOT_STREAMING, &[&slot])
-                        .await
-                        .unwrap()
-                        .map(|_| ())
-                }
-            },
-        )
-        .await
+        support::slot_streaming(&self.client, &self.slot, daemon).await;
     }
 
     async fn lines(&self, at_least: usize, daemon: &Daemon) -> Vec<Json> {
@@ -342,10 +335,7 @@ async fn big_and_interleaved_transactions_come_out_whole_in_commit_order() {
         "CREATE TABLE t (id bigint PRIMARY KEY, who text)",
     )
     .await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
-        .await
-        .unwrap();
+    s.publish("t").await;
     let mut daemon = s.start(&["public.t"]);
     s.slot_ready(&daemon).await;
 
@@ -551,10 +541,7 @@ async fn kill_9_under_load_loses_and_invents_nothing() {
 #[tokio::test]
 async fn idle_published_table_still_advances_the_slot() {
     let s = Setup::new("cap_idle", "CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id serial PRIMARY KEY, v int);").await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE quiet", s.slot))
-        .await
-        .unwrap();
+    s.publish("quiet").await;
     let mut daemon = s.start(&["public.quiet"]);
     s.slot_ready(&daemon).await;
     let start = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
@@ -565,27 +552,8 @@ async fn idle_published_table_still_advances_the_slot() {
             .await
             .unwrap();
     }
-    let written: String = s
-        .client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let client = &s.client;
-    let slot = s.slot.clone();
-    let confirmed = support::wait_for(
-        &format!("the slot to pass {written} (from {start})"),
-        Duration::from_secs(60),
-        || {
-            let (slot, written) = (slot.clone(), written.clone());
-            async move {
-                support::confirmed_flush(client, &slot)
-                    .await
-                    .filter(|c| support::lsn_ge(c, &written))
-            }
-        },
-    )
-    .await;
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
     assert!(support::lsn_ge(&confirmed, &start) && confirmed != start);
     assert_eq!(daemon.terminate(), Some(0));
     assert!(
@@ -597,10 +565,7 @@ async fn idle_published_table_still_advances_the_slot() {
 #[tokio::test]
 async fn graceful_stop_confirms_and_a_restart_resumes_without_gaps_or_repeats() {
     let s = Setup::new("cap_resume", "CREATE TABLE t (id int PRIMARY KEY)").await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
-        .await
-        .unwrap();
+    s.publish("t").await;
     let mut daemon = s.start(&["public.t"]);
     s.slot_ready(&daemon).await;
     s.client
@@ -629,10 +594,7 @@ async fn graceful_stop_confirms_and_a_restart_resumes_without_gaps_or_repeats() 
 #[tokio::test]
 async fn a_dropped_slot_stops_run_with_a_clear_error() {
     let s = Setup::new("cap_lost", "CREATE TABLE t (id int PRIMARY KEY)").await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
-        .await
-        .unwrap();
+    s.publish("t").await;
     let mut daemon = s.start(&["public.t"]);
     s.slot_ready(&daemon).await;
     s.client

@@ -395,3 +395,20 @@ pub async fn caught_up(client: &Client, slot: &str, daemon: &Daemon) {
         daemon.log_text()
     );
 }
+
+/// Waits until `slot` is streaming to a walsender: writes made after this are captured.
+pub async fn slot_streaming(client: &Client, slot: &str, daemon: &Daemon) {
+    let ready = try_wait_for(Duration::from_secs(60), || async move {
+        client
+            .query_opt(SLOT_STREAMING, &[&slot])
+            .await
+            .expect("read slot")
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "slot {slot} never started streaming; log:\n{}",
+        daemon.log_text()
+    );
+}
