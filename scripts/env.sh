@@ -2,6 +2,7 @@
 # so a fresh clone reuses them) and how cargo is invoked.
 export FRESHET_CACHE=${FRESHET_CACHE:-$HOME/.cache/freshet}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$FRESHET_CACHE/target}
+export FRESHET_TANSU=${FRESHET_TANSU:-$FRESHET_CACHE/tansu/bin/tansu}
 mkdir -p "$FRESHET_CACHE"
 # A directory the postgres user can traverse, for throwaway clusters.
 freshet_run_dir() {

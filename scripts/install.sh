@@ -2,6 +2,8 @@
 # Installs what the tests, the demo and the benchmarks need. Idempotent: a second run checks
 # and returns. Caches live outside the repository (FRESHET_CACHE, default ~/.cache/freshet).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 apt_updated=
@@ -26,3 +28,15 @@ fi
 command -v python3 >/dev/null || apt_install python3
 command -v bc >/dev/null || apt_install bc
 [ -x /usr/bin/time ] || apt_install time
+# The bundled librdkafka builds with make and links the system OpenSSL and zlib, as does
+# the Schema Registry client.
+for pkg in libssl-dev zlib1g-dev pkg-config make; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || apt_install "$pkg"
+done
+# Tansu, the Kafka-protocol broker of the tests and the demo: built once into the cache.
+TANSU_VERSION=0.6.0
+if ! "$FRESHET_TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    echo "install: building tansu $TANSU_VERSION (about 14 minutes, once)" >&2
+    CARGO_TARGET_DIR="$FRESHET_CACHE/tansu-target" cargo install tansu --version "$TANSU_VERSION" \
+        --locked --features dynostore,libsql --root "$FRESHET_CACHE/tansu" >&2
+fi

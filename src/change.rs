@@ -23,8 +23,29 @@ pub struct Column {
     pub name: String,
     pub type_oid: u32,
     pub type_modifier: i32,
+    /// The type as the decoder resolved it (domains to their base, arrays to elements).
+    pub ty: TypeInfo,
     /// Part of the replica identity (the key for DEFAULT / INDEX identity).
     pub key: bool,
+}
+
+/// What the decoder needs to know of a column's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeInfo {
+    pub oid: u32,
+    pub kind: TypeKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeKind {
+    /// A built-in scalar type, decoded by OID.
+    Scalar,
+    /// A user-defined enum: the text is the label.
+    Enum,
+    /// An array of the element type (typdelim `,` for every type this decodes).
+    Array(Box<TypeInfo>),
+    /// Anything else: kept as text.
+    Other,
 }
 
 /// One column's value in a change.

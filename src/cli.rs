@@ -1,4 +1,4 @@
-//! The command line: `freshet run | check | loadgen | bench`.
+//! The command line: `freshet run | tail | snapshot | check | loadgen | bench`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,9 +24,21 @@ pub enum Command {
     Run {
         #[arg(long, short)]
         pipeline: PathBuf,
-        /// Where changes go: jsonl:PATH (one JSON line per change, fsynced before acknowledging).
+        /// Send changes to jsonl:PATH (one JSON line per change, fsynced before
+        /// acknowledging) instead of the pipeline's Kafka topics.
         #[arg(long)]
-        sink: SinkSpec,
+        sink: Option<SinkSpec>,
+        /// Where the Kafka pipeline keeps its snapshot progress.
+        #[arg(long, env = "FRESHET_STATE_DIR", default_value = "/var/lib/freshet")]
+        state_dir: PathBuf,
+    },
+    /// Print a table's topic, decoded, as JSON lines (from the start to the current end).
+    Tail {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// schema.table, one of source.tables.
+        #[arg(long)]
+        table: String,
     },
     /// Ask the running capture (or the next one) to snapshot a table again, from the start.
     Snapshot {

@@ -83,7 +83,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("snapshot of {table} requested at {lsn}; the capture of slot {} picks it up from the WAL", p.source.slot);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { pipeline, sink } => {
+        Command::Run {
+            pipeline,
+            sink,
+            state_dir,
+        } => {
             // Handlers first: a SIGTERM during start-up must drain like any other.
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let signals = shutdown_signals()?;
@@ -93,20 +97,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let _ = stop.send(true);
             });
             let p = config::load(&pipeline)?;
-            match freshet::pipeline::run(&p, &sink, stopped).await {
-                Ok(confirmed) => {
-                    tracing::info!(%confirmed, "stopped cleanly");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) if e.is_transient() => {
-                    eprintln!("error (transient: a restart resumes from the slot): {e}");
-                    Ok(ExitCode::from(EXIT_TEMPFAIL))
-                }
-                Err(e) => {
-                    eprintln!("error (needs an operator): {e}");
-                    Ok(ExitCode::FAILURE)
-                }
+            let sink = sink.unwrap_or(freshet::pipeline::SinkSpec::Kafka { state_dir });
+            run_until_stopped(&p, &sink, stopped).await
+        }
+        Command::Tail { pipeline, table } => {
+            let p = config::load(&pipeline)?;
+            let table = config::TableName::parse(&table).map_err(anyhow::Error::msg)?;
+            let Some(k) = &p.kafka else {
+                anyhow::bail!("{} has no kafka section", pipeline.display());
+            };
+            let topic = freshet::transform::topic_name(&k.topic_prefix, &table.schema, &table.table);
+            let lines = freshet::kafka::tail::decode_topic(k, &topic).await?;
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in &lines {
+                writeln!(out, "{line}")?;
             }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Loadgen {
             mode: Loadgen::Fill { target, shape },
@@ -184,6 +192,48 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Runs the pipeline; a transient failure (broker, registry or server gone, a fatal producer
+/// error) starts it again in-process from the slot's confirmed position, with backoff.
+async fn run_until_stopped(
+    p: &config::Pipeline,
+    sink: &freshet::pipeline::SinkSpec,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ExitCode> {
+    let mut backoff = RESTART_BACKOFF_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        match freshet::pipeline::run(p, sink, stopped.clone()).await {
+            Ok(confirmed) => {
+                tracing::info!(%confirmed, "stopped cleanly");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) if e.is_transient() && !*stopped.borrow() => {
+                if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
+                    backoff = RESTART_BACKOFF_MIN;
+                }
+                tracing::error!(error = %e, retry_in = ?backoff, "pipeline failed; restarting from the slot's confirmed position");
+                let mut stop = stopped.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return Ok(ExitCode::SUCCESS),
+                }
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            }
+            Err(e) if e.is_transient() => {
+                eprintln!("error (transient: a restart resumes from the slot): {e}");
+                return Ok(ExitCode::from(EXIT_TEMPFAIL));
+            }
+            Err(e) => {
+                eprintln!("error (needs an operator): {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+}
+
+const RESTART_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const RESTART_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// EX_TEMPFAIL: the service unit restarts on it (`RestartForceExitStatus=75`).
 const EXIT_TEMPFAIL: u8 = 75;

@@ -165,6 +165,25 @@ fn validate(p: &Pipeline) -> Vec<Found> {
         }
     }
 
+    if let Some(eav) = &p.transform.eav {
+        for (key, table) in [("values", &eav.values), ("catalog", &eav.catalog)] {
+            if !p.source.tables.iter().any(|s| s.value == table.value) {
+                found.push((
+                    at(table),
+                    format!("transform.eav.{key}"),
+                    format!("{} is not in source.tables, so it is never captured", table.value),
+                ));
+            }
+        }
+        if eav.key.is_empty() {
+            found.push((
+                at(&eav.values),
+                "transform.eav.key".into(),
+                "the key needs at least one column (AtlasCo: [tenant_id, entity_id])".into(),
+            ));
+        }
+    }
+
     if let Some(b) = &p.batcher {
         let store = &b.store.value.0;
         let ok = match store.split_once("://") {

@@ -43,6 +43,8 @@ pub struct Pipeline {
     /// Names the pipeline in logs, metrics and default resource names.
     pub name: String,
     pub source: Source,
+    #[serde(default)]
+    pub transform: Transform,
     pub kafka: Option<Kafka>,
     pub batcher: Option<Batcher>,
     pub warehouse: Option<Warehouse>,
@@ -107,6 +109,46 @@ pub enum SnapshotMode {
     Initial,
     /// Stream changes only.
     Never,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// The entity-attribute-value layout, when the source has one.
+    pub eav: Option<Eav>,
+}
+
+/// An EAV value table whose rows name their attribute by id, and the catalog that maps the id
+/// to a name and a data type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eav {
+    pub values: Spanned<TableName>,
+    pub catalog: Spanned<TableName>,
+    /// The attribute id column, in both tables.
+    #[serde(default = "default_attribute_column")]
+    pub attribute_column: String,
+    #[serde(default = "default_name_column")]
+    pub name_column: String,
+    #[serde(default = "default_type_column")]
+    pub type_column: String,
+    /// The Kafka key of value changes: a prefix of the primary key, so that one entity's
+    /// history stays ordered on one partition.
+    #[serde(default = "default_eav_key")]
+    pub key: Vec<String>,
+}
+
+fn default_attribute_column() -> String {
+    "attribute_id".into()
+}
+fn default_name_column() -> String {
+    "name".into()
+}
+fn default_type_column() -> String {
+    "data_type".into()
+}
+fn default_eav_key() -> Vec<String> {
+    vec!["tenant_id".into(), "entity_id".into()]
 }
 
 #[derive(Debug, Deserialize)]

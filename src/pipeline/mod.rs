@@ -1,4 +1,5 @@
-//! Wires the stages: source → sink, acknowledgements back, heartbeats beside.
+//! Wires the stages: source → transform → kafka (or source → jsonl), acknowledgements back,
+//! heartbeats beside.
 //!
 //! Shutdown cascades: only the source watches the signal; it stops reading and drops its
 //! output, the sink drains, syncs and publishes its last durable position, and the source
@@ -13,8 +14,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn, Instrument};
 
+use crate::change::SourceEvent;
 use crate::config::{Pipeline, SnapshotMode};
 use crate::jsonl::{JsonlError, JsonlSink};
+use crate::kafka;
+use crate::transform::encoding::schema_topic;
+use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
 use crate::lsn::Lsn;
 use crate::pg;
 use crate::source::replication::{Capture, SnapshotLink, Stopped};
@@ -31,6 +36,10 @@ const FINISH_DEADLINE: Duration = Duration::from_secs(10);
 /// Where captured changes go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkSpec {
+    /// The pipeline's Kafka topics, through the transform; snapshot progress lives in the
+    /// state directory.
+    Kafka { state_dir: PathBuf },
+    /// One JSON line per change, for debugging and for capture without Kafka.
     Jsonl(PathBuf),
 }
 
@@ -51,6 +60,12 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] JsonlError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("{0}")]
+    Config(String),
     #[error(
         "the sink did not drain within {0:?}: forced stop, unsynced changes will be read again"
     )]
@@ -61,7 +76,12 @@ pub enum PipelineError {
 
 impl PipelineError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, PipelineError::Source(e) if e.is_transient())
+        match self {
+            PipelineError::Source(e) => e.is_transient(),
+            PipelineError::Transform(e) => e.is_transient(),
+            PipelineError::Kafka(e) => e.is_transient(),
+            _ => false,
+        }
     }
 }
 
@@ -80,18 +100,27 @@ pub async fn run(
 ) -> Result<Lsn, PipelineError> {
     let source = &pipeline.source;
     let span = tracing::info_span!("capture", pipeline = %pipeline.name, stage = "source");
-    let SinkSpec::Jsonl(path) = sink;
-    let (jsonl, resuming) = JsonlSink::open(path)?;
-
     let pg_config = source.url.to_config();
     let catalog = pg::connect(&pg_config).await.map_err(SourceError::from)?;
+    let (sink, resuming, progress_at) = match sink {
+        SinkSpec::Jsonl(path) => {
+            let (jsonl, resuming) = JsonlSink::open(path)?;
+            (Sink::Jsonl(jsonl), resuming, progress_path(path))
+        }
+        SinkSpec::Kafka { state_dir } => {
+            let (stages, resuming) = kafka_stages(pipeline, &catalog).await?;
+            let mut at = state_dir.join(&source.slot);
+            at.set_extension("snapshot.json");
+            (stages, resuming, at)
+        }
+    };
     let slot_state = slot::ensure(&catalog, source, resuming).await?;
     let capture = Capture::start(&source.url, &source.into(), slot_state, catalog, None)
         .instrument(span.clone())
         .await?;
 
     // Snapshots: resume unfinished tables, start the ones never snapshotted (mode initial).
-    let progress = ProgressFile::open(&progress_path(path))?;
+    let progress = ProgressFile::open(&progress_at)?;
     // Room for every table at start, plus signals that arrive during a snapshot.
     let (jobs, jobs_rx) = mpsc::channel(source.tables.len() + 64);
     let (chunks_tx, chunks) = mpsc::channel(1);
@@ -144,8 +173,7 @@ pub async fn run(
 
     let (events, events_rx) = mpsc::channel(EVENT_BUFFER);
     let (durable_tx, mut durable) = watch::channel(slot_state.confirmed_flush);
-    let sink_span = tracing::info_span!("sink", pipeline = %pipeline.name, stage = "jsonl");
-    let mut sink_task = tokio::spawn(jsonl.run(events_rx, durable_tx).instrument(sink_span));
+    let mut sink_task = tokio::spawn(sink.run(pipeline.name.clone(), events_rx, durable_tx));
     let heartbeat_task = tokio::spawn(heartbeat::run(pg_config, source.heartbeat_interval.0));
 
     let streamed = capture
@@ -165,7 +193,7 @@ pub async fn run(
             return Err(PipelineError::DrainTimeout(DRAIN_DEADLINE));
         }
         Ok(Err(join)) => Err(PipelineError::SinkTask(join.to_string())),
-        Ok(Ok(result)) => result.map(|_| ()).map_err(PipelineError::from),
+        Ok(Ok(result)) => result,
     };
     heartbeat_task.abort();
     let last_durable = *durable.borrow();
@@ -184,4 +212,144 @@ pub async fn run(
         (Ok(Stopped::EndOfStream), Ok(())) => Err(SourceError::StreamEnded.into()),
         (Ok(Stopped::Shutdown), Ok(())) => Ok(confirmed?),
     }
+}
+
+enum Sink {
+    Jsonl(JsonlSink),
+    Kafka {
+        transform: Transform,
+        producer: kafka::produce::Producer,
+    },
+}
+
+impl Sink {
+    /// Runs the sink side until the events end; publishes durable commit positions.
+    async fn run(
+        self,
+        pipeline: String,
+        events: mpsc::Receiver<SourceEvent>,
+        durable: watch::Sender<Lsn>,
+    ) -> Result<(), PipelineError> {
+        match self {
+            Sink::Jsonl(jsonl) => {
+                let span = tracing::info_span!("sink", %pipeline, stage = "jsonl");
+                jsonl.run(events, durable).instrument(span).await?;
+                Ok(())
+            }
+            Sink::Kafka {
+                transform,
+                producer,
+            } => {
+                let (records, records_rx) = mpsc::channel(RECORD_BUFFER);
+                let t_span = tracing::info_span!("transform", %pipeline, stage = "transform");
+                let k_span = tracing::info_span!("kafka", %pipeline, stage = "kafka");
+                let (transformed, produced) = tokio::join!(
+                    transform.run(events, records).instrument(t_span),
+                    producer.run(records_rx, durable).instrument(k_span),
+                );
+                // The producer's failure is the cause when the transform only saw it stop.
+                match (transformed, produced) {
+                    (_, Err(e)) => Err(e.into()),
+                    (Err(e), Ok(_)) => Err(e.into()),
+                    (Ok(()), Ok(_)) => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Records buffered between the transform and the producer.
+const RECORD_BUFFER: usize = 1024;
+
+/// Topics, schema encoding, the attribute catalog and the producer; and whether the topics
+/// already hold data (then a missing slot is lost, never recreated).
+async fn kafka_stages(
+    pipeline: &Pipeline,
+    catalog: &tokio_postgres::Client,
+) -> Result<(Sink, bool), PipelineError> {
+    let Some(k) = &pipeline.kafka else {
+        return Err(PipelineError::Config(
+            "the pipeline has no kafka section: add one, or run with --sink jsonl:PATH".into(),
+        ));
+    };
+    let mut topics: Vec<(String, bool)> = pipeline
+        .source
+        .tables
+        .iter()
+        .map(|t| (topic_name(&k.topic_prefix, &t.value.schema, &t.value.table), false))
+        .collect();
+    let data_topics: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+    if k.schema_registry.is_none() {
+        topics.push((schema_topic(&k.topic_prefix), true));
+    }
+    let partitions = kafka::ensure_topics(k, &topics).await?;
+    let resuming = kafka::holds_data(k, &data_topics).await?;
+    let eav = match &pipeline.transform.eav {
+        Some(eav) => {
+            let initial = eav::load(catalog, eav).await.map_err(|error| SourceError::Catalog {
+                what: format!("reading the attribute catalog {}", eav.catalog.value),
+                error,
+            })?;
+            info!(attributes = initial.len(), "attribute catalog loaded");
+            Some(eav::Catalog::new(eav, initial))
+        }
+        None => None,
+    };
+    let encoding = Encoding::from_config(k).map_err(TransformError::from)?;
+    let primary_keys = primary_keys(catalog, &pipeline.source.tables).await?;
+    let captured = pipeline
+        .source
+        .tables
+        .iter()
+        .map(|t| (t.value.schema.clone(), t.value.table.clone()))
+        .collect();
+    let transform = Transform::new(
+        &pipeline.name,
+        &k.topic_prefix,
+        encoding,
+        eav,
+        primary_keys,
+        captured,
+    );
+    let producer = kafka::produce::Producer::new(k, partitions)?;
+    Ok((
+        Sink::Kafka {
+            transform,
+            producer,
+        },
+        resuming,
+    ))
+}
+
+/// Each captured table's primary-key columns, in key order (a FULL-identity table's Relation
+/// message does not say which columns they are).
+async fn primary_keys(
+    catalog: &tokio_postgres::Client,
+    tables: &[serde_saphyr::Spanned<crate::config::TableName>],
+) -> Result<std::collections::HashMap<(String, String), Vec<String>>, PipelineError> {
+    let mut keys = std::collections::HashMap::new();
+    for t in tables {
+        let t = &t.value;
+        let rows = catalog
+            .query(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary \
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[&t.schema, &t.table],
+            )
+            .await
+            .map_err(|error| SourceError::Catalog {
+                what: format!("reading the primary key of {t}"),
+                error,
+            })?;
+        if !rows.is_empty() {
+            keys.insert(
+                (t.schema.clone(), t.table.clone()),
+                rows.iter().map(|r| r.get(0)).collect(),
+            );
+        }
+    }
+    Ok(keys)
 }

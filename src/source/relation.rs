@@ -94,7 +94,9 @@ impl Relations {
             columns: rel
                 .columns
                 .into_iter()
-                .map(|c| Column {
+                .zip(&types)
+                .map(|(c, ty)| Column {
+                    ty: ty.clone(),
                     name: c.name,
                     type_oid: c.type_oid,
                     type_modifier: c.type_modifier,

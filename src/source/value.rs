@@ -1,25 +1,7 @@
 //! PostgreSQL text-format values → typed [`Value`]s, and back out as JSON.
 
+pub use crate::change::{TypeInfo, TypeKind};
 use crate::change::{DateValue, TimestampValue, Value};
-
-/// What the decoder needs to know of a column's type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TypeInfo {
-    pub oid: u32,
-    pub kind: TypeKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TypeKind {
-    /// A built-in scalar type, decoded by OID.
-    Scalar,
-    /// A user-defined enum: the text is the label.
-    Enum,
-    /// An array of the element type (typdelim `,` for every type this decodes).
-    Array(Box<TypeInfo>),
-    /// Anything else: kept as text.
-    Other,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode {text:?} as type {type_oid}: {why}")]

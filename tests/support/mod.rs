@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config, NoTls};
 
+pub mod kafka;
+pub mod types;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -190,6 +193,11 @@ impl Daemon {
         sink: &std::path::Path,
         log: &std::path::Path,
     ) -> Daemon {
+        Daemon::start_with(pipeline, &["--sink", &format!("jsonl:{}", sink.display())], log)
+    }
+
+    /// `freshet run --pipeline FILE ARGS…`, logging to `log`.
+    pub fn start_with(pipeline: &std::path::Path, args: &[&str], log: &std::path::Path) -> Daemon {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -200,8 +208,7 @@ impl Daemon {
             .arg("run")
             .arg("--pipeline")
             .arg(pipeline)
-            .arg("--sink")
-            .arg(format!("jsonl:{}", sink.display()))
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(out)
             .stderr(err)
@@ -211,6 +218,11 @@ impl Daemon {
             child,
             log: log.to_path_buf(),
         }
+    }
+
+    /// Whether the process is still running (it was not restarted or stopped).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn kill9(&mut self) {

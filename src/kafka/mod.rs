@@ -1,0 +1,267 @@
+//! kafka: the event log of record. Creates the pipeline's topics, produces the transform's
+//! records with an idempotent producer, and turns delivery reports into the acknowledgement
+//! watermark, in commit order.
+
+pub mod produce;
+pub mod tail;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Compression, Kafka, SaslMechanism, SecurityProtocol};
+
+/// How long admin and metadata requests wait for the brokers.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kafka {brokers}: {what}: {error}")]
+    Client {
+        brokers: String,
+        what: String,
+        error: KafkaError,
+    },
+    #[error("kafka topic {topic}: {why}")]
+    Topic { topic: String, why: String },
+    #[error("kafka {0}")]
+    Config(String),
+    #[error(
+        "kafka delivery to {topic} failed ({error}); the producer is torn down and capture replays from the last confirmed position"
+    )]
+    Delivery { topic: String, error: KafkaError },
+    #[error("kafka producer fatal error {code:?}: {reason}; the producer is torn down and capture replays from the last confirmed position")]
+    Fatal { code: RDKafkaErrorCode, reason: String },
+}
+
+impl Error {
+    /// Whether a fresh producer replaying from the slot can get past it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Client { .. } | Error::Fatal { .. } => true,
+            Error::Delivery { error, .. } => !matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                        | RDKafkaErrorCode::InvalidRecord
+                )
+            ),
+            Error::Topic { .. } | Error::Config(_) => false,
+        }
+    }
+}
+
+/// librdkafka's own log and error reports, through tracing.
+pub struct Context;
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                error!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker outages arrive here ("all brokers down", connection refused): the producer
+        // keeps retrying, and the produce stage reports what is waiting.
+        warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+/// The connection settings every client of this pipeline shares.
+pub fn client_config(k: &Kafka) -> Result<ClientConfig, Error> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers.0)
+        .set("client.id", "freshet")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    let protocol = match k.security.protocol {
+        SecurityProtocol::Plaintext => "plaintext",
+        SecurityProtocol::Ssl => "ssl",
+        SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+        SecurityProtocol::SaslSsl => "sasl_ssl",
+    };
+    c.set("security.protocol", protocol);
+    if let Some(ca) = &k.security.ca_file {
+        c.set("ssl.ca.location", &ca.0);
+    }
+    if let Some(sasl) = &k.security.sasl {
+        match sasl.mechanism.value {
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let mechanism = if sasl.mechanism.value == SaslMechanism::ScramSha256 {
+                    "SCRAM-SHA-256"
+                } else {
+                    "SCRAM-SHA-512"
+                };
+                c.set("sasl.mechanism", mechanism);
+                if let Some(u) = &sasl.username {
+                    c.set("sasl.username", &u.0);
+                }
+                if let Some(p) = &sasl.password {
+                    c.set("sasl.password", p.expose());
+                }
+            }
+            SaslMechanism::AwsMskIam => {
+                return Err(Error::Config(
+                    "security.sasl.mechanism aws_msk_iam: OAUTHBEARER tokens from the AWS credential chain are not built into this version; use SCRAM with MSK, or TLS".into(),
+                ));
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// The producer settings: idempotent, acks=all, retrying until the broker comes back.
+pub fn producer_config(k: &Kafka) -> Result<ClientConfig, Error> {
+    let mut c = client_config(k)?;
+    let compression = match k.producer.compression {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        Compression::Snappy => "snappy",
+        Compression::Lz4 => "lz4",
+        Compression::Zstd => "zstd",
+    };
+    // librdkafka's queue is a little larger than Freshet's own in-flight bound, so the bound
+    // (which slows the WAL reader) is what a slow broker meets first.
+    let queue_kib = (k.producer.max_in_flight_bytes / 1024).max(1024) * 2;
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", compression)
+        .set("linger.ms", k.producer.linger.0.as_millis().to_string())
+        .set("batch.size", k.producer.batch_bytes.to_string())
+        // Never give up on a message: an outage holds the acknowledgement, it does not skip.
+        .set("message.timeout.ms", "0")
+        .set("retry.backoff.ms", "100")
+        .set("retry.backoff.max.ms", "2000")
+        .set("queue.buffering.max.kbytes", queue_kib.min(2_097_151).to_string())
+        .set("queue.buffering.max.messages", "2000000")
+        // Java's partitioner: the same key lands on the same partition as with Kafka Connect.
+        .set("partitioner", "murmur2_random");
+    Ok(c)
+}
+
+/// Creates the missing topics and returns every topic's partition count.
+pub async fn ensure_topics(
+    k: &Kafka,
+    topics: &[(String, bool)],
+) -> Result<HashMap<String, i32>, Error> {
+    let brokers = k.brokers.0.clone();
+    let client = |what: &str| {
+        let brokers = brokers.clone();
+        let what = what.to_owned();
+        move |error| Error::Client {
+            brokers,
+            what,
+            error,
+        }
+    };
+    let admin: AdminClient<DefaultClientContext> = client_config(k)?
+        .create()
+        .map_err(client("creating the admin client"))?;
+    let partitions = i32::try_from(k.topics.partitions)
+        .map_err(|_| Error::Config("topics.partitions is too large".into()))?;
+    let replication = i32::from(k.topics.replication_factor);
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, compacted)| {
+            if *compacted {
+                NewTopic::new(name, 1, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact")
+            } else {
+                NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
+            }
+        })
+        .collect();
+    let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(client("creating topics"))?;
+    for r in results {
+        match r {
+            Ok(name) => info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Topic {
+                    topic: name,
+                    why: format!("cannot be created: {code}"),
+                })
+            }
+        }
+    }
+    let mut counts = HashMap::new();
+    for (name, _) in topics {
+        let metadata = tokio::task::block_in_place(|| {
+            admin.inner().fetch_metadata(Some(name), ADMIN_TIMEOUT)
+        })
+        .map_err(client(&format!("reading the metadata of {name}")))?;
+        let n = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n == 0 {
+            return Err(Error::Topic {
+                topic: name.clone(),
+                why: "has no partitions after creation".into(),
+            });
+        }
+        counts.insert(name.clone(), n as i32);
+    }
+    Ok(counts)
+}
+
+/// Whether any of `topics` holds a record.
+pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
+    let brokers = k.brokers.0.clone();
+    let config = client_config(k)?;
+    let topics = topics.to_vec();
+    let found = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
+        let err = |what: String| {
+            let brokers = brokers.clone();
+            move |error| Error::Client {
+                brokers,
+                what,
+                error,
+            }
+        };
+        let consumer: rdkafka::consumer::BaseConsumer = config
+            .clone()
+            .set("group.id", "freshet-probe")
+            .create()
+            .map_err(err("creating a consumer".into()))?;
+        for topic in &topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+                .map_err(err(format!("reading the metadata of {topic}")))?;
+            for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+                for p in t.partitions() {
+                    let (low, high) = consumer
+                        .fetch_watermarks(topic, p.id(), ADMIN_TIMEOUT)
+                        .map_err(err(format!("reading the offsets of {topic}/{}", p.id())))?;
+                    if high > low || high > 0 {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("offset probe task: {e}")))??;
+    Ok(found)
+}

@@ -1,0 +1,198 @@
+//! The produce loop: records in, acknowledgement watermark out.
+//!
+//! Sends are kept in a queue in the order the transform emitted them, with each commit as a
+//! marker between its transaction's records and the next. Only the front of the queue is
+//! awaited: when a commit marker reaches the front, every record before it was delivered,
+//! so its end position is durable. Bytes in the queue are bounded; when full, the loop stops
+//! taking input and the WAL reader waits behind it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::{Context, Error};
+use crate::lsn::Lsn;
+use crate::transform::{Output, Record, Routing};
+
+/// How often a stalled broker is reported.
+const STALL_REPORT: Duration = Duration::from_secs(5);
+
+enum Pending {
+    Delivery {
+        future: DeliveryFuture,
+        bytes: usize,
+        topic: Arc<str>,
+    },
+    Commit(Lsn),
+}
+
+pub struct Producer {
+    producer: FutureProducer<Context>,
+    partitions: HashMap<String, i32>,
+    max_in_flight_bytes: usize,
+    brokers: String,
+}
+
+impl Producer {
+    pub fn new(
+        kafka: &crate::config::Kafka,
+        partitions: HashMap<String, i32>,
+    ) -> Result<Producer, Error> {
+        let producer = super::producer_config(kafka)?
+            .create_with_context(super::Context)
+            .map_err(|error| Error::Client {
+                brokers: kafka.brokers.0.clone(),
+                what: "creating the producer".into(),
+                error,
+            })?;
+        Ok(Producer {
+            producer,
+            partitions,
+            max_in_flight_bytes: usize::try_from(kafka.producer.max_in_flight_bytes).unwrap_or(usize::MAX),
+            brokers: kafka.brokers.0.clone(),
+        })
+    }
+
+    /// Produces until the input closes and everything sent is delivered; publishes each
+    /// delivered commit's end position on `durable`.
+    pub async fn run(
+        self,
+        mut input: mpsc::Receiver<Output>,
+        durable: watch::Sender<Lsn>,
+    ) -> Result<u64, Error> {
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut bytes = 0usize;
+        let mut delivered = 0u64;
+        let mut open = true;
+        let mut waiting_since: Option<Instant> = None;
+        let mut report = tokio::time::interval(STALL_REPORT);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while let Some(Pending::Commit(end)) = pending.front() {
+                durable.send_replace(*end);
+                pending.pop_front();
+            }
+            if !open && pending.is_empty() {
+                return Ok(delivered);
+            }
+            let room = bytes < self.max_in_flight_bytes;
+            let front = async {
+                match pending.front_mut() {
+                    Some(Pending::Delivery { future, .. }) => future.await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                result = front => {
+                    let Some(Pending::Delivery { bytes: b, topic, .. }) = pending.pop_front() else {
+                        continue;
+                    };
+                    match result {
+                        Ok(Ok(d)) => {
+                            tracing::debug!(%topic, partition = d.partition, offset = d.offset, "delivered");
+                            bytes -= b;
+                            delivered += 1;
+                            if let Some(since) = waiting_since.take() {
+                                info!(waited = ?since.elapsed(), "the broker is delivering again");
+                            }
+                        }
+                        Ok(Err((error, _))) => return Err(self.failure(&topic, error)),
+                        Err(_) => return Err(self.failure(&topic, KafkaError::Canceled)),
+                    }
+                }
+                next = input.recv(), if open && room => match next {
+                    None => open = false,
+                    Some(Output::Commit { end_lsn }) => pending.push_back(Pending::Commit(end_lsn)),
+                    Some(Output::Record(record)) => {
+                        bytes += self.send(record, &mut pending).await?;
+                    }
+                },
+                _ = report.tick() => {
+                    if let Some(Pending::Delivery { topic, .. }) = pending.front() {
+                        let since = *waiting_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= STALL_REPORT {
+                            warn!(
+                                brokers = %self.brokers,
+                                topic = %topic,
+                                in_flight = pending.len(),
+                                in_flight_bytes = bytes,
+                                waiting = ?since.elapsed(),
+                                "waiting for the broker: nothing past the last delivered commit is acknowledged"
+                            );
+                        }
+                    } else {
+                        waiting_since = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one record (one per partition for a barrier) to librdkafka.
+    async fn send(&self, r: Record, pending: &mut VecDeque<Pending>) -> Result<usize, Error> {
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: "freshet.lsn",
+                value: Some(&r.commit_lsn.to_string()),
+            })
+            .insert(Header {
+                key: "freshet.seq",
+                value: Some(&r.seq.to_string()),
+            });
+        let partitions: Vec<Option<i32>> = match r.routing {
+            Routing::ByKey => vec![None],
+            Routing::Partition(p) => vec![Some(p)],
+            Routing::AllPartitions => {
+                let n = self.partitions.get(&*r.topic).copied().unwrap_or(1);
+                (0..n).map(Some).collect()
+            }
+        };
+        let size = r.value.len() + r.key.as_ref().map_or(0, Vec::len);
+        let mut total = 0;
+        for partition in partitions {
+            let mut record = FutureRecord::to(&r.topic)
+                .payload(&r.value)
+                .headers(headers.clone());
+            if let Some(k) = &r.key {
+                record = record.key(k);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            let future = loop {
+                match self.producer.send_result(record) {
+                    Ok(f) => break f,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((error, _)) => return Err(self.failure(&r.topic, error)),
+                }
+            };
+            pending.push_back(Pending::Delivery {
+                future,
+                bytes: size,
+                topic: r.topic.clone(),
+            });
+            total += size;
+        }
+        Ok(total)
+    }
+
+    fn failure(&self, topic: &str, error: KafkaError) -> Error {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return Error::Fatal { code, reason };
+        }
+        Error::Delivery {
+            topic: topic.to_owned(),
+            error,
+        }
+    }
+}

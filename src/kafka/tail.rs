@@ -1,0 +1,280 @@
+//! `freshet tail`: reads a table's topic from the beginning and decodes each record, with
+//! the registry or the schema topic, into the jsonl sink's line shape plus where it lies.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::Schema;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
+use serde_json::{json, Value as Json};
+
+use super::Error;
+use crate::config::Kafka;
+use crate::transform::decode::{envelope_json, key_json};
+use crate::transform::encoding::{registry_settings, schema_topic, SINGLE_OBJECT_MAGIC};
+
+const POLL: Duration = Duration::from_millis(100);
+/// Quiet time after the reported ends before a read counts as complete.
+const END_QUIET: Duration = Duration::from_millis(1500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error(transparent)]
+    Kafka(#[from] Error),
+    #[error("{topic} partition {partition} offset {offset}: {why}")]
+    Record {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        why: String,
+    },
+    #[error("schema registry: {0}")]
+    Registry(String),
+}
+
+/// Where each record's schema comes from.
+pub struct Schemas {
+    registry: Option<SrSettings>,
+    by_id: HashMap<u32, Schema>,
+    by_fingerprint: HashMap<[u8; 8], Schema>,
+    kafka_schema_topic: String,
+}
+
+impl Schemas {
+    pub fn new(k: &Kafka) -> Result<Schemas, TailError> {
+        let registry = match &k.schema_registry {
+            Some(r) => Some(registry_settings(r).map_err(|e| TailError::Registry(e.to_string()))?),
+            None => None,
+        };
+        Ok(Schemas {
+            registry,
+            by_id: HashMap::new(),
+            by_fingerprint: HashMap::new(),
+            kafka_schema_topic: schema_topic(&k.topic_prefix),
+        })
+    }
+
+    /// Decodes one key or value: Confluent wire format or single-object encoding.
+    pub async fn decode(
+        &mut self,
+        k: &Kafka,
+        bytes: &[u8],
+    ) -> Result<(Schema, apache_avro::types::Value), String> {
+        let (schema, mut body) = if bytes.len() >= 5 && bytes[0] == 0 {
+            let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+            if !self.by_id.contains_key(&id) {
+                let Some(settings) = &self.registry else {
+                    return Err(format!("schema id {id}, but no schema_registry is configured"));
+                };
+                let registered = get_schema_by_id(id, settings)
+                    .await
+                    .map_err(|e| format!("schema id {id}: {e}"))?;
+                let parsed = Schema::parse_str(&registered.schema).map_err(|e| format!("schema id {id}: {e}"))?;
+                self.by_id.insert(id, parsed);
+            }
+            (&self.by_id[&id], &bytes[5..])
+        } else if bytes.len() >= 10 && bytes[..2] == SINGLE_OBJECT_MAGIC {
+            let mut fp = [0u8; 8];
+            fp.copy_from_slice(&bytes[2..10]);
+            if !self.by_fingerprint.contains_key(&fp) {
+                self.load_schema_topic(k).await.map_err(|e| e.to_string())?;
+            }
+            match self.by_fingerprint.get(&fp) {
+                Some(s) => (s, &bytes[10..]),
+                None => return Err(format!("fingerprint {} is not in {}", hex(&fp), self.kafka_schema_topic)),
+            }
+        } else {
+            return Err("neither the Confluent wire format nor Avro single-object encoding".into());
+        };
+        let value = GenericDatumReader::builder(schema)
+            .build()
+            .and_then(|r| r.read_value(&mut body))
+            .map_err(|e| e.to_string())?;
+        Ok((schema.clone(), value))
+    }
+
+    /// Reads the compacted schema topic from the start.
+    async fn load_schema_topic(&mut self, k: &Kafka) -> Result<(), TailError> {
+        let topic = self.kafka_schema_topic.clone();
+        for m in read_all(k, &topic).await? {
+            let Some(payload) = m.value else { continue };
+            let Ok(doc) = serde_json::from_slice::<Json>(&payload) else { continue };
+            let (Some(fp), Some(schema)) = (doc["fingerprint"].as_str(), doc["schema"].as_str()) else {
+                continue;
+            };
+            let Ok(parsed) = Schema::parse_str(schema) else { continue };
+            if let Some(fp) = unhex(fp) {
+                self.by_fingerprint.insert(fp, parsed);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 8]> {
+    let mut out = [0u8; 8];
+    if s.len() != 16 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// One raw record of a topic.
+pub struct Raw {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Every record of `topic` up to the end it had when the read started, in partition order.
+pub async fn read_all(k: &Kafka, topic: &str) -> Result<Vec<Raw>, TailError> {
+    let k_brokers = k.brokers.0.clone();
+    let config = super::client_config(k)?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_blocking(config, &k_brokers, &topic))
+        .await
+        .map_err(|e| TailError::Registry(format!("reader task: {e}")))?
+}
+
+fn read_blocking(
+    mut config: rdkafka::ClientConfig,
+    brokers: &str,
+    topic: &str,
+) -> Result<Vec<Raw>, TailError> {
+    let client_err = |what: String| {
+        let brokers = brokers.to_owned();
+        move |error| Error::Client {
+            brokers,
+            what,
+            error,
+        }
+    };
+    let consumer: BaseConsumer = config
+        .set("group.id", "freshet-tail")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(client_err("creating a consumer".into()))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(client_err(format!("reading the metadata of {topic}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    // Tansu reports a high watermark one past the last batch's first offset, not past its
+    // last record: the end is where every partition reached it and then nothing more came.
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .map_err(client_err(format!("reading the offsets of {topic}/{p}")))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .map_err(client_err(format!("assigning {topic}/{p}")))?;
+            ends.insert(p, (low, high));
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(client_err(format!("assigning {topic}")))?;
+    let mut last_progress = Instant::now();
+    loop {
+        match consumer.poll(POLL) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                if let Some(end) = ends.get_mut(&m.partition()) {
+                    end.0 = m.offset() + 1;
+                }
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Raw {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Some(Err(e)) => return Err(client_err(format!("reading {topic}"))(e).into()),
+            None => {
+                let reached = ends.values().all(|(next, high)| next >= high);
+                if reached && last_progress.elapsed() >= END_QUIET {
+                    break;
+                }
+                if !reached && last_progress.elapsed() > Duration::from_secs(120) {
+                    let (p, (next, high)) = ends.iter().find(|(_, (n, h))| n < h).map(|(p, e)| (*p, *e)).unwrap_or((0, (0, 0)));
+                    return Err(TailError::Record {
+                        topic: topic.to_owned(),
+                        partition: p,
+                        offset: next,
+                        why: format!("no record arrived for 120 s before the end ({high})"),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    Ok(out)
+}
+
+/// A topic's records decoded: one JSON object per record, in partition then offset order.
+pub async fn decode_topic(k: &Kafka, topic: &str) -> Result<Vec<Json>, TailError> {
+    let mut schemas = Schemas::new(k)?;
+    let mut out = Vec::new();
+    for raw in read_all(k, topic).await? {
+        let err = |why: String| TailError::Record {
+            topic: topic.to_owned(),
+            partition: raw.partition,
+            offset: raw.offset,
+            why,
+        };
+        let Some(value) = &raw.value else { continue };
+        let (schema, avro) = schemas.decode(k, value).await.map_err(err)?;
+        let mut line = envelope_json(&schema, &avro).map_err(|e| err(e.to_string()))?;
+        let key = match &raw.key {
+            Some(bytes) => {
+                let (schema, avro) = schemas.decode(k, bytes).await.map_err(err)?;
+                key_json(&schema, &avro).map_err(|e| err(e.to_string()))?
+            }
+            None => Json::Null,
+        };
+        line["partition"] = json!(raw.partition);
+        line["offset"] = json!(raw.offset);
+        line["key"] = key;
+        line["headers"] = json!(raw.headers.iter().cloned().collect::<HashMap<_, _>>());
+        out.push(line);
+    }
+    Ok(out)
+}

@@ -1,0 +1,162 @@
+//! The attribute catalog as the transform sees it: updated from the catalog table's own
+//! changes in WAL order, so each value change carries the name valid at its commit.
+
+use std::collections::HashMap;
+
+use crate::change::{Change, Datum, Op, Row, Table, Value};
+use crate::config::Eav;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub data_type: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("transform.eav: {table} has no column {column:?}")]
+pub struct MissingColumn {
+    pub table: String,
+    pub column: String,
+}
+
+pub struct Catalog {
+    pub values: (String, String),
+    pub catalog: (String, String),
+    attribute_column: String,
+    name_column: String,
+    type_column: String,
+    key: Vec<String>,
+    by_id: HashMap<i64, Attribute>,
+}
+
+impl Catalog {
+    /// Starts from `initial` (the catalog as read at start-up).
+    pub fn new(eav: &Eav, initial: HashMap<i64, Attribute>) -> Catalog {
+        let pair = |t: &crate::config::TableName| (t.schema.clone(), t.table.clone());
+        Catalog {
+            values: pair(&eav.values.value),
+            catalog: pair(&eav.catalog.value),
+            attribute_column: eav.attribute_column.clone(),
+            name_column: eav.name_column.clone(),
+            type_column: eav.type_column.clone(),
+            key: eav.key.clone(),
+            by_id: initial,
+        }
+    }
+
+    pub fn is_values(&self, t: &Table) -> bool {
+        t.schema == self.values.0 && t.name == self.values.1
+    }
+
+    pub fn is_catalog(&self, t: &Table) -> bool {
+        t.schema == self.catalog.0 && t.name == self.catalog.1
+    }
+
+    /// The key columns of the value table (a prefix of its primary key).
+    pub fn key_columns(&self, t: &Table) -> Result<Vec<usize>, MissingColumn> {
+        self.key.iter().map(|k| column(t, k)).collect()
+    }
+
+    /// Applies a change of the catalog table. A deleted attribute keeps its last name, so
+    /// value deletes that follow it still say what they were.
+    pub fn apply(&mut self, change: &Change) -> Result<(), MissingColumn> {
+        let t = &change.table;
+        let (id, name, ty) = (
+            column(t, &self.attribute_column)?,
+            column(t, &self.name_column)?,
+            column(t, &self.type_column)?,
+        );
+        if !matches!(change.op, Op::Insert | Op::Update | Op::Read) {
+            return Ok(());
+        }
+        let Some(after) = &change.after else {
+            return Ok(());
+        };
+        let Some(id) = integer(&after[id]) else {
+            return Ok(());
+        };
+        let old_id = change.before.as_ref().and_then(|b| {
+            let i = column(t, &self.attribute_column).ok()?;
+            integer(&b[i])
+        });
+        let previous = old_id
+            .filter(|&o| o != id)
+            .and_then(|o| self.by_id.get(&o).cloned())
+            .or_else(|| self.by_id.get(&id).cloned());
+        let text = |d: &Datum, old: Option<&String>| match d {
+            Datum::Value(Value::Text(s) | Value::Enum(s)) => Some(s.clone()),
+            Datum::Value(v) => Some(v.to_pg_text()),
+            Datum::Unchanged => old.cloned(),
+            Datum::Null => None,
+        };
+        let attribute = Attribute {
+            name: text(&after[name], previous.as_ref().map(|p| &p.name)).unwrap_or_default(),
+            data_type: text(&after[ty], previous.as_ref().map(|p| &p.data_type))
+                .unwrap_or_default(),
+        };
+        self.by_id.insert(id, attribute);
+        Ok(())
+    }
+
+    /// The attribute a value change refers to.
+    pub fn lookup(&self, t: &Table, row: &Row) -> Result<Option<(i64, &Attribute)>, MissingColumn> {
+        let i = column(t, &self.attribute_column)?;
+        Ok(integer(&row[i]).and_then(|id| self.by_id.get(&id).map(|a| (id, a))))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+fn column(t: &Table, name: &str) -> Result<usize, MissingColumn> {
+    t.columns
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| MissingColumn {
+            table: format!("{}.{}", t.schema, t.name),
+            column: name.to_owned(),
+        })
+}
+
+fn integer(d: &Datum) -> Option<i64> {
+    match d {
+        Datum::Value(Value::Int2(i)) => Some(i64::from(*i)),
+        Datum::Value(Value::Int4(i)) => Some(i64::from(*i)),
+        Datum::Value(Value::Int8(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// Reads the catalog as it is now: the starting state before the stream's own changes.
+pub async fn load(
+    client: &tokio_postgres::Client,
+    eav: &Eav,
+) -> Result<HashMap<i64, Attribute>, tokio_postgres::Error> {
+    let q = crate::source::slot::quote_ident;
+    let sql = format!(
+        "SELECT {}::int8, {}::text, {}::text FROM {}.{}",
+        q(&eav.attribute_column),
+        q(&eav.name_column),
+        q(&eav.type_column),
+        q(&eav.catalog.value.schema),
+        q(&eav.catalog.value.table),
+    );
+    let rows = client.query(&sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, i64>(0),
+                Attribute {
+                    name: r.get(1),
+                    data_type: r.get(2),
+                },
+            )
+        })
+        .collect())
+}

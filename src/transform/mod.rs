@@ -1,0 +1,310 @@
+//! transform: each change becomes a keyed Avro record for its table's topic.
+//!
+//! Receives the source's events in commit order and emits [`Output`]s in the same order: the
+//! records of a transaction, then its commit. Schemas follow the Relation messages; a changed
+//! table registers a new version, and one that cannot read the previous version's data
+//! (BACKWARD) stops the pipeline before anything past it is acknowledged.
+
+pub mod avro;
+pub mod decode;
+pub mod eav;
+pub mod encoding;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::change::{Change, Op, PgTimestamp, SourceEvent, Table};
+use crate::lsn::Lsn;
+
+pub use encoding::{Encoding, SchemaError};
+
+/// Where a record goes within its topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// The partitioner hashes the key: one key's changes stay ordered on one partition.
+    ByKey,
+    /// Tables without a key keep their order on one partition.
+    Partition(i32),
+    /// A TRUNCATE is a barrier every partition must see.
+    AllPartitions,
+}
+
+#[derive(Debug)]
+pub struct Record {
+    pub topic: Arc<str>,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub routing: Routing,
+    /// The change identity, carried in the headers.
+    pub commit_lsn: Lsn,
+    pub seq: u32,
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Record(Record),
+    /// Everything before this belongs to transactions ending at or before `end_lsn`.
+    Commit { end_lsn: Lsn },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("encoding a change: {0}")]
+    Encode(#[from] avro::EncodeError),
+    #[error(transparent)]
+    Eav(#[from] eav::MissingColumn),
+    #[error("the kafka stage stopped taking records")]
+    Closed,
+}
+
+impl TransformError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransformError::Schema(e) if e.is_transient())
+    }
+}
+
+/// The topic of a table: `{prefix}.{schema}.{table}`, with characters Kafka does not allow
+/// in a topic name (anything but `[A-Za-z0-9._-]`) as `_`.
+pub fn topic_name(prefix: &str, schema: &str, table: &str) -> String {
+    format!("{prefix}.{schema}.{table}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect()
+}
+
+struct Version {
+    table: Arc<Table>,
+    schema: avro::TableSchema,
+    topic: Arc<str>,
+    key_prefix: Vec<u8>,
+    value_prefix: Vec<u8>,
+}
+
+pub struct Transform {
+    pipeline: String,
+    topic_prefix: String,
+    encoding: Encoding,
+    catalog: Option<eav::Catalog>,
+    /// Primary-key column names by (schema, table) of the captured tables (those in
+    /// `source.tables`), read at start-up.
+    primary_keys: HashMap<(String, String), Vec<String>>,
+    captured: HashSet<(String, String)>,
+    /// Per relation: whether it is captured; published tables outside `source.tables` are
+    /// skipped, each reported once.
+    decided: HashMap<u32, bool>,
+    versions: HashMap<u32, Version>,
+}
+
+struct Txn {
+    xid: u32,
+    commit_ts: PgTimestamp,
+}
+
+impl Transform {
+    pub fn new(
+        pipeline: &str,
+        topic_prefix: &str,
+        encoding: Encoding,
+        catalog: Option<eav::Catalog>,
+        primary_keys: HashMap<(String, String), Vec<String>>,
+        captured: HashSet<(String, String)>,
+    ) -> Transform {
+        Transform {
+            pipeline: pipeline.to_owned(),
+            topic_prefix: topic_prefix.to_owned(),
+            encoding,
+            catalog,
+            primary_keys,
+            captured,
+            decided: HashMap::new(),
+            versions: HashMap::new(),
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SourceEvent>,
+        out: mpsc::Sender<Output>,
+    ) -> Result<(), TransformError> {
+        let mut txn = Txn { xid: 0, commit_ts: 0 };
+        let mut scratch = Vec::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                SourceEvent::Begin { xid, commit_ts, .. } => txn = Txn { xid, commit_ts },
+                SourceEvent::Commit { end_lsn, .. } => {
+                    out.send(Output::Commit { end_lsn }).await.map_err(|_| TransformError::Closed)?;
+                }
+                SourceEvent::Change(change) => {
+                    let t = &change.table;
+                    let captured = *self.decided.entry(t.oid).or_insert_with(|| {
+                        let yes = self.captured.contains(&(t.schema.clone(), t.name.clone()));
+                        if !yes {
+                            warn!(table = %format_args!("{}.{}", t.schema, t.name), "the publication sends a table that is not in source.tables: its changes are not captured");
+                        }
+                        yes
+                    });
+                    if !captured {
+                        continue;
+                    }
+                    let (schema_records, records) = self.change(&txn, &change, &mut scratch).await?;
+                    for r in schema_records.into_iter().chain(records) {
+                        out.send(Output::Record(r)).await.map_err(|_| TransformError::Closed)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of one change, after the schema records a new version needs first.
+    async fn change(
+        &mut self,
+        txn: &Txn,
+        change: &Change,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Vec<Record>, Vec<Record>), TransformError> {
+        let schema_records = self.ensure_version(&change.table, change.id.commit_lsn).await?;
+        let mut eav_attr = None;
+        let mut is_values = false;
+        if let Some(catalog) = &mut self.catalog {
+            if catalog.is_catalog(&change.table) {
+                catalog.apply(change)?;
+            } else if catalog.is_values(&change.table) {
+                is_values = true;
+                if let Some(row) = change.after.as_ref().or(change.before.as_ref()) {
+                    eav_attr = catalog.lookup(&change.table, row)?;
+                }
+            }
+        }
+        let Some(v) = self.versions.get(&change.table.oid) else {
+            return Ok((schema_records, Vec::new()));
+        };
+        let meta = avro::Meta {
+            pipeline: &self.pipeline,
+            op: change.op.letter(),
+            commit_lsn: change.id.commit_lsn.0,
+            seq: change.id.seq,
+            xid: txn.xid,
+            commit_ts_ms: pg_micros_to_unix_ms(txn.commit_ts),
+            now_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let attribute = is_values.then(|| {
+            eav_attr.map(|(id, a)| avro::Attribute {
+                id,
+                name: &a.name,
+                data_type: &a.data_type,
+            })
+        });
+        let mut value = Vec::with_capacity(v.value_prefix.len() + 256);
+        value.extend_from_slice(&v.value_prefix);
+        v.schema.encode_value(
+            &meta,
+            &change.table.schema,
+            &change.table.name,
+            change.before.as_ref(),
+            change.after.as_ref(),
+            attribute,
+            &mut value,
+        )?;
+        let (key, routing) = if change.op == Op::Truncate {
+            (None, Routing::AllPartitions)
+        } else if !v.schema.has_key() {
+            (None, Routing::Partition(0))
+        } else {
+            // A delete's key is in `before`; an update that changed the key is keyed by
+            // the new row (the old key's history ends with the image in `before`).
+            let row = change.after.as_ref().or(change.before.as_ref());
+            match row {
+                Some(row) => {
+                    scratch.clear();
+                    scratch.extend_from_slice(&v.key_prefix);
+                    v.schema.encode_key(row, scratch)?;
+                    (Some(scratch.clone()), Routing::ByKey)
+                }
+                None => (None, Routing::Partition(0)),
+            }
+        };
+        Ok((
+            schema_records,
+            vec![Record {
+                topic: v.topic.clone(),
+                key,
+                value,
+                routing,
+                commit_lsn: change.id.commit_lsn,
+                seq: change.id.seq,
+            }],
+        ))
+    }
+
+    /// Makes sure the table's current shape has a registered schema version.
+    async fn ensure_version(
+        &mut self,
+        table: &Arc<Table>,
+        at: Lsn,
+    ) -> Result<Vec<Record>, TransformError> {
+        if let Some(v) = self.versions.get_mut(&table.oid) {
+            if Arc::ptr_eq(&v.table, table) {
+                return Ok(Vec::new());
+            }
+            if *v.table == **table {
+                v.table = table.clone();
+                return Ok(Vec::new());
+            }
+        }
+        let (key_columns, eav) = match &self.catalog {
+            Some(c) if c.is_values(table) => (Some(c.key_columns(table)?), true),
+            _ => {
+                let pk = self
+                    .primary_keys
+                    .get(&(table.schema.clone(), table.name.clone()))
+                    .and_then(|names| {
+                        names
+                            .iter()
+                            .map(|n| table.columns.iter().position(|c| &c.name == n))
+                            .collect::<Option<Vec<usize>>>()
+                    });
+                (pk, false)
+            }
+        };
+        let schema = avro::table_schema(table, key_columns.as_deref(), eav);
+        let topic: Arc<str> = topic_name(&self.topic_prefix, &table.schema, &table.name).into();
+        let previous = self.versions.get(&table.oid);
+        let registered = self
+            .encoding
+            .register(&topic, &schema, previous.map(|p| (&*p.table, &p.schema)), table)
+            .await?;
+        info!(
+            table = %format_args!("{}.{}", table.schema, table.name),
+            topic = %topic,
+            %at,
+            new_version = previous.is_some(),
+            "schema registered"
+        );
+        if previous.is_some() {
+            warn!(table = %format_args!("{}.{}", table.schema, table.name), %at, "table changed shape: new schema version");
+        }
+        self.versions.insert(
+            table.oid,
+            Version {
+                table: table.clone(),
+                schema,
+                topic,
+                key_prefix: registered.key_prefix,
+                value_prefix: registered.value_prefix,
+            },
+        );
+        Ok(registered.records)
+    }
+}
+
+/// PostgreSQL's epoch (2000-01-01) microseconds to Unix milliseconds.
+fn pg_micros_to_unix_ms(micros: PgTimestamp) -> i64 {
+    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+    (micros + PG_EPOCH_UNIX_MICROS).div_euclid(1000)
+}

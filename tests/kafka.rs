@@ -1,0 +1,451 @@
+//! Capture into Kafka end to end: a real PostgreSQL 15, a real Tansu broker per test, and
+//! `freshet run` as a child process. What arrived in the topics is read back with Freshet's
+//! own decoder (`freshet tail`'s) and compared with the source, row by row.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use support::kafka::{topic_lines, Broker, Engine};
+use support::types::{assert_types, EXPECTED_SQL, TYPES_DDL, TYPE_ROWS};
+use support::{Daemon, TestDb};
+
+struct Setup {
+    db: TestDb,
+    client: tokio_postgres::Client,
+    dir: tempfile::TempDir,
+    slot: String,
+}
+
+impl Setup {
+    async fn new(prefix: &str, ddl: &str) -> Setup {
+        let db = TestDb::new(prefix).await;
+        let client = db.client().await;
+        client.batch_execute(ddl).await.expect("ddl");
+        let slot = db.name.clone();
+        Setup {
+            db,
+            client,
+            dir: tempfile::tempdir().unwrap(),
+            slot,
+        }
+    }
+
+    /// The AtlasCo schema with a small catalog, and its publication for this test's slot.
+    async fn atlasco(prefix: &str) -> Setup {
+        let s = Setup::new(prefix, &support::schema_sql()).await;
+        s.client
+            .batch_execute(
+                "INSERT INTO atlasco.tenants (tenant_id, name) SELECT g, 'tenant-' || g FROM generate_series(1, 4) g;
+                 INSERT INTO atlasco.attributes (attribute_id, name, data_type) VALUES
+                   (1, 'status', 'string'), (2, 'temperature', 'float'), (3, 'count', 'integer');",
+            )
+            .await
+            .expect("atlasco fixtures");
+        s.publish_atlasco().await;
+        s
+    }
+
+    async fn publish_atlasco(&self) {
+        self.client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} FOR TABLE atlasco.tenants, atlasco.attributes, atlasco.entities, atlasco.entity_values
+                   WITH (publish_via_partition_root = true)",
+                self.slot
+            ))
+            .await
+            .expect("publication");
+    }
+
+    fn pipeline(&self, tables: &[&str], brokers: &str, extra: &str, snapshot: bool) -> PathBuf {
+        let path = self.dir.path().join("pipeline.yaml");
+        let mut yaml = support::kafka::pipeline_yaml(
+            &self.db.url,
+            &self.slot,
+            &self.slot,
+            tables,
+            brokers,
+            extra,
+        );
+        if !snapshot {
+            yaml = yaml.replace("source:\n", "source:\n  snapshot: { mode: never }\n");
+        }
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    fn start(&self, pipeline: &std::path::Path) -> Daemon {
+        support::kafka::daemon(
+            pipeline,
+            self.dir.path(),
+            &self.dir.path().join("freshet.log"),
+        )
+    }
+
+    async fn slot_ready(&self, daemon: &Daemon) {
+        support::slot_streaming(&self.client, &self.slot, daemon).await;
+    }
+}
+
+const EAV: &str = "transform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
+const ATLASCO: [&str; 4] = [
+    "atlasco.tenants",
+    "atlasco.attributes",
+    "atlasco.entities",
+    "atlasco.entity_values",
+];
+
+fn atlasco_key(table: &str) -> Vec<&'static str> {
+    match table {
+        "tenants" => vec!["tenant_id"],
+        "attributes" => vec!["attribute_id"],
+        "entities" => vec!["tenant_id", "entity_id"],
+        "entity_values" => vec!["tenant_id", "entity_id", "attribute_id"],
+        other => panic!("unexpected table {other}"),
+    }
+}
+
+/// Every topic of the AtlasCo pipeline, decoded, in one list.
+async fn atlasco_lines(pipeline: &std::path::Path) -> Vec<Json> {
+    let mut all = Vec::new();
+    for t in ATLASCO {
+        all.extend(topic_lines(pipeline, t).await);
+    }
+    all
+}
+
+/// The source tables as the replayed changes should have them: table → key → row.
+async fn source_state(
+    client: &tokio_postgres::Client,
+) -> BTreeMap<String, BTreeMap<String, Json>> {
+    let mut state: BTreeMap<String, BTreeMap<String, Json>> = BTreeMap::new();
+    for table in ["tenants", "attributes", "entities", "entity_values"] {
+        let cols = atlasco_key(table);
+        let rows = client
+            .query(
+                &format!("SELECT to_jsonb(t)::text FROM atlasco.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap();
+        let entry = state.entry(table.to_string()).or_default();
+        for r in rows {
+            let row: Json = serde_json::from_str(&r.get::<_, String>(0)).unwrap();
+            let key = cols
+                .iter()
+                .map(|k| row[*k].to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            entry.insert(key, row);
+        }
+    }
+    state
+}
+
+/// Replayed topics equal the source, table by table, row by row (timestamps compared as the
+/// instants they are; numbers by value).
+fn assert_same_state(
+    got: &BTreeMap<String, BTreeMap<String, Json>>,
+    want: &BTreeMap<String, BTreeMap<String, Json>>,
+) {
+    for (table, rows) in want {
+        let have = got.get(table).cloned().unwrap_or_default();
+        assert_eq!(
+            have.len(),
+            rows.len(),
+            "{table}: {} rows in Kafka, {} in the source",
+            have.len(),
+            rows.len()
+        );
+        for (key, row) in rows {
+            let h = have
+                .get(key)
+                .unwrap_or_else(|| panic!("{table} {key} missing in Kafka"));
+            for (col, v) in row.as_object().unwrap() {
+                let hv = &h[col];
+                let equal = support::types::same(hv, v)
+                    || match (hv.as_str(), v.as_str()) {
+                        (Some(a), Some(b)) => instant(a).is_some() && instant(a) == instant(b),
+                        _ => false,
+                    };
+                assert!(equal, "{table} {key} {col}: Kafka has {hv}, the source {v}");
+            }
+        }
+    }
+}
+
+/// PostgreSQL's timestamptz text ("2026-01-01 10:00:00.5+00") and to_jsonb's
+/// ("2026-01-01T10:00:00.5+00:00") as one instant.
+fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let s = s.replace(' ', "T");
+    let s = if s.len() > 3 && (s.as_bytes()[s.len() - 3] == b'+' || s.as_bytes()[s.len() - 3] == b'-') {
+        format!("{s}:00")
+    } else {
+        s
+    };
+    chrono::DateTime::parse_from_rfc3339(&s).ok()
+}
+
+async fn wait_lines(pipeline: &std::path::Path, table: &str, at_least: usize, daemon: &Daemon) -> Vec<Json> {
+    support::wait_for(
+        &format!("{at_least} records of {table} in Kafka; log:\n{}", daemon.log_text()),
+        Duration::from_secs(120),
+        || async move {
+            let lines = topic_lines(pipeline, table).await;
+            (lines.len() >= at_least).then_some(lines)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_type_arrives_in_kafka_equal_to_the_source_row() {
+    let s = Setup::new("kafka_types", "").await;
+    s.client
+        .batch_execute(&TYPES_DDL.replace("PUB_PLACEHOLDER", &s.slot))
+        .await
+        .unwrap();
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&["public.all_types"], &broker.brokers(), "", false);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client.batch_execute(TYPE_ROWS).await.unwrap();
+    let lines = wait_lines(&pipeline, "public.all_types", 4, &daemon).await;
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+
+    s.client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    let rows = s.client.query(EXPECTED_SQL, &[]).await.unwrap();
+    assert_eq!(lines.len(), 4);
+    let captured: Vec<&Json> = lines.iter().collect();
+    assert!(captured.iter().all(|l| l["op"] == "c"));
+    assert_types(&captured, &rows);
+    // Key = primary key; the identity rides in the headers as well as the envelope.
+    for l in &lines {
+        assert_eq!(l["key"]["id"], l["after"]["id"], "{l}");
+        assert_eq!(l["headers"]["freshet.lsn"], l["lsn"]);
+        assert_eq!(l["headers"]["freshet.seq"], l["seq"].to_string());
+    }
+}
+
+#[tokio::test]
+async fn eav_records_carry_the_attribute_name_valid_at_their_commit() {
+    let s = Setup::atlasco("kafka_eav").await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, false);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    let before = topic_lines(&pipeline, "atlasco.entity_values").await.len();
+    assert_eq!(before, 0);
+    let schemas_before = schema_count(&pipeline, "entity_values").await;
+    s.client
+        .batch_execute(
+            "INSERT INTO atlasco.entities (tenant_id, entity_id, entity_type) VALUES (1, 10, 'sensor');
+             INSERT INTO atlasco.entity_values (tenant_id, entity_id, attribute_id, float_value) VALUES (1, 10, 2, 21.5);
+             UPDATE atlasco.attributes SET name = 'temperature_c' WHERE attribute_id = 2;
+             UPDATE atlasco.entity_values SET float_value = 22.0 WHERE tenant_id = 1 AND entity_id = 10 AND attribute_id = 2;
+             INSERT INTO atlasco.attributes (attribute_id, name, data_type) VALUES (4, 'firmware', 'string');
+             INSERT INTO atlasco.entity_values (tenant_id, entity_id, attribute_id, string_value) VALUES (1, 10, 4, 'v1.2');
+             DELETE FROM atlasco.entity_values WHERE tenant_id = 1 AND entity_id = 10 AND attribute_id = 2;",
+        )
+        .await
+        .unwrap();
+    let mut lines = wait_lines(&pipeline, "atlasco.entity_values", 4, &daemon).await;
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    lines.sort_by_key(|l| (l["lsn"].as_str().map(lsn), l["seq"].as_u64()));
+    let seen: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["op"].as_str().unwrap().to_owned(),
+                l["attribute"]["name"].as_str().unwrap_or("?").to_owned(),
+                l["attribute"]["data_type"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("c", "temperature", "float"),
+        ("u", "temperature_c", "float"),
+        ("c", "firmware", "string"),
+        ("d", "temperature_c", "float"),
+    ];
+    assert_eq!(
+        seen,
+        want.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
+        "{lines:#?}"
+    );
+    // The typed value columns stay typed; the key is tenant + entity.
+    assert_eq!(lines[0]["after"]["float_value"], 21.5);
+    assert_eq!(lines[2]["after"]["string_value"], "v1.2");
+    assert_eq!(lines[0]["key"], serde_json::json!({"tenant_id": 1, "entity_id": 10}));
+    // A new attribute is data, not a schema change.
+    assert_eq!(schema_count(&pipeline, "entity_values").await, schemas_before.max(2));
+}
+
+/// Schemas published for a table's topic (value and key subjects) in the schema topic.
+async fn schema_count(pipeline: &std::path::Path, table: &str) -> usize {
+    let p = freshet::config::load(pipeline).unwrap();
+    let k = p.kafka.as_ref().unwrap();
+    let topic = freshet::transform::encoding::schema_topic(&k.topic_prefix);
+    freshet::kafka::tail::read_all(k, &topic)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.value.as_ref())
+        .filter_map(|v| serde_json::from_slice::<Json>(v).ok())
+        .filter(|d| {
+            d["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains(&format!(".{table}-")))
+        })
+        .count()
+}
+
+fn lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+#[tokio::test]
+async fn add_column_mid_stream_registers_a_new_version_and_both_decode() {
+    let s = Setup::new(
+        "kafka_ddl",
+        "CREATE TABLE items (id int PRIMARY KEY, name text);",
+    )
+    .await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE items", s.slot))
+        .await
+        .unwrap();
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&["public.items"], &broker.brokers(), "", false);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute(
+            "INSERT INTO items VALUES (1, 'old');
+             ALTER TABLE items ADD COLUMN price numeric(10,2);
+             INSERT INTO items VALUES (2, 'new', 9.99);
+             UPDATE items SET price = 1.50 WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let lines = wait_lines(&pipeline, "public.items", 3, &daemon).await;
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    let mut lines = lines;
+    lines.sort_by_key(|l| (l["lsn"].as_str().map(lsn), l["seq"].as_u64()));
+    assert_eq!(lines[0]["after"], serde_json::json!({"id": 1, "name": "old"}));
+    assert_eq!(lines[1]["after"], serde_json::json!({"id": 2, "name": "new", "price": "9.99"}));
+    assert_eq!(lines[2]["after"], serde_json::json!({"id": 1, "name": "old", "price": "1.50"}));
+    // Two value versions (and one key version, unchanged by the new column).
+    assert_eq!(schema_count(&pipeline, "items").await, 3);
+}
+
+#[tokio::test]
+async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
+    let s = Setup::new(
+        "kafka_incompat",
+        "CREATE TABLE gauges (id int PRIMARY KEY, reading text);",
+    )
+    .await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE gauges", s.slot))
+        .await
+        .unwrap();
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&["public.gauges"], &broker.brokers(), "", false);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO gauges VALUES (1, '12')")
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    let confirmed_before = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    s.client
+        .batch_execute(
+            "ALTER TABLE gauges ALTER COLUMN reading TYPE int USING reading::int;
+             INSERT INTO gauges VALUES (2, 13);",
+        )
+        .await
+        .unwrap();
+    let status = support::wait_for(
+        &format!("freshet to stop on the incompatible change; log:\n{}", daemon.log_text()),
+        Duration::from_secs(60),
+        || {
+            let exited = daemon.child.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        log.contains("gauges-value") && log.contains("column reading"),
+        "the error names the subject and the difference:\n{log}"
+    );
+    let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    assert_eq!(confirmed, confirmed_before, "nothing past the change was acknowledged");
+    assert_eq!(topic_lines(&pipeline, "public.gauges").await.len(), 1);
+}
+
+#[tokio::test]
+async fn snapshot_and_stream_through_kafka_equal_the_source() {
+    let s = Setup::new("kafka_snap", "").await;
+    freshet_loadgen_fill(&s.db.url, 30);
+    s.publish_atlasco().await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    let load = loadgen_run(&s.db.url, 300, "8s");
+    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    let lines = atlasco_lines(&pipeline).await;
+    let got = support::replay(&lines, atlasco_key, false);
+    assert_same_state(&got, &source_state(&s.client).await);
+    assert_entity_order(&lines);
+}
+
+/// Within a partition, each entity's records are in commit order.
+fn assert_entity_order(lines: &[Json]) {
+    let mut last: HashMap<(String, String), (i64, i64, (u64, u64))> = HashMap::new();
+    for l in lines {
+        if l["key"].is_null() {
+            continue;
+        }
+        let id = (l["table"].as_str().unwrap().to_owned(), l["key"].to_string());
+        let at = (l["partition"].as_i64().unwrap(), l["offset"].as_i64().unwrap(), (lsn(l["lsn"].as_str().unwrap()), l["seq"].as_u64().unwrap()));
+        if let Some(prev) = last.get(&id) {
+            assert_eq!(prev.0, at.0, "{id:?} moved partitions");
+            if prev.1 < at.1 {
+                assert!(prev.2 <= at.2, "{id:?}: offset {} holds {:?} after {:?}", at.1, at.2, prev.2);
+            }
+        }
+        if last.get(&id).is_none_or(|p| p.1 < at.1) {
+            last.insert(id, at);
+        }
+    }
+}
+
+fn freshet_loadgen_fill(url: &str, entities: u32) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["loadgen", "fill", "--url", url, "--tenants", "4", "--catalog", "8"])
+        .args(["--entities", &entities.to_string(), "--attributes", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn loadgen_run(url: &str, rate: u32, duration: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["loadgen", "run", "--url", url, "--rate", &rate.to_string(), "--duration", duration])
+        .output()
+        .unwrap()
+}
