@@ -366,7 +366,7 @@ async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
         .await
         .unwrap();
     support::caught_up(&s.client, &s.slot, &daemon).await;
-    let confirmed_before = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    let confirmed_before = wal_position(&s.client).await;
     s.client
         .batch_execute(
             "ALTER TABLE gauges ALTER COLUMN reading TYPE int USING reading::int;
@@ -390,7 +390,7 @@ async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
         "the error names the subject and the difference:\n{log}"
     );
     let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
-    assert_eq!(confirmed, confirmed_before, "nothing past the change was acknowledged");
+    assert!(support::lsn_ge(&confirmed_before, &confirmed), "nothing past the change was acknowledged: {confirmed} > {confirmed_before}");
     assert_eq!(topic_lines(&pipeline, "public.gauges").await.len(), 1);
 }
 
@@ -448,4 +448,304 @@ fn loadgen_run(url: &str, rate: u32, duration: &str) -> std::process::Output {
         .args(["loadgen", "run", "--url", url, "--rate", &rate.to_string(), "--duration", duration])
         .output()
         .unwrap()
+}
+
+fn registry_yaml(url: &str) -> String {
+    format!("  schema_registry:\n    url: {url}\n")
+}
+
+/// The pipeline file with a `schema_registry` in its kafka section.
+fn with_registry(path: &std::path::Path, url: &str) {
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let yaml = yaml.replace("  topic_prefix:", &format!("{}  topic_prefix:", registry_yaml(url)));
+    std::fs::write(path, yaml).unwrap();
+}
+
+#[tokio::test]
+async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_changes_stop() {
+    // The registry is a fake of the Confluent REST subset (none can run here), with real
+    // BACKWARD checks: see tests/support/registry.rs.
+    let registry = support::registry::FakeRegistry::start().await;
+    let s = Setup::new("kafka_registry", "CREATE TABLE meters (id int PRIMARY KEY, reading text);").await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE meters", s.slot))
+        .await
+        .unwrap();
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&["public.meters"], &broker.brokers(), "", false);
+    with_registry(&pipeline, &registry.url);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute(
+            "INSERT INTO meters VALUES (1, 'a'), (2, 'b');
+             ALTER TABLE meters ADD COLUMN note text;
+             INSERT INTO meters VALUES (3, 'c', 'new column');",
+        )
+        .await
+        .unwrap();
+    let lines = wait_lines(&pipeline, "public.meters", 3, &daemon).await;
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    let topic = format!("{}.public.meters", s.slot);
+    assert_eq!(registry.versions(&format!("{topic}-value")), 2, "ADD COLUMN is a new version");
+    assert_eq!(registry.versions(&format!("{topic}-key")), 1);
+    let mut rows: Vec<Json> = lines.iter().map(|l| l["after"].clone()).collect();
+    rows.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"id": 1, "reading": "a"}),
+            serde_json::json!({"id": 2, "reading": "b"}),
+            serde_json::json!({"id": 3, "reading": "c", "note": "new column"}),
+        ]
+    );
+    // The raw bytes: magic 0 and a 4-byte schema id.
+    let p = freshet::config::load(&pipeline).unwrap();
+    let raw = freshet::kafka::tail::read_all(p.kafka.as_ref().unwrap(), &topic).await.unwrap();
+    assert!(raw.iter().all(|r| r.value.as_ref().is_some_and(|v| v[0] == 0 && v.len() > 5)));
+
+    // text → int cannot read the old data: the registry refuses, Freshet stops, and nothing
+    // past the change is acknowledged.
+    let confirmed_before = wal_position(&s.client).await;
+    s.client
+        .batch_execute(
+            "ALTER TABLE meters ALTER COLUMN reading TYPE int USING 0;
+             INSERT INTO meters VALUES (4, 4, NULL);",
+        )
+        .await
+        .unwrap();
+    let status = support::wait_for(
+        &format!("freshet to stop; log:\n{}", daemon.log_text()),
+        Duration::from_secs(60),
+        || {
+            let exited = daemon.child.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("{topic}-value")) && log.contains("column reading") && log.contains("409"),
+        "the error names the subject, the difference and the registry's answer:\n{log}"
+    );
+    let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    assert!(support::lsn_ge(&confirmed_before, &confirmed), "acknowledged past the change: {confirmed} > {confirmed_before}");
+    assert_eq!(topic_lines(&pipeline, "public.meters").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_or_malformed_registry_holds_the_acknowledgement_until_it_recovers() {
+    // A fake of the Confluent REST subset (see tests/support/registry.rs).
+    let registry = support::registry::FakeRegistry::start().await;
+    registry.set(support::registry::Behaviour::Malformed);
+    let s = Setup::new("kafka_registry_down", "CREATE TABLE t (id int PRIMARY KEY);").await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
+        .await
+        .unwrap();
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&["public.t"], &broker.brokers(), "", false);
+    with_registry(&pipeline, &registry.url);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    let confirmed_before = wal_position(&s.client).await;
+    s.client.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    let wanted = format!("schema registry {}", registry.url);
+    support::wait_for("the registry error in the log", Duration::from_secs(60), || {
+        let found = daemon.log_text().contains(&wanted);
+        async move { found.then_some(()) }
+    })
+    .await;
+    registry.set(support::registry::Behaviour::Failing);
+    support::wait_for("the 500 in the log", Duration::from_secs(60), || {
+        let log = daemon.log_text();
+        async move { log.contains("500").then_some(()) }
+    })
+    .await;
+    let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    assert!(
+        support::lsn_ge(&confirmed_before, &confirmed),
+        "nothing is acknowledged while the schema cannot be registered: {confirmed} > {confirmed_before}"
+    );
+    assert!(topic_lines(&pipeline, "public.t").await.is_empty());
+    registry.set(support::registry::Behaviour::Normal);
+    let lines = wait_lines(&pipeline, "public.t", 1, &daemon).await;
+    assert_eq!(lines[0]["after"], serde_json::json!({"id": 1}));
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert!(daemon.running(), "recovered in-process");
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+}
+
+/// Starts `freshet loadgen run` in the background.
+fn loadgen_spawn(url: &str, rate: u32, duration: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["loadgen", "run", "--url", url, "--rate", &rate.to_string(), "--duration", duration])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(load: std::process::Child) {
+    let out = load.wait_with_output().unwrap();
+    assert!(out.status.success(), "loadgen: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The lines without where they lie, so a repeat of a change compares equal to the first.
+fn identities_only(lines: &[Json]) -> Vec<Json> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            let o = l.as_object_mut().unwrap();
+            o.remove("partition");
+            o.remove("offset");
+            l
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() {
+    let s = Setup::new("kafka_kill", "").await;
+    freshet_loadgen_fill(&s.db.url, 30);
+    s.publish_atlasco().await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    let load = loadgen_spawn(&s.db.url, 1500, "24s");
+    let mut crash_positions = Vec::new();
+    for pause in [3u64, 5, 4, 6] {
+        tokio::time::sleep(Duration::from_secs(pause)).await;
+        daemon.kill9();
+        crash_positions.push(support::confirmed_flush(&s.client, &s.slot).await.unwrap());
+        daemon = s.start(&pipeline);
+    }
+    finish(load);
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+
+    let lines = identities_only(&atlasco_lines(&pipeline).await);
+    // by_identity panics if a repeated identity differs in content.
+    let unique = support::by_identity(&lines).len();
+    let mut seen: HashMap<(String, u64), usize> = HashMap::new();
+    for l in &lines {
+        *seen.entry((l["lsn"].as_str().unwrap().to_owned(), l["seq"].as_u64().unwrap())).or_default() += 1;
+    }
+    let earliest_crash = crash_positions.iter().map(|c| lsn(c)).min().unwrap();
+    for ((at, seq), n) in &seen {
+        if *n > 1 {
+            assert!(
+                lsn(at) >= earliest_crash,
+                "{at}/{seq} was repeated {n} times, yet it was confirmed before any crash ({crash_positions:?})"
+            );
+        }
+    }
+    assert!(unique > 1000, "a real load was captured: {unique} changes");
+    let got = support::replay(&lines, atlasco_key, false);
+    assert_same_state(&got, &source_state(&s.client).await);
+    assert_entity_order(&atlasco_lines(&pipeline).await);
+}
+
+#[tokio::test]
+async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_without_a_restart() {
+    let s = Setup::new("kafka_outage", "").await;
+    freshet_loadgen_fill(&s.db.url, 20);
+    s.publish_atlasco().await;
+    let (broker_port, proxy_port) = (support::kafka::free_port(), support::kafka::free_port());
+    let broker = Broker::start_advertising(Engine::Memory, broker_port, proxy_port);
+    let proxy = support::kafka::Proxy::start(proxy_port, broker_port).await;
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    let load = loadgen_spawn(&s.db.url, 400, "45s");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    use support::kafka::Mode;
+    for (mode, secs) in [(Mode::Refuse, 10u64), (Mode::Forward, 3), (Mode::BlackHole, 10), (Mode::Forward, 3)] {
+        proxy.set(mode);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+    let stalled_at = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    broker.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    broker.signal("CONT");
+    finish(load);
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert!(daemon.running(), "freshet rode out the outage without exiting; log:\n{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        !log.contains("restarting from the slot"),
+        "librdkafka's retries carried the outage, no pipeline restart:\n{log}"
+    );
+    assert!(log.contains("waiting for the broker"), "the stall was reported:\n{log}");
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    // While the broker was frozen under load, the acknowledgement could not pass it by much:
+    // at most what was in flight when it froze.
+    assert!(support::lsn_ge(&during, &stalled_at));
+    let lines = atlasco_lines(&pipeline).await;
+    let got = support::replay(&identities_only(&lines), atlasco_key, false);
+    assert_same_state(&got, &source_state(&s.client).await);
+    assert_entity_order(&lines);
+}
+
+#[tokio::test]
+async fn a_broker_killed_and_restarted_on_its_durable_engine_loses_nothing() {
+    let s = Setup::new(
+        "kafka_durable",
+        "CREATE TABLE events (id int PRIMARY KEY, payload text);",
+    )
+    .await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE events", s.slot))
+        .await
+        .unwrap();
+    let mut broker = Broker::start(Engine::Sqlite);
+    let pipeline = s.pipeline(&["public.events"], &broker.brokers(), "", false);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    for i in 0..60 {
+        s.client
+            .execute("INSERT INTO events VALUES ($1, 'before ' || $1)", &[&i])
+            .await
+            .unwrap();
+    }
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    broker.kill9();
+    // Written while the broker is down: held, not acknowledged, delivered after the restart.
+    for i in 60..120 {
+        s.client
+            .execute("INSERT INTO events VALUES ($1, 'during ' || $1)", &[&i])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart();
+    for i in 120..150 {
+        s.client
+            .execute("INSERT INTO events VALUES ($1, 'after ' || $1)", &[&i])
+            .await
+            .unwrap();
+    }
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert!(daemon.running(), "log:\n{}", daemon.log_text());
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    let lines = topic_lines(&pipeline, "public.events").await;
+    let mut ids: Vec<i64> = support::by_identity(&identities_only(&lines))
+        .iter()
+        .map(|l| l["after"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..150).collect::<Vec<_>>());
+}
+
+/// The server's current WAL position: everything written after this lies beyond it.
+async fn wal_position(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

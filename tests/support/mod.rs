@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, Config, NoTls};
 
 pub mod kafka;
+pub mod registry;
 pub mod types;
 
 pub fn repo() -> PathBuf {
