@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo, as far as the pipeline reaches today: a throwaway PostgreSQL with the AtlasCo
-# schema and some data, `freshet check`, then `freshet run` capturing into a jsonl file
-# (the initial snapshot, then the stream) while `freshet loadgen run` writes, with live
-# freshness every two seconds. DEMO_SECONDS (default 30) long; Ctrl-C stops early.
+# schema and some data and a Tansu broker, `freshet check`, then `freshet run` capturing
+# into Kafka as Avro (the initial snapshot, then the stream) while `freshet loadgen run`
+# writes, with live freshness every two seconds, then the records as a consumer decodes them.
+# DEMO_SECONDS (default 30) long; Ctrl-C stops early.
 # Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    scripts/kafka.sh stop "$run/kafka" || true
     scripts/pg.sh stop "$run/pg" immediate || true
     rm -rf "$run"
 }
@@ -26,15 +28,18 @@ FRESHET_SOURCE_URL=$(scripts/pg.sh start "$run/pg")
 export FRESHET_SOURCE_URL FRESHET_DATA_DIR="$run"
 echo "== PostgreSQL 15 (wal_level=logical) at $FRESHET_SOURCE_URL"
 
-echo "== freshet loadgen fill: 4 tenants x 2500 entities x 20 attributes (applies schema/schema.sql)"
-"$freshet" loadgen fill --tenants 4 --entities 2500 --attributes 20 --catalog 1000
+echo "== freshet loadgen fill: 4 tenants x 1000 entities x 10 attributes (applies schema/schema.sql)"
+"$freshet" loadgen fill --tenants 4 --entities 1000 --attributes 10 --catalog 1000
 
 echo "== freshet check --pipeline pipelines/dev.yaml"
 "$freshet" check --pipeline pipelines/dev.yaml
 
-sink="$run/changes.jsonl"
-echo "== freshet run --pipeline pipelines/dev.yaml --sink jsonl:$sink   (log: $run/freshet.log)"
-"$freshet" run --pipeline pipelines/dev.yaml --sink "jsonl:$sink" >"$run/freshet.log" 2>&1 &
+FRESHET_KAFKA_BROKERS=$(scripts/kafka.sh start "$run/kafka")
+export FRESHET_KAFKA_BROKERS
+echo "== Tansu (Kafka protocol, memory storage) at $FRESHET_KAFKA_BROKERS"
+
+echo "== freshet run --pipeline pipelines/dev.yaml   (log: $run/freshet.log)"
+"$freshet" run --pipeline pipelines/dev.yaml --state-dir "$run" >"$run/freshet.log" 2>&1 &
 pids+=($!)
 
 echo "== freshet loadgen run: 1000 rows/s for ${seconds}s"
@@ -42,34 +47,35 @@ echo "== freshet loadgen run: 1000 rows/s for ${seconds}s"
 load=$!
 pids+=($load)
 
-# Freshness as a reader of the sink sees it: how old the newest captured commit is, and how
-# much WAL the slot still holds.
-show() {
-    python3 - "$sink" <<'EOF'
-import collections, datetime, json, sys
-ops, last = collections.Counter(), None
-try:
-    with open(sys.argv[1], "rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                d = json.loads(line)
-                ops[d["op"]] += 1
-                last = d["commit_ts"]
-except FileNotFoundError:
-    pass
-age = "-"
-if last:
-    t = datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
-    age = f"{(datetime.datetime.now(datetime.timezone.utc) - t).total_seconds() * 1000:.0f} ms"
-print(f"captured {sum(ops.values()):>7} changes  (r={ops['r']} c={ops['c']} u={ops['u']} d={ops['d']})  newest commit age {age:>8}", end="")
+# Freshness as PostgreSQL sees it: the WAL head is sampled every 0.25 s; the slot's
+# confirmed position (everything before it is delivered to Kafka) is as fresh as the last
+# time the head was at or behind it.
+python3 - "$FRESHET_SOURCE_URL" "$load" <<'EOF'
+import os, subprocess, sys, time
+url, load = sys.argv[1], int(sys.argv[2])
+def lsn(s):
+    hi, lo = s.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+samples, shown = [], 0.0
+while True:
+    try:
+        os.kill(load, 0)
+    except OSError:
+        break
+    out = subprocess.run(["psql", "-X", "-At", url, "-c",
+        "SELECT pg_current_wal_lsn(), confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'freshet_atlasco_dev'"],
+        capture_output=True, text=True).stdout.strip()
+    now = time.time()
+    if "|" in out:
+        head, confirmed = (lsn(x) for x in out.split("|"))
+        samples = (samples + [(now, head)])[-400:]
+        if now - shown >= 2:
+            shown = now
+            behind = [t for t, h in samples if h <= confirmed]
+            age = f"{(now - max(behind)) * 1000:6.0f} ms" if behind else "  >100 s"
+            print(f"acknowledged by Kafka: {age} behind the WAL head; slot holds {max(head - confirmed, 0) / 1024:8.1f} kB", flush=True)
+    time.sleep(0.25)
 EOF
-    lag=$(psql -X -At "$FRESHET_SOURCE_URL" -c "SELECT coalesce(pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), '-') FROM pg_replication_slots WHERE slot_name = 'freshet_atlasco_dev'")
-    echo "  slot holds ${lag:--} of WAL"
-}
-while kill -0 "$load" 2>/dev/null; do
-    sleep 2
-    show
-done
 tail -1 "$run/loadgen.log"
 
 if ! kill -0 "${pids[0]}" 2>/dev/null; then
@@ -77,8 +83,19 @@ if ! kill -0 "${pids[0]}" 2>/dev/null; then
     tail -20 "$run/freshet.log" >&2
     exit 1
 fi
-echo "== stopping freshet (SIGTERM): it drains, syncs and confirms"
+echo "== stopping freshet (SIGTERM): it drains, waits for Kafka's acknowledgements, confirms"
 kill -TERM "${pids[0]}"
 wait "${pids[0]}" || true
-show
 grep -E "snapshot finished|stopped cleanly" "$run/freshet.log" || true
+
+echo "== what arrived in Kafka (freshet tail, decoded through the schema topic)"
+for t in atlasco.tenants atlasco.attributes atlasco.entities atlasco.entity_values; do
+    "$freshet" tail --pipeline pipelines/dev.yaml --table "$t" >"$run/$t.jsonl"
+    python3 - "$run/$t.jsonl" "$t" <<'EOF'
+import collections, json, sys
+ops = collections.Counter(json.loads(l)["op"] for l in open(sys.argv[1]))
+print(f"{sys.argv[2]:<24} {sum(ops.values()):>7} records  " + " ".join(f"{k}={v}" for k, v in sorted(ops.items())))
+EOF
+done
+echo "-- the last value change, as a consumer decodes it:"
+tail -1 "$run/atlasco.entity_values.jsonl" | python3 -c 'import json,sys; [print(json.dumps(json.loads(l), indent=1, sort_keys=True)) for l in sys.stdin]'

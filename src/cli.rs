@@ -139,6 +139,18 @@ pub enum Bench {
         #[arg(long)]
         jsonl: Option<PathBuf>,
     },
+    /// Stream an existing slot up to an LSN through the transform into the pipeline's Kafka
+    /// topics and print records/s and peak RSS; scripts/bench-kafka.sh runs it beside
+    /// pg_recvlogical.
+    Kafka {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        slot: String,
+        /// Stop once the stream reaches this LSN (X/Y).
+        #[arg(long)]
+        until: crate::lsn::Lsn,
+    },
     /// Fill (when empty), then time the queries of schema/queries.sql and show their plans.
     Schema {
         #[command(flatten)]

@@ -106,7 +106,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let Some(k) = &p.kafka else {
                 anyhow::bail!("{} has no kafka section", pipeline.display());
             };
-            let topic = freshet::transform::topic_name(&k.topic_prefix, &table.schema, &table.table);
+            let topic =
+                freshet::transform::topic_name(&k.topic_prefix, &table.schema, &table.table);
             let lines = freshet::kafka::tail::decode_topic(k, &topic).await?;
             use std::io::Write as _;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -159,6 +160,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     jsonl,
                 },
         } => bench_capture(url, slot, publication, until, jsonl).await,
+        Command::Bench {
+            which:
+                Bench::Kafka {
+                    pipeline,
+                    slot,
+                    until,
+                },
+        } => {
+            let p = config::load(&pipeline)?;
+            let run = bench::kafka::run(&p, &slot, until).await?;
+            let secs = run.elapsed.as_secs_f64();
+            println!(
+                "freshet (kafka): {} records in {secs:.2}s = {:.0} records/s, peak RSS {:.1} MiB",
+                run.records,
+                run.records as f64 / secs.max(1e-9),
+                run.peak_rss_kib as f64 / 1024.0
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             which:
                 Bench::Schema {

@@ -90,7 +90,8 @@ impl Setup {
     }
 }
 
-const EAV: &str = "transform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
+const EAV: &str =
+    "transform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
 const ATLASCO: [&str; 4] = [
     "atlasco.tenants",
     "atlasco.attributes",
@@ -118,9 +119,7 @@ async fn atlasco_lines(pipeline: &std::path::Path) -> Vec<Json> {
 }
 
 /// The source tables as the replayed changes should have them: table → key → row.
-async fn source_state(
-    client: &tokio_postgres::Client,
-) -> BTreeMap<String, BTreeMap<String, Json>> {
+async fn source_state(client: &tokio_postgres::Client) -> BTreeMap<String, BTreeMap<String, Json>> {
     let mut state: BTreeMap<String, BTreeMap<String, Json>> = BTreeMap::new();
     for table in ["tenants", "attributes", "entities", "entity_values"] {
         let cols = atlasco_key(table);
@@ -181,7 +180,9 @@ fn assert_same_state(
 /// ("2026-01-01T10:00:00.5+00:00") as one instant.
 fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     let s = s.replace(' ', "T");
-    let s = if s.len() > 3 && (s.as_bytes()[s.len() - 3] == b'+' || s.as_bytes()[s.len() - 3] == b'-') {
+    let s = if s.len() > 3
+        && (s.as_bytes()[s.len() - 3] == b'+' || s.as_bytes()[s.len() - 3] == b'-')
+    {
         format!("{s}:00")
     } else {
         s
@@ -189,9 +190,17 @@ fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     chrono::DateTime::parse_from_rfc3339(&s).ok()
 }
 
-async fn wait_lines(pipeline: &std::path::Path, table: &str, at_least: usize, daemon: &Daemon) -> Vec<Json> {
+async fn wait_lines(
+    pipeline: &std::path::Path,
+    table: &str,
+    at_least: usize,
+    daemon: &Daemon,
+) -> Vec<Json> {
     support::wait_for(
-        &format!("{at_least} records of {table} in Kafka; log:\n{}", daemon.log_text()),
+        &format!(
+            "{at_least} records of {table} in Kafka; log:\n{}",
+            daemon.log_text()
+        ),
         Duration::from_secs(120),
         || async move {
             let lines = topic_lines(pipeline, table).await;
@@ -263,7 +272,10 @@ async fn eav_records_carry_the_attribute_name_valid_at_their_commit() {
             (
                 l["op"].as_str().unwrap().to_owned(),
                 l["attribute"]["name"].as_str().unwrap_or("?").to_owned(),
-                l["attribute"]["data_type"].as_str().unwrap_or("?").to_owned(),
+                l["attribute"]["data_type"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
             )
         })
         .collect();
@@ -281,9 +293,15 @@ async fn eav_records_carry_the_attribute_name_valid_at_their_commit() {
     // The typed value columns stay typed; the key is tenant + entity.
     assert_eq!(lines[0]["after"]["float_value"], 21.5);
     assert_eq!(lines[2]["after"]["string_value"], "v1.2");
-    assert_eq!(lines[0]["key"], serde_json::json!({"tenant_id": 1, "entity_id": 10}));
+    assert_eq!(
+        lines[0]["key"],
+        serde_json::json!({"tenant_id": 1, "entity_id": 10})
+    );
     // A new attribute is data, not a schema change.
-    assert_eq!(schema_count(&pipeline, "entity_values").await, schemas_before.max(2));
+    assert_eq!(
+        schema_count(&pipeline, "entity_values").await,
+        schemas_before.max(2)
+    );
 }
 
 /// Schemas published for a table's topic (value and key subjects) in the schema topic.
@@ -339,9 +357,18 @@ async fn add_column_mid_stream_registers_a_new_version_and_both_decode() {
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     let mut lines = lines;
     lines.sort_by_key(|l| (l["lsn"].as_str().map(lsn), l["seq"].as_u64()));
-    assert_eq!(lines[0]["after"], serde_json::json!({"id": 1, "name": "old"}));
-    assert_eq!(lines[1]["after"], serde_json::json!({"id": 2, "name": "new", "price": "9.99"}));
-    assert_eq!(lines[2]["after"], serde_json::json!({"id": 1, "name": "old", "price": "1.50"}));
+    assert_eq!(
+        lines[0]["after"],
+        serde_json::json!({"id": 1, "name": "old"})
+    );
+    assert_eq!(
+        lines[1]["after"],
+        serde_json::json!({"id": 2, "name": "new", "price": "9.99"})
+    );
+    assert_eq!(
+        lines[2]["after"],
+        serde_json::json!({"id": 1, "name": "old", "price": "1.50"})
+    );
     // Two value versions (and one key version, unchanged by the new column).
     assert_eq!(schema_count(&pipeline, "items").await, 3);
 }
@@ -375,7 +402,10 @@ async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
         .await
         .unwrap();
     let status = support::wait_for(
-        &format!("freshet to stop on the incompatible change; log:\n{}", daemon.log_text()),
+        &format!(
+            "freshet to stop on the incompatible change; log:\n{}",
+            daemon.log_text()
+        ),
         Duration::from_secs(60),
         || {
             let exited = daemon.child.try_wait().ok().flatten();
@@ -390,7 +420,10 @@ async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
         "the error names the subject and the difference:\n{log}"
     );
     let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
-    assert!(support::lsn_ge(&confirmed_before, &confirmed), "nothing past the change was acknowledged: {confirmed} > {confirmed_before}");
+    assert!(
+        support::lsn_ge(&confirmed_before, &confirmed),
+        "nothing past the change was acknowledged: {confirmed} > {confirmed_before}"
+    );
     assert_eq!(topic_lines(&pipeline, "public.gauges").await.len(), 1);
 }
 
@@ -404,7 +437,11 @@ async fn snapshot_and_stream_through_kafka_equal_the_source() {
     let mut daemon = s.start(&pipeline);
     s.slot_ready(&daemon).await;
     let load = loadgen_run(&s.db.url, 300, "8s");
-    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
     support::caught_up(&s.client, &s.slot, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     let lines = atlasco_lines(&pipeline).await;
@@ -417,12 +454,17 @@ async fn snapshot_and_stream_through_kafka_equal_the_source() {
 /// the partition already holds is a replay after a crash (consumers skip it); every other
 /// record must come after the entity's last one.
 fn assert_entity_order(lines: &[Json]) {
-    let mut by_key: HashMap<(String, String), (i64, (u64, u64), std::collections::HashSet<(u64, u64)>)> =
-        HashMap::new();
+    let mut by_key: HashMap<
+        (String, String),
+        (i64, (u64, u64), std::collections::HashSet<(u64, u64)>),
+    > = HashMap::new();
     let mut sorted: Vec<&Json> = lines.iter().filter(|l| !l["key"].is_null()).collect();
     sorted.sort_by_key(|l| (l["partition"].as_i64(), l["offset"].as_i64()));
     for l in sorted {
-        let key = (l["table"].as_str().unwrap().to_owned(), l["key"].to_string());
+        let key = (
+            l["table"].as_str().unwrap().to_owned(),
+            l["key"].to_string(),
+        );
         let partition = l["partition"].as_i64().unwrap();
         let id = (lsn(l["lsn"].as_str().unwrap()), l["seq"].as_u64().unwrap());
         let entry = by_key
@@ -432,23 +474,50 @@ fn assert_entity_order(lines: &[Json]) {
         if !entry.2.insert(id) {
             continue;
         }
-        assert!(entry.1 <= id, "{key:?}: offset {} holds {id:?} after {:?}", l["offset"], entry.1);
+        assert!(
+            entry.1 <= id,
+            "{key:?}: offset {} holds {id:?} after {:?}",
+            l["offset"],
+            entry.1
+        );
         entry.1 = id;
     }
 }
 
 fn freshet_loadgen_fill(url: &str, entities: u32) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["loadgen", "fill", "--url", url, "--tenants", "4", "--catalog", "8"])
+        .args([
+            "loadgen",
+            "fill",
+            "--url",
+            url,
+            "--tenants",
+            "4",
+            "--catalog",
+            "8",
+        ])
         .args(["--entities", &entities.to_string(), "--attributes", "3"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn loadgen_run(url: &str, rate: u32, duration: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["loadgen", "run", "--url", url, "--rate", &rate.to_string(), "--duration", duration])
+        .args([
+            "loadgen",
+            "run",
+            "--url",
+            url,
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            duration,
+        ])
         .output()
         .unwrap()
 }
@@ -460,7 +529,10 @@ fn registry_yaml(url: &str) -> String {
 /// The pipeline file with a `schema_registry` in its kafka section.
 fn with_registry(path: &std::path::Path, url: &str) {
     let yaml = std::fs::read_to_string(path).unwrap();
-    let yaml = yaml.replace("  topic_prefix:", &format!("{}  topic_prefix:", registry_yaml(url)));
+    let yaml = yaml.replace(
+        "  topic_prefix:",
+        &format!("{}  topic_prefix:", registry_yaml(url)),
+    );
     std::fs::write(path, yaml).unwrap();
 }
 
@@ -469,7 +541,11 @@ async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_
     // The registry is a fake of the Confluent REST subset (none can run here), with real
     // BACKWARD checks: see tests/support/registry.rs.
     let registry = support::registry::FakeRegistry::start().await;
-    let s = Setup::new("kafka_registry", "CREATE TABLE meters (id int PRIMARY KEY, reading text);").await;
+    let s = Setup::new(
+        "kafka_registry",
+        "CREATE TABLE meters (id int PRIMARY KEY, reading text);",
+    )
+    .await;
     s.client
         .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE meters", s.slot))
         .await
@@ -490,7 +566,11 @@ async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_
     let lines = wait_lines(&pipeline, "public.meters", 3, &daemon).await;
     support::caught_up(&s.client, &s.slot, &daemon).await;
     let topic = format!("{}.public.meters", s.slot);
-    assert_eq!(registry.versions(&format!("{topic}-value")), 2, "ADD COLUMN is a new version");
+    assert_eq!(
+        registry.versions(&format!("{topic}-value")),
+        2,
+        "ADD COLUMN is a new version"
+    );
     assert_eq!(registry.versions(&format!("{topic}-key")), 1);
     let mut rows: Vec<Json> = lines.iter().map(|l| l["after"].clone()).collect();
     rows.sort_by_key(|r| r["id"].as_i64());
@@ -504,8 +584,12 @@ async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_
     );
     // The raw bytes: magic 0 and a 4-byte schema id.
     let p = freshet::config::load(&pipeline).unwrap();
-    let raw = freshet::kafka::tail::read_all(p.kafka.as_ref().unwrap(), &topic).await.unwrap();
-    assert!(raw.iter().all(|r| r.value.as_ref().is_some_and(|v| v[0] == 0 && v.len() > 5)));
+    let raw = freshet::kafka::tail::read_all(p.kafka.as_ref().unwrap(), &topic)
+        .await
+        .unwrap();
+    assert!(raw
+        .iter()
+        .all(|r| r.value.as_ref().is_some_and(|v| v[0] == 0 && v.len() > 5)));
 
     // text → int cannot read the old data: the registry refuses, Freshet stops, and nothing
     // past the change is acknowledged.
@@ -529,11 +613,16 @@ async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_
     assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
     let log = daemon.log_text();
     assert!(
-        log.contains(&format!("{topic}-value")) && log.contains("column reading") && log.contains("409"),
+        log.contains(&format!("{topic}-value"))
+            && log.contains("column reading")
+            && log.contains("409"),
         "the error names the subject, the difference and the registry's answer:\n{log}"
     );
     let confirmed = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
-    assert!(support::lsn_ge(&confirmed_before, &confirmed), "acknowledged past the change: {confirmed} > {confirmed_before}");
+    assert!(
+        support::lsn_ge(&confirmed_before, &confirmed),
+        "acknowledged past the change: {confirmed} > {confirmed_before}"
+    );
     assert_eq!(topic_lines(&pipeline, "public.meters").await.len(), 3);
 }
 
@@ -542,7 +631,11 @@ async fn a_failing_or_malformed_registry_holds_the_acknowledgement_until_it_reco
     // A fake of the Confluent REST subset (see tests/support/registry.rs).
     let registry = support::registry::FakeRegistry::start().await;
     registry.set(support::registry::Behaviour::Malformed);
-    let s = Setup::new("kafka_registry_down", "CREATE TABLE t (id int PRIMARY KEY);").await;
+    let s = Setup::new(
+        "kafka_registry_down",
+        "CREATE TABLE t (id int PRIMARY KEY);",
+    )
+    .await;
     s.client
         .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
         .await
@@ -553,12 +646,19 @@ async fn a_failing_or_malformed_registry_holds_the_acknowledgement_until_it_reco
     let mut daemon = s.start(&pipeline);
     s.slot_ready(&daemon).await;
     let confirmed_before = wal_position(&s.client).await;
-    s.client.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    s.client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
     let wanted = format!("schema registry {}", registry.url);
-    support::wait_for("the registry error in the log", Duration::from_secs(60), || {
-        let found = daemon.log_text().contains(&wanted);
-        async move { found.then_some(()) }
-    })
+    support::wait_for(
+        "the registry error in the log",
+        Duration::from_secs(60),
+        || {
+            let found = daemon.log_text().contains(&wanted);
+            async move { found.then_some(()) }
+        },
+    )
     .await;
     registry.set(support::registry::Behaviour::Failing);
     support::wait_for("the 500 in the log", Duration::from_secs(60), || {
@@ -583,7 +683,16 @@ async fn a_failing_or_malformed_registry_holds_the_acknowledgement_until_it_reco
 /// Starts `freshet loadgen run` in the background.
 fn loadgen_spawn(url: &str, rate: u32, duration: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["loadgen", "run", "--url", url, "--rate", &rate.to_string(), "--duration", duration])
+        .args([
+            "loadgen",
+            "run",
+            "--url",
+            url,
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            duration,
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -592,7 +701,11 @@ fn loadgen_spawn(url: &str, rate: u32, duration: &str) -> std::process::Child {
 
 fn finish(load: std::process::Child) {
     let out = load.wait_with_output().unwrap();
-    assert!(out.status.success(), "loadgen: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "loadgen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The lines without where they lie, so a repeat of a change compares equal to the first.
@@ -635,7 +748,12 @@ async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() 
     let unique = support::by_identity(&lines).len();
     let mut seen: HashMap<(String, u64), usize> = HashMap::new();
     for l in &lines {
-        *seen.entry((l["lsn"].as_str().unwrap().to_owned(), l["seq"].as_u64().unwrap())).or_default() += 1;
+        *seen
+            .entry((
+                l["lsn"].as_str().unwrap().to_owned(),
+                l["seq"].as_u64().unwrap(),
+            ))
+            .or_default() += 1;
     }
     let earliest_crash = crash_positions.iter().map(|c| lsn(c)).min().unwrap();
     for ((at, seq), n) in &seen {
@@ -666,7 +784,12 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
     let load = loadgen_spawn(&s.db.url, 400, "45s");
     tokio::time::sleep(Duration::from_secs(4)).await;
     use support::kafka::Mode;
-    for (mode, secs) in [(Mode::Refuse, 10u64), (Mode::Forward, 3), (Mode::BlackHole, 10), (Mode::Forward, 3)] {
+    for (mode, secs) in [
+        (Mode::Refuse, 10u64),
+        (Mode::Forward, 3),
+        (Mode::BlackHole, 10),
+        (Mode::Forward, 3),
+    ] {
         proxy.set(mode);
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
@@ -677,13 +800,20 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
     broker.signal("CONT");
     finish(load);
     support::caught_up(&s.client, &s.slot, &daemon).await;
-    assert!(daemon.running(), "freshet rode out the outage without exiting; log:\n{}", daemon.log_text());
+    assert!(
+        daemon.running(),
+        "freshet rode out the outage without exiting; log:\n{}",
+        daemon.log_text()
+    );
     let log = daemon.log_text();
     assert!(
         !log.contains("restarting from the slot"),
         "librdkafka's retries carried the outage, no pipeline restart:\n{log}"
     );
-    assert!(log.contains("waiting for the broker"), "the stall was reported:\n{log}");
+    assert!(
+        log.contains("waiting for the broker"),
+        "the stall was reported:\n{log}"
+    );
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     // While the broker was frozen under load, the acknowledgement could not pass it by much:
     // at most what was in flight when it froze.
@@ -711,7 +841,10 @@ async fn a_broker_killed_and_restarted_on_its_durable_engine_loses_nothing() {
     s.slot_ready(&daemon).await;
     for i in 0..60 {
         s.client
-            .execute("INSERT INTO events VALUES ($1, $2)", &[&i, &format!("before {i}")])
+            .execute(
+                "INSERT INTO events VALUES ($1, $2)",
+                &[&i, &format!("before {i}")],
+            )
             .await
             .unwrap();
     }
@@ -720,7 +853,10 @@ async fn a_broker_killed_and_restarted_on_its_durable_engine_loses_nothing() {
     // Written while the broker is down: held, not acknowledged, delivered after the restart.
     for i in 60..120 {
         s.client
-            .execute("INSERT INTO events VALUES ($1, $2)", &[&i, &format!("during {i}")])
+            .execute(
+                "INSERT INTO events VALUES ($1, $2)",
+                &[&i, &format!("during {i}")],
+            )
             .await
             .unwrap();
     }
@@ -728,7 +864,10 @@ async fn a_broker_killed_and_restarted_on_its_durable_engine_loses_nothing() {
     broker.restart();
     for i in 120..150 {
         s.client
-            .execute("INSERT INTO events VALUES ($1, $2)", &[&i, &format!("after {i}")])
+            .execute(
+                "INSERT INTO events VALUES ($1, $2)",
+                &[&i, &format!("after {i}")],
+            )
             .await
             .unwrap();
     }

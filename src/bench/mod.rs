@@ -1,6 +1,7 @@
 //! `freshet bench`: benchmarks that print figures, never pass/fail.
 
 pub mod capture;
+pub mod kafka;
 pub mod schema;
 
 /// Nearest-rank percentile of sorted samples.

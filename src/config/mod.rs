@@ -171,7 +171,10 @@ fn validate(p: &Pipeline) -> Vec<Found> {
                 found.push((
                     at(table),
                     format!("transform.eav.{key}"),
-                    format!("{} is not in source.tables, so it is never captured", table.value),
+                    format!(
+                        "{} is not in source.tables, so it is never captured",
+                        table.value
+                    ),
                 ));
             }
         }

@@ -154,8 +154,10 @@ fn shipped_pipelines_parse() {
         ("ATLASCO_PG_PASSWORD".to_string(), "pw".to_string()),
         (
             "ATLASCO_MSK_BROKERS".to_string(),
-            "b-1.example:9098".to_string(),
+            "b-1.example:9096".to_string(),
         ),
+        ("ATLASCO_MSK_USER".to_string(), "freshet".to_string()),
+        ("ATLASCO_MSK_PASSWORD".to_string(), "pw".to_string()),
         (
             "ATLASCO_LAKE_BUCKET".to_string(),
             "atlasco-lake".to_string(),

@@ -37,7 +37,10 @@ pub enum Error {
     )]
     Delivery { topic: String, error: KafkaError },
     #[error("kafka producer fatal error {code:?}: {reason}; the producer is torn down and capture replays from the last confirmed position")]
-    Fatal { code: RDKafkaErrorCode, reason: String },
+    Fatal {
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -65,11 +68,16 @@ pub struct Context;
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 error!(target: "librdkafka", fac, "{message}")
             }
             RDKafkaLogLevel::Warning => warn!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", fac, "{message}")
+            }
             RDKafkaLogLevel::Debug => debug!(target: "librdkafka", fac, "{message}"),
         }
     }
@@ -147,7 +155,10 @@ pub fn producer_config(k: &Kafka) -> Result<ClientConfig, Error> {
         .set("message.timeout.ms", "0")
         .set("retry.backoff.ms", "100")
         .set("retry.backoff.max.ms", "2000")
-        .set("queue.buffering.max.kbytes", queue_kib.min(2_097_151).to_string())
+        .set(
+            "queue.buffering.max.kbytes",
+            queue_kib.min(2_097_151).to_string(),
+        )
         .set("queue.buffering.max.messages", "2000000")
         // Java's partitioner: the same key lands on the same partition as with Kafka Connect.
         .set("partitioner", "murmur2_random");
@@ -179,7 +190,8 @@ pub async fn ensure_topics(
         .iter()
         .map(|(name, compacted)| {
             if *compacted {
-                NewTopic::new(name, 1, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact")
+                NewTopic::new(name, 1, TopicReplication::Fixed(replication))
+                    .set("cleanup.policy", "compact")
             } else {
                 NewTopic::new(name, partitions, TopicReplication::Fixed(replication))
             }
@@ -204,10 +216,9 @@ pub async fn ensure_topics(
     }
     let mut counts = HashMap::new();
     for (name, _) in topics {
-        let metadata = tokio::task::block_in_place(|| {
-            admin.inner().fetch_metadata(Some(name), ADMIN_TIMEOUT)
-        })
-        .map_err(client(&format!("reading the metadata of {name}")))?;
+        let metadata =
+            tokio::task::block_in_place(|| admin.inner().fetch_metadata(Some(name), ADMIN_TIMEOUT))
+                .map_err(client(&format!("reading the metadata of {name}")))?;
         let n = metadata
             .topics()
             .iter()

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::{Context, Error};
+use crate::change::PgTimestamp;
 use crate::lsn::Lsn;
 use crate::transform::{Output, Record, Routing};
 
@@ -29,7 +30,10 @@ enum Pending {
         bytes: usize,
         topic: Arc<str>,
     },
-    Commit(Lsn),
+    Commit {
+        end: Lsn,
+        commit_ts: PgTimestamp,
+    },
 }
 
 pub struct Producer {
@@ -54,7 +58,8 @@ impl Producer {
         Ok(Producer {
             producer,
             partitions,
-            max_in_flight_bytes: usize::try_from(kafka.producer.max_in_flight_bytes).unwrap_or(usize::MAX),
+            max_in_flight_bytes: usize::try_from(kafka.producer.max_in_flight_bytes)
+                .unwrap_or(usize::MAX),
             brokers: kafka.brokers.0.clone(),
         })
     }
@@ -71,14 +76,17 @@ impl Producer {
         let mut delivered = 0u64;
         let mut open = true;
         let mut waiting_since: Option<Instant> = None;
+        let mut latency = Latency::new();
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while let Some(Pending::Commit(end)) = pending.front() {
-                durable.send_replace(*end);
+            while let Some(&Pending::Commit { end, commit_ts }) = pending.front() {
+                durable.send_replace(end);
+                latency.record(commit_ts);
                 pending.pop_front();
             }
             if !open && pending.is_empty() {
+                latency.report_total();
                 return Ok(delivered);
             }
             let room = bytes < self.max_in_flight_bytes;
@@ -109,12 +117,15 @@ impl Producer {
                 }
                 next = input.recv(), if open && room => match next {
                     None => open = false,
-                    Some(Output::Commit { end_lsn }) => pending.push_back(Pending::Commit(end_lsn)),
+                    Some(Output::Commit { end_lsn, commit_ts }) => {
+                        pending.push_back(Pending::Commit { end: end_lsn, commit_ts });
+                    }
                     Some(Output::Record(record)) => {
                         bytes += self.send(record, &mut pending).await?;
                     }
                 },
                 _ = report.tick() => {
+                    latency.report_window();
                     if let Some(Pending::Delivery { topic, .. }) = pending.front() {
                         let since = *waiting_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= STALL_REPORT {
@@ -194,5 +205,65 @@ impl Producer {
             topic: topic.to_owned(),
             error,
         }
+    }
+}
+
+/// Commit → delivery latency: how long after PostgreSQL committed a transaction its last
+/// record was acknowledged by Kafka. Logged per report window and in total at the end.
+struct Latency {
+    window: hdrhistogram::Histogram<u64>,
+    total: hdrhistogram::Histogram<u64>,
+}
+
+impl Latency {
+    fn new() -> Latency {
+        // Microseconds, 3 significant digits, up to an hour.
+        let h =
+            || hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        Latency {
+            window: h(),
+            total: h(),
+        }
+    }
+
+    fn record(&mut self, commit_ts: PgTimestamp) {
+        // Snapshot reads and heartbeats carry real commit times too; clock skew between the
+        // server and this host would show here, never as a negative value.
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let commit_us = commit_ts + 946_684_800_000_000;
+        let us = u64::try_from(now_us - commit_us)
+            .unwrap_or(0)
+            .clamp(1, 3_600_000_000);
+        self.window.saturating_record(us);
+        self.total.saturating_record(us);
+    }
+
+    fn report_window(&mut self) {
+        if self.window.is_empty() {
+            return;
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        info!(
+            transactions = self.window.len(),
+            p50_ms = ms(self.window.value_at_quantile(0.5)),
+            p99_ms = ms(self.window.value_at_quantile(0.99)),
+            max_ms = ms(self.window.max()),
+            "commit to delivery latency"
+        );
+        self.window.reset();
+    }
+
+    fn report_total(&self) {
+        if self.total.is_empty() {
+            return;
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        info!(
+            transactions = self.total.len(),
+            p50_ms = ms(self.total.value_at_quantile(0.5)),
+            p99_ms = ms(self.total.value_at_quantile(0.99)),
+            max_ms = ms(self.total.max()),
+            "commit to delivery latency since start"
+        );
     }
 }

@@ -68,12 +68,15 @@ impl Schemas {
             let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
             if !self.by_id.contains_key(&id) {
                 let Some(settings) = &self.registry else {
-                    return Err(format!("schema id {id}, but no schema_registry is configured"));
+                    return Err(format!(
+                        "schema id {id}, but no schema_registry is configured"
+                    ));
                 };
                 let registered = get_schema_by_id(id, settings)
                     .await
                     .map_err(|e| format!("schema id {id}: {e}"))?;
-                let parsed = Schema::parse_str(&registered.schema).map_err(|e| format!("schema id {id}: {e}"))?;
+                let parsed = Schema::parse_str(&registered.schema)
+                    .map_err(|e| format!("schema id {id}: {e}"))?;
                 self.by_id.insert(id, parsed);
             }
             (&self.by_id[&id], &bytes[5..])
@@ -85,7 +88,13 @@ impl Schemas {
             }
             match self.by_fingerprint.get(&fp) {
                 Some(s) => (s, &bytes[10..]),
-                None => return Err(format!("fingerprint {} is not in {}", hex(&fp), self.kafka_schema_topic)),
+                None => {
+                    return Err(format!(
+                        "fingerprint {} is not in {}",
+                        hex(&fp),
+                        self.kafka_schema_topic
+                    ))
+                }
             }
         } else {
             return Err("neither the Confluent wire format nor Avro single-object encoding".into());
@@ -102,11 +111,16 @@ impl Schemas {
         let topic = self.kafka_schema_topic.clone();
         for m in read_all(k, &topic).await? {
             let Some(payload) = m.value else { continue };
-            let Ok(doc) = serde_json::from_slice::<Json>(&payload) else { continue };
-            let (Some(fp), Some(schema)) = (doc["fingerprint"].as_str(), doc["schema"].as_str()) else {
+            let Ok(doc) = serde_json::from_slice::<Json>(&payload) else {
                 continue;
             };
-            let Ok(parsed) = Schema::parse_str(schema) else { continue };
+            let (Some(fp), Some(schema)) = (doc["fingerprint"].as_str(), doc["schema"].as_str())
+            else {
+                continue;
+            };
+            let Ok(parsed) = Schema::parse_str(schema) else {
+                continue;
+            };
             if let Some(fp) = unhex(fp) {
                 self.by_fingerprint.insert(fp, parsed);
             }
@@ -213,7 +227,9 @@ fn read_blocking(
                             .map(|h| {
                                 (
                                     h.key.to_owned(),
-                                    h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                                    h.value
+                                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                                        .unwrap_or_default(),
                                 )
                             })
                             .collect()
@@ -234,7 +250,11 @@ fn read_blocking(
                     break;
                 }
                 if !reached && last_progress.elapsed() > Duration::from_secs(120) {
-                    let (p, (next, high)) = ends.iter().find(|(_, (n, h))| n < h).map(|(p, e)| (*p, *e)).unwrap_or((0, (0, 0)));
+                    let (p, (next, high)) = ends
+                        .iter()
+                        .find(|(_, (n, h))| n < h)
+                        .map(|(p, e)| (*p, *e))
+                        .unwrap_or((0, (0, 0)));
                     return Err(TailError::Record {
                         topic: topic.to_owned(),
                         partition: p,

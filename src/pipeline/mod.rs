@@ -18,13 +18,13 @@ use crate::change::SourceEvent;
 use crate::config::{Pipeline, SnapshotMode};
 use crate::jsonl::{JsonlError, JsonlSink};
 use crate::kafka;
-use crate::transform::encoding::schema_topic;
-use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
 use crate::lsn::Lsn;
 use crate::pg;
 use crate::source::replication::{Capture, SnapshotLink, Stopped};
 use crate::source::snapshot::{self, Job, ProgressFile};
 use crate::source::{heartbeat, slot, SourceError};
+use crate::transform::encoding::schema_topic;
+use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
 
 /// Events buffered between the source and the sink; a full channel slows the WAL reader.
 pub const EVENT_BUFFER: usize = 4096;
@@ -193,7 +193,7 @@ pub async fn run(
             return Err(PipelineError::DrainTimeout(DRAIN_DEADLINE));
         }
         Ok(Err(join)) => Err(PipelineError::SinkTask(join.to_string())),
-        Ok(Ok(result)) => result,
+        Ok(Ok(result)) => result.map(|_| ()),
     };
     heartbeat_task.abort();
     let last_durable = *durable.borrow();
@@ -214,7 +214,7 @@ pub async fn run(
     }
 }
 
-enum Sink {
+pub(crate) enum Sink {
     Jsonl(JsonlSink),
     Kafka {
         transform: Transform,
@@ -223,18 +223,18 @@ enum Sink {
 }
 
 impl Sink {
-    /// Runs the sink side until the events end; publishes durable commit positions.
-    async fn run(
+    /// Runs the sink side until the events end; publishes durable commit positions. Returns
+    /// the records (lines) written.
+    pub(crate) async fn run(
         self,
         pipeline: String,
         events: mpsc::Receiver<SourceEvent>,
         durable: watch::Sender<Lsn>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<u64, PipelineError> {
         match self {
             Sink::Jsonl(jsonl) => {
                 let span = tracing::info_span!("sink", %pipeline, stage = "jsonl");
-                jsonl.run(events, durable).instrument(span).await?;
-                Ok(())
+                Ok(jsonl.run(events, durable).instrument(span).await?)
             }
             Sink::Kafka {
                 transform,
@@ -251,7 +251,7 @@ impl Sink {
                 match (transformed, produced) {
                     (_, Err(e)) => Err(e.into()),
                     (Err(e), Ok(_)) => Err(e.into()),
-                    (Ok(()), Ok(_)) => Ok(()),
+                    (Ok(()), Ok(delivered)) => Ok(delivered),
                 }
             }
         }
@@ -263,7 +263,7 @@ const RECORD_BUFFER: usize = 1024;
 
 /// Topics, schema encoding, the attribute catalog and the producer; and whether the topics
 /// already hold data (then a missing slot is lost, never recreated).
-async fn kafka_stages(
+pub(crate) async fn kafka_stages(
     pipeline: &Pipeline,
     catalog: &tokio_postgres::Client,
 ) -> Result<(Sink, bool), PipelineError> {
@@ -276,7 +276,12 @@ async fn kafka_stages(
         .source
         .tables
         .iter()
-        .map(|t| (topic_name(&k.topic_prefix, &t.value.schema, &t.value.table), false))
+        .map(|t| {
+            (
+                topic_name(&k.topic_prefix, &t.value.schema, &t.value.table),
+                false,
+            )
+        })
         .collect();
     let data_topics: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
     if k.schema_registry.is_none() {
@@ -286,10 +291,12 @@ async fn kafka_stages(
     let resuming = kafka::holds_data(k, &data_topics).await?;
     let eav = match &pipeline.transform.eav {
         Some(eav) => {
-            let initial = eav::load(catalog, eav).await.map_err(|error| SourceError::Catalog {
-                what: format!("reading the attribute catalog {}", eav.catalog.value),
-                error,
-            })?;
+            let initial = eav::load(catalog, eav)
+                .await
+                .map_err(|error| SourceError::Catalog {
+                    what: format!("reading the attribute catalog {}", eav.catalog.value),
+                    error,
+                })?;
             info!(attributes = initial.len(), "attribute catalog loaded");
             Some(eav::Catalog::new(eav, initial))
         }

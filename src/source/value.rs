@@ -1,7 +1,7 @@
 //! PostgreSQL text-format values → typed [`Value`]s, and back out as JSON.
 
-pub use crate::change::{TypeInfo, TypeKind};
 use crate::change::{DateValue, TimestampValue, Value};
+pub use crate::change::{TypeInfo, TypeKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode {text:?} as type {type_oid}: {why}")]

@@ -32,7 +32,9 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value as Json};
 
-use crate::change::{Column, DateValue, Datum, Row, Table, TimestampValue, TypeInfo, TypeKind, Value};
+use crate::change::{
+    Column, DateValue, Datum, Row, Table, TimestampValue, TypeInfo, TypeKind, Value,
+};
 use crate::source::value::oid;
 
 /// Where an encoded value goes wrong: names the table and column.
@@ -108,7 +110,13 @@ const NON_FINITE_SYMBOLS: &[&str] = &["NaN", "Infinity", "NegInfinity"];
 pub fn avro_name(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -117,17 +125,17 @@ pub fn avro_name(s: &str) -> String {
 }
 
 pub fn namespace(table: &Table) -> String {
-    format!("freshet.{}.{}", avro_name(&table.schema), avro_name(&table.name))
+    format!(
+        "freshet.{}.{}",
+        avro_name(&table.schema),
+        avro_name(&table.name)
+    )
 }
 
 /// Builds the schemas of `table`; `key_columns` overrides the replica identity as the key
 /// (the primary key, or for the EAV value table a prefix of it); `eav` adds the attribute
 /// field.
-pub fn table_schema(
-    table: &Table,
-    key_columns: Option<&[usize]>,
-    eav: bool,
-) -> TableSchema {
+pub fn table_schema(table: &Table, key_columns: Option<&[usize]>, eav: bool) -> TableSchema {
     let ns = namespace(table);
     let mut defined = HashSet::new();
     let mut fields = Vec::with_capacity(table.columns.len());
@@ -137,7 +145,8 @@ pub fn table_schema(
         fields.push(field);
         layouts.push(layout);
     }
-    let value_record = json!({"type": "record", "name": "Value", "namespace": ns, "fields": fields});
+    let value_record =
+        json!({"type": "record", "name": "Value", "namespace": ns, "fields": fields});
     let mut envelope_fields = vec![
         json!({"name": "before", "type": ["null", value_record], "default": null}),
         json!({"name": "after", "type": ["null", format!("{ns}.Value")], "default": null}),
@@ -156,12 +165,14 @@ pub fn table_schema(
         ]}}),
     ];
     if eav {
-        envelope_fields.push(json!({"name": "attribute", "default": null, "type": ["null", {
+        envelope_fields.push(
+            json!({"name": "attribute", "default": null, "type": ["null", {
             "type": "record", "name": "Attribute", "namespace": "freshet", "fields": [
                 {"name": "id", "type": "long"},
                 {"name": "name", "type": "string"},
                 {"name": "data_type", "type": "string"}
-            ]}]}));
+            ]}]}),
+        );
     }
     let value = json!({
         "type": "record", "name": "Envelope", "namespace": ns,
@@ -228,7 +239,10 @@ fn column_field(c: &Column, defined: &mut HashSet<&'static str>) -> (Json, Layou
         "default": null,
         "pg_type": type_json(&c.ty),
     });
-    if let Some((_, scale)) = (c.ty.oid == oid::NUMERIC).then(|| numeric_typmod(c.type_modifier)).flatten() {
+    if let Some((_, scale)) = (c.ty.oid == oid::NUMERIC)
+        .then(|| numeric_typmod(c.type_modifier))
+        .flatten()
+    {
         field["pg_scale"] = json!(scale);
     }
     if avro_name(&c.name) != c.name {
@@ -290,7 +304,12 @@ fn main_type(
                 None => (json!("string"), Enc::String, false, true),
             },
             oid::BYTEA => (json!("bytes"), Enc::Bytes, false, true),
-            oid::DATE => (json!({"type": "int", "logicalType": "date"}), Enc::Date, true, false),
+            oid::DATE => (
+                json!({"type": "int", "logicalType": "date"}),
+                Enc::Date,
+                true,
+                false,
+            ),
             oid::TIME => (
                 json!({"type": "long", "logicalType": "time-micros"}),
                 Enc::TimeMicros,
@@ -309,7 +328,12 @@ fn main_type(
                 true,
                 false,
             ),
-            oid::UUID => (json!({"type": "string", "logicalType": "uuid"}), Enc::String, false, false),
+            oid::UUID => (
+                json!({"type": "string", "logicalType": "uuid"}),
+                Enc::String,
+                false,
+                false,
+            ),
             oid::NAME | oid::CHAR => (json!("string"), Enc::String, false, false),
             _ => (json!("string"), Enc::String, false, true),
         },
@@ -414,7 +438,14 @@ impl TableSchema {
         out: &mut Vec<u8>,
     ) -> Result<(), EncodeError> {
         if row.len() != self.layouts.len() {
-            return Err(self.error(0, format!("row has {} columns, schema {}", row.len(), self.layouts.len())));
+            return Err(self.error(
+                0,
+                format!(
+                    "row has {} columns, schema {}",
+                    row.len(),
+                    self.layouts.len()
+                ),
+            ));
         }
         let mut write = |i: usize| -> Result<(), EncodeError> {
             let layout = &self.layouts[i];
@@ -425,9 +456,16 @@ impl TableSchema {
                         put_long(out, branch);
                         put_long(out, 0);
                     }
-                    None => return Err(self.error(i, "TOAST-unchanged value on a type that cannot be TOASTed".into())),
+                    None => {
+                        return Err(self.error(
+                            i,
+                            "TOAST-unchanged value on a type that cannot be TOASTed".into(),
+                        ))
+                    }
                 },
-                Datum::Value(v) => put_union_value(out, layout, v).map_err(|why| self.error(i, why))?,
+                Datum::Value(v) => {
+                    put_union_value(out, layout, v).map_err(|why| self.error(i, why))?
+                }
             }
             Ok(())
         };
@@ -456,18 +494,33 @@ fn put_union_value(out: &mut Vec<u8>, layout: &Layout, v: &Value) -> Result<(), 
         None => Err(format!("{v:?} has no Avro branch")),
     };
     match (v, &layout.enc) {
-        (Value::Numeric(text), Enc::Decimal { .. }) if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") => {
-            non_finite(out, match text.as_str() { "NaN" => 0, "Infinity" => 1, _ => 2 })
+        (Value::Numeric(text), Enc::Decimal { .. })
+            if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") =>
+        {
+            non_finite(
+                out,
+                match text.as_str() {
+                    "NaN" => 0,
+                    "Infinity" => 1,
+                    _ => 2,
+                },
+            )
         }
         (Value::Date(DateValue::Infinity), _)
-        | (Value::Timestamp(TimestampValue::Infinity) | Value::TimestampTz(TimestampValue::Infinity), _) => {
-            non_finite(out, 1)
-        }
+        | (
+            Value::Timestamp(TimestampValue::Infinity)
+            | Value::TimestampTz(TimestampValue::Infinity),
+            _,
+        ) => non_finite(out, 1),
         (Value::Date(DateValue::NegInfinity), _)
-        | (Value::Timestamp(TimestampValue::NegInfinity) | Value::TimestampTz(TimestampValue::NegInfinity), _) => {
-            non_finite(out, 2)
-        }
-        (Value::Array(items), Enc::Array(_)) if items.iter().any(|i| matches!(i, Some(Value::Array(_)))) => {
+        | (
+            Value::Timestamp(TimestampValue::NegInfinity)
+            | Value::TimestampTz(TimestampValue::NegInfinity),
+            _,
+        ) => non_finite(out, 2),
+        (Value::Array(items), Enc::Array(_))
+            if items.iter().any(|i| matches!(i, Some(Value::Array(_)))) =>
+        {
             match layout.text {
                 Some(branch) => {
                     put_long(out, branch);
@@ -492,16 +545,21 @@ fn put_main(out: &mut Vec<u8>, enc: &Enc, v: &Value) -> Result<(), String> {
         (Enc::Long, Value::Int8(i)) => put_long(out, *i),
         (Enc::Float, Value::Float4(f)) => out.extend_from_slice(&f.to_le_bytes()),
         (Enc::Double, Value::Float8(f)) => out.extend_from_slice(&f.to_le_bytes()),
-        (Enc::Decimal { scale }, Value::Numeric(text)) => put_bytes(out, &decimal_bytes(text, *scale)?),
+        (Enc::Decimal { scale }, Value::Numeric(text)) => {
+            put_bytes(out, &decimal_bytes(text, *scale)?)
+        }
         (Enc::Bytes, Value::Bytea(b)) => put_bytes(out, b),
         (Enc::Date, Value::Date(DateValue::Days(d))) => put_long(out, i64::from(*d)),
         (Enc::TimeMicros, Value::Time(t)) => put_long(out, *t),
-        (Enc::TimestampMicros, Value::Timestamp(TimestampValue::Micros(t)) | Value::TimestampTz(TimestampValue::Micros(t))) => {
-            put_long(out, *t)
-        }
-        (Enc::String, Value::Text(s) | Value::Json(s) | Value::Jsonb(s) | Value::Enum(s) | Value::Numeric(s)) => {
-            put_str(out, s)
-        }
+        (
+            Enc::TimestampMicros,
+            Value::Timestamp(TimestampValue::Micros(t))
+            | Value::TimestampTz(TimestampValue::Micros(t)),
+        ) => put_long(out, *t),
+        (
+            Enc::String,
+            Value::Text(s) | Value::Json(s) | Value::Jsonb(s) | Value::Enum(s) | Value::Numeric(s),
+        ) => put_str(out, s),
         (Enc::String, Value::Other { text, .. }) => put_str(out, text),
         (Enc::String, other) => put_str(out, &other.to_pg_text()),
         (Enc::Array(item), Value::Array(items)) => {
@@ -516,7 +574,11 @@ fn put_main(out: &mut Vec<u8>, enc: &Enc, v: &Value) -> Result<(), String> {
             }
             put_long(out, 0);
         }
-        (enc, v) => return Err(format!("value {v:?} does not fit the column's Avro type {enc:?}")),
+        (enc, v) => {
+            return Err(format!(
+                "value {v:?} does not fit the column's Avro type {enc:?}"
+            ))
+        }
     }
     Ok(())
 }
@@ -552,7 +614,11 @@ fn decimal_bytes(text: &str, scale: u32) -> Result<Vec<u8>, String> {
     // Magnitude in base 256, little-endian, built digit by digit.
     let mut mag: Vec<u8> = Vec::new();
     let padding = scale as usize - frac.len();
-    for d in int.bytes().chain(frac.bytes()).chain(std::iter::repeat_n(b'0', padding)) {
+    for d in int
+        .bytes()
+        .chain(frac.bytes())
+        .chain(std::iter::repeat_n(b'0', padding))
+    {
         if !d.is_ascii_digit() {
             return Err(format!("{text:?} is not a decimal"));
         }

@@ -93,7 +93,11 @@ pub fn key_json(schema: &Schema, value: &Avro) -> Result<Json, ShapeError> {
     row_json(&r.fields, Some(value), &mut ignored)
 }
 
-fn row_json(fields: &[RecordField], value: Option<&Avro>, unchanged: &mut Vec<String>) -> Result<Json, ShapeError> {
+fn row_json(
+    fields: &[RecordField],
+    value: Option<&Avro>,
+    unchanged: &mut Vec<String>,
+) -> Result<Json, ShapeError> {
     let value = match value {
         None | Some(Avro::Null) => return Ok(Json::Null),
         Some(Avro::Union(_, v)) if matches!(v.as_ref(), Avro::Null) => return Ok(Json::Null),
@@ -111,7 +115,11 @@ fn row_json(fields: &[RecordField], value: Option<&Avro>, unchanged: &mut Vec<St
             .and_then(Json::as_str)
             .unwrap_or(&field.name)
             .to_owned();
-        let Some(ty) = field.custom_attributes.get("pg_type").and_then(type_from_json) else {
+        let Some(ty) = field
+            .custom_attributes
+            .get("pg_type")
+            .and_then(type_from_json)
+        else {
             return shape(format!("field {} has no pg_type", field.name));
         };
         let scale = field
@@ -181,7 +189,9 @@ fn value(ty: &TypeInfo, scale: u32, v: &Avro) -> Result<Value, String> {
                 })
                 .collect::<Result<_, String>>()?,
         ),
-        (TypeKind::Array(_), Avro::String(text)) => parse_text(ty, text).map_err(|e| e.to_string())?,
+        (TypeKind::Array(_), Avro::String(text)) => {
+            parse_text(ty, text).map_err(|e| e.to_string())?
+        }
         (TypeKind::Enum, Avro::String(s)) => Value::Enum(s.clone()),
         (TypeKind::Other, Avro::String(s)) => Value::Other {
             type_oid: ty.oid,
@@ -196,7 +206,9 @@ fn value(ty: &TypeInfo, scale: u32, v: &Avro) -> Result<Value, String> {
         (_, Avro::Float(f)) => Value::Float4(*f),
         (_, Avro::Double(f)) => Value::Float8(*f),
         (_, Avro::Decimal(d)) => {
-            let bytes: Vec<u8> = d.try_into().map_err(|e: apache_avro::Error| e.to_string())?;
+            let bytes: Vec<u8> = d
+                .try_into()
+                .map_err(|e: apache_avro::Error| e.to_string())?;
             Value::Numeric(decimal_text(&bytes, scale))
         }
         (_, Avro::Bytes(b)) => Value::Bytea(b.clone()),

@@ -50,13 +50,25 @@ pub enum SchemaError {
 
 impl SchemaError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, SchemaError::Registry { transient: true, .. })
+        matches!(
+            self,
+            SchemaError::Registry {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
 pub enum Encoding {
-    Registry { url: String, settings: SrSettings },
-    SingleObject { schema_topic: Arc<str>, published: HashSet<Vec<u8>> },
+    Registry {
+        url: String,
+        settings: SrSettings,
+    },
+    SingleObject {
+        schema_topic: Arc<str>,
+        published: HashSet<Vec<u8>>,
+    },
 }
 
 /// What a new schema version needs: the bytes before each key and value, and the records
@@ -120,7 +132,9 @@ impl Encoding {
                                     subject: subject.to_owned(),
                                     difference: previous
                                         .map(|(old, _)| difference(old, table))
-                                        .unwrap_or_else(|| "the registry's latest version differs".into()),
+                                        .unwrap_or_else(|| {
+                                            "the registry's latest version differs".into()
+                                        }),
                                     detail: text,
                                 }
                             } else {
@@ -149,7 +163,10 @@ impl Encoding {
                 published,
             } => {
                 let mut records = Vec::new();
-                let mut publish = |subject: &str, parsed: &Schema, json: &serde_json::Value| -> Vec<u8> {
+                let mut publish = |subject: &str,
+                                   parsed: &Schema,
+                                   json: &serde_json::Value|
+                 -> Vec<u8> {
                     let fingerprint = parsed.fingerprint::<Rabin>().bytes;
                     let mut prefix = SINGLE_OBJECT_MAGIC.to_vec();
                     prefix.extend_from_slice(&fingerprint);
@@ -190,7 +207,9 @@ pub fn registry_settings(r: &crate::config::SchemaRegistry) -> Result<SrSettings
     if let Some(user) = &r.username {
         builder.set_basic_authorization(&user.0, r.password.as_ref().map(|p| p.expose()));
     }
-    builder.build().map_err(|e| SchemaError::Config(e.to_string()))
+    builder
+        .build()
+        .map_err(|e| SchemaError::Config(e.to_string()))
 }
 
 fn confluent_prefix(id: u32) -> Vec<u8> {
@@ -212,10 +231,11 @@ pub fn difference(old: &Table, new: &Table) -> String {
     for c in &new.columns {
         match old.columns.iter().find(|o| o.name == c.name) {
             None => parts.push(format!("column {} added", c.name)),
-            Some(o) if o.type_oid != c.type_oid || o.type_modifier != c.type_modifier => parts.push(format!(
-                "column {}: type {} (modifier {}) became {} (modifier {})",
-                c.name, o.type_oid, o.type_modifier, c.type_oid, c.type_modifier
-            )),
+            Some(o) if o.type_oid != c.type_oid || o.type_modifier != c.type_modifier => parts
+                .push(format!(
+                    "column {}: type {} (modifier {}) became {} (modifier {})",
+                    c.name, o.type_oid, o.type_modifier, c.type_oid, c.type_modifier
+                )),
             Some(_) => {}
         }
     }
@@ -276,9 +296,13 @@ fn named(s: &Schema) -> Option<String> {
 
 /// The row record's fields of an envelope schema.
 fn row_fields(envelope: &Schema) -> Option<&[apache_avro::schema::RecordField]> {
-    let Schema::Record(r) = envelope else { return None };
+    let Schema::Record(r) = envelope else {
+        return None;
+    };
     let before = r.fields.iter().find(|f| f.name == "before")?;
-    let Schema::Union(u) = &before.schema else { return None };
+    let Schema::Union(u) = &before.schema else {
+        return None;
+    };
     u.variants().iter().find_map(|v| match v {
         Schema::Record(r) => Some(r.fields.as_slice()),
         _ => None,

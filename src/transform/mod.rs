@@ -47,7 +47,10 @@ pub struct Record {
 pub enum Output {
     Record(Record),
     /// Everything before this belongs to transactions ending at or before `end_lsn`.
-    Commit { end_lsn: Lsn },
+    Commit {
+        end_lsn: Lsn,
+        commit_ts: PgTimestamp,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,13 @@ impl TransformError {
 pub fn topic_name(prefix: &str, schema: &str, table: &str) -> String {
     format!("{prefix}.{schema}.{table}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -131,13 +140,20 @@ impl Transform {
         mut events: mpsc::Receiver<SourceEvent>,
         out: mpsc::Sender<Output>,
     ) -> Result<(), TransformError> {
-        let mut txn = Txn { xid: 0, commit_ts: 0 };
+        let mut txn = Txn {
+            xid: 0,
+            commit_ts: 0,
+        };
         let mut scratch = Vec::new();
         while let Some(event) = events.recv().await {
             match event {
                 SourceEvent::Begin { xid, commit_ts, .. } => txn = Txn { xid, commit_ts },
-                SourceEvent::Commit { end_lsn, .. } => {
-                    out.send(Output::Commit { end_lsn }).await.map_err(|_| TransformError::Closed)?;
+                SourceEvent::Commit {
+                    end_lsn, commit_ts, ..
+                } => {
+                    out.send(Output::Commit { end_lsn, commit_ts })
+                        .await
+                        .map_err(|_| TransformError::Closed)?;
                 }
                 SourceEvent::Change(change) => {
                     let t = &change.table;
@@ -151,9 +167,12 @@ impl Transform {
                     if !captured {
                         continue;
                     }
-                    let (schema_records, records) = self.change(&txn, &change, &mut scratch).await?;
+                    let (schema_records, records) =
+                        self.change(&txn, &change, &mut scratch).await?;
                     for r in schema_records.into_iter().chain(records) {
-                        out.send(Output::Record(r)).await.map_err(|_| TransformError::Closed)?;
+                        out.send(Output::Record(r))
+                            .await
+                            .map_err(|_| TransformError::Closed)?;
                     }
                 }
             }
@@ -168,7 +187,9 @@ impl Transform {
         change: &Change,
         scratch: &mut Vec<u8>,
     ) -> Result<(Vec<Record>, Vec<Record>), TransformError> {
-        let schema_records = self.ensure_version(&change.table, change.id.commit_lsn).await?;
+        let schema_records = self
+            .ensure_version(&change.table, change.id.commit_lsn)
+            .await?;
         let mut eav_attr = None;
         let mut is_values = false;
         if let Some(catalog) = &mut self.catalog {
@@ -277,7 +298,12 @@ impl Transform {
         let previous = self.versions.get(&table.oid);
         let registered = self
             .encoding
-            .register(&topic, &schema, previous.map(|p| (&*p.table, &p.schema)), table)
+            .register(
+                &topic,
+                &schema,
+                previous.map(|p| (&*p.table, &p.schema)),
+                table,
+            )
             .await?;
         info!(
             table = %format_args!("{}.{}", table.schema, table.name),
@@ -304,7 +330,7 @@ impl Transform {
 }
 
 /// PostgreSQL's epoch (2000-01-01) microseconds to Unix milliseconds.
-fn pg_micros_to_unix_ms(micros: PgTimestamp) -> i64 {
+pub fn pg_micros_to_unix_ms(micros: PgTimestamp) -> i64 {
     const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
     (micros + PG_EPOCH_UNIX_MICROS).div_euclid(1000)
 }

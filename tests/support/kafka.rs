@@ -88,7 +88,11 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -264,7 +268,11 @@ pub fn pipeline_yaml(
 
 /// `freshet run` into Kafka, as a child process.
 pub fn daemon(pipeline: &Path, state: &Path, log: &Path) -> super::Daemon {
-    super::Daemon::start_with(pipeline, &["--state-dir", &state.display().to_string()], log)
+    super::Daemon::start_with(
+        pipeline,
+        &["--state-dir", &state.display().to_string()],
+        log,
+    )
 }
 
 /// A table's topic decoded by Freshet's own reader (`freshet tail`'s).

@@ -194,7 +194,11 @@ impl Daemon {
         sink: &std::path::Path,
         log: &std::path::Path,
     ) -> Daemon {
-        Daemon::start_with(pipeline, &["--sink", &format!("jsonl:{}", sink.display())], log)
+        Daemon::start_with(
+            pipeline,
+            &["--sink", &format!("jsonl:{}", sink.display())],
+            log,
+        )
     }
 
     /// `freshet run --pipeline FILE ARGS…`, logging to `log`.

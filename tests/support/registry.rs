@@ -107,14 +107,19 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::
 }
 
 fn error(code: u32, status: &'static str, message: &str) -> (&'static str, String) {
-    (status, json!({"error_code": code, "message": message}).to_string())
+    (
+        status,
+        json!({"error_code": code, "message": message}).to_string(),
+    )
 }
 
 fn respond(state: &Mutex<State>, method: &str, path: &str, body: &[u8]) -> (&'static str, String) {
     let mut st = state.lock().expect("state");
     match st.behaviour {
         Some(Behaviour::Malformed) => return ("200 OK", "<html>not json".into()),
-        Some(Behaviour::Failing) => return error(50001, "500 Internal Server Error", "store failed"),
+        Some(Behaviour::Failing) => {
+            return error(50001, "500 Internal Server Error", "store failed")
+        }
         _ => {}
     }
     let path = path.split('?').next().unwrap_or("");
@@ -140,7 +145,8 @@ fn respond(state: &Mutex<State>, method: &str, path: &str, body: &[u8]) -> (&'st
                 }
             }
             if let Some(&latest) = ids.last() {
-                let old = Schema::parse_str(&st.schemas[latest as usize - 1]).expect("stored schema");
+                let old =
+                    Schema::parse_str(&st.schemas[latest as usize - 1]).expect("stored schema");
                 if let Err(why) = backward(&old, &new) {
                     return error(
                         409,
@@ -154,7 +160,11 @@ fn respond(state: &Mutex<State>, method: &str, path: &str, body: &[u8]) -> (&'st
             st.subjects.entry(subject).or_default().push(id);
             ("200 OK", json!({"id": id}).to_string())
         }
-        ("GET", ["schemas", "ids", id]) => match id.parse::<usize>().ok().and_then(|i| st.schemas.get(i.wrapping_sub(1))) {
+        ("GET", ["schemas", "ids", id]) => match id
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| st.schemas.get(i.wrapping_sub(1)))
+        {
             Some(s) => ("200 OK", json!({"schema": s}).to_string()),
             None => error(40403, "404 Not Found", "Schema not found"),
         },
@@ -182,14 +192,25 @@ fn check(w: &Schema, r: &Schema) -> Result<(), String> {
         (Schema::Union(wu), Schema::Union(ru)) => {
             for wb in wu.variants() {
                 if !ru.variants().iter().any(|rb| check(wb, rb).is_ok()) {
-                    return Err(format!("no reader branch for {:?}", apache_avro::schema::SchemaKind::from(wb)));
+                    return Err(format!(
+                        "no reader branch for {:?}",
+                        apache_avro::schema::SchemaKind::from(wb)
+                    ));
                 }
             }
             Ok(())
         }
-        (Schema::Ref { name: a }, Schema::Ref { name: b }) => (a == b).then_some(()).ok_or_else(|| "named types differ".into()),
-        (Schema::Enum(a), Schema::Enum(b)) => (a.name == b.name).then_some(()).ok_or_else(|| "enums differ".into()),
-        (Schema::Ref { .. } | Schema::Enum(_), _) | (_, Schema::Ref { .. } | Schema::Enum(_)) => Err("named vs unnamed".into()),
-        _ => SchemaCompatibility::can_read(w, r).map(|_| ()).map_err(|e| e.to_string()),
+        (Schema::Ref { name: a }, Schema::Ref { name: b }) => (a == b)
+            .then_some(())
+            .ok_or_else(|| "named types differ".into()),
+        (Schema::Enum(a), Schema::Enum(b)) => (a.name == b.name)
+            .then_some(())
+            .ok_or_else(|| "enums differ".into()),
+        (Schema::Ref { .. } | Schema::Enum(_), _) | (_, Schema::Ref { .. } | Schema::Enum(_)) => {
+            Err("named vs unnamed".into())
+        }
+        _ => SchemaCompatibility::can_read(w, r)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
     }
 }

@@ -89,4 +89,3 @@ pub fn assert_types(captured: &[&Json], rows: &[tokio_postgres::Row]) {
         assert_eq!(got.len(), expected.len(), "{line}");
     }
 }
-

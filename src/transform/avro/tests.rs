@@ -51,9 +51,33 @@ fn table() -> Table {
             col("tz", scalar(oid::TIMESTAMPTZ), -1, false),
             col("u", scalar(oid::UUID), -1, false),
             col("jb", scalar(oid::JSONB), -1, false),
-            col("e", TypeInfo { oid: 90000, kind: TypeKind::Enum }, -1, false),
-            col("ad", TypeInfo { oid: 1182, kind: TypeKind::Array(Box::new(scalar(oid::DATE))) }, -1, false),
-            col("ai", TypeInfo { oid: 1007, kind: TypeKind::Array(Box::new(scalar(oid::INT4))) }, -1, false),
+            col(
+                "e",
+                TypeInfo {
+                    oid: 90000,
+                    kind: TypeKind::Enum,
+                },
+                -1,
+                false,
+            ),
+            col(
+                "ad",
+                TypeInfo {
+                    oid: 1182,
+                    kind: TypeKind::Array(Box::new(scalar(oid::DATE))),
+                },
+                -1,
+                false,
+            ),
+            col(
+                "ai",
+                TypeInfo {
+                    oid: 1007,
+                    kind: TypeKind::Array(Box::new(scalar(oid::INT4))),
+                },
+                -1,
+                false,
+            ),
             col("odd col", scalar(oid::TEXT), -1, false),
         ],
     }
@@ -77,13 +101,22 @@ fn row() -> Vec<Datum> {
         v(Value::Bytea(vec![0, 255, 16])),
         v(Value::Date(DateValue::NegInfinity)),
         v(Value::Time(86_399_999_999)),
-        v(Value::Timestamp(TimestampValue::Micros(-62_135_596_800_000_000))),
+        v(Value::Timestamp(TimestampValue::Micros(
+            -62_135_596_800_000_000,
+        ))),
         v(Value::TimestampTz(TimestampValue::Infinity)),
         v(Value::Uuid([0xa0; 16])),
         v(Value::Jsonb(r#"{"a": [1, null]}"#.into())),
         v(Value::Enum("happy".into())),
-        v(Value::Array(vec![Some(Value::Date(DateValue::Infinity)), None, Some(Value::Date(DateValue::Days(-1)))])),
-        v(Value::Array(vec![Some(Value::Array(vec![Some(Value::Int4(1))])), Some(Value::Array(vec![None]))])),
+        v(Value::Array(vec![
+            Some(Value::Date(DateValue::Infinity)),
+            None,
+            Some(Value::Date(DateValue::Days(-1))),
+        ])),
+        v(Value::Array(vec![
+            Some(Value::Array(vec![Some(Value::Int4(1))])),
+            Some(Value::Array(vec![None])),
+        ])),
         Datum::Null,
     ]
 }
@@ -114,9 +147,21 @@ fn apache_avro_decodes_every_type_the_encoder_writes() {
     };
     let before = vec![Datum::Null; t.columns.len()];
     let mut out = Vec::new();
-    let attribute = Attribute { id: 5, name: "temp", data_type: "float" };
-    s.encode_value(&meta, "public", "t-1", Some(&before), Some(&row()), Some(Some(attribute)), &mut out)
-        .unwrap();
+    let attribute = Attribute {
+        id: 5,
+        name: "temp",
+        data_type: "float",
+    };
+    s.encode_value(
+        &meta,
+        "public",
+        "t-1",
+        Some(&before),
+        Some(&row()),
+        Some(Some(attribute)),
+        &mut out,
+    )
+    .unwrap();
     let (schema, value) = decode(&s.value, &out);
     let json = envelope_json(&schema, &value).unwrap();
     let after = &json["after"];
@@ -133,10 +178,16 @@ fn apache_avro_decodes_every_type_the_encoder_writes() {
     assert_eq!(after["u"], "a0a0a0a0-a0a0-a0a0-a0a0-a0a0a0a0a0a0");
     assert_eq!(after["jb"], serde_json::json!({"a": [1, null]}));
     assert_eq!(after["e"], "happy");
-    assert_eq!(after["ad"], serde_json::json!(["infinity", null, "1969-12-31"]));
+    assert_eq!(
+        after["ad"],
+        serde_json::json!(["infinity", null, "1969-12-31"])
+    );
     assert_eq!(after["ai"], serde_json::json!([[1], [null]]));
     assert_eq!(after["odd col"], Json::Null);
-    assert!(after.get("t").is_none(), "an unchanged column is not a value: {after}");
+    assert!(
+        after.get("t").is_none(),
+        "an unchanged column is not a value: {after}"
+    );
     assert_eq!(json["unchanged"], serde_json::json!(["t"]));
     assert_eq!(json["lsn"], "1/10");
     assert_eq!(json["seq"], 3);
@@ -144,12 +195,19 @@ fn apache_avro_decodes_every_type_the_encoder_writes() {
     assert_eq!(json["op"], "u");
     assert_eq!(json["table"], "t-1");
     assert_eq!(json["attribute"]["name"], "temp");
-    assert!(json["before"].as_object().unwrap().values().all(Json::is_null));
+    assert!(json["before"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(Json::is_null));
 
     let mut key = Vec::new();
     assert!(s.encode_key(&row(), &mut key).unwrap());
     let (kschema, kvalue) = decode(s.key.as_ref().unwrap(), &key);
-    assert_eq!(key_json(&kschema, &kvalue).unwrap(), serde_json::json!({"id": -7}));
+    assert_eq!(
+        key_json(&kschema, &kvalue).unwrap(),
+        serde_json::json!({"id": -7})
+    );
 }
 
 #[test]
@@ -158,9 +216,30 @@ fn unchanged_on_a_fixed_width_type_is_an_error_naming_the_column() {
     let s = table_schema(&t, None, false);
     let mut r = row();
     r[1] = Datum::Unchanged;
-    let meta = Meta { pipeline: "p", op: 'u', commit_lsn: 1, seq: 0, xid: 1, commit_ts_ms: 0, now_ms: 0 };
-    let err = s.encode_value(&meta, "public", "t-1", None, Some(&r), None, &mut Vec::new()).unwrap_err();
-    assert_eq!((err.table.as_str(), err.column.as_str()), ("public.t-1", "b"));
+    let meta = Meta {
+        pipeline: "p",
+        op: 'u',
+        commit_lsn: 1,
+        seq: 0,
+        xid: 1,
+        commit_ts_ms: 0,
+        now_ms: 0,
+    };
+    let err = s
+        .encode_value(
+            &meta,
+            "public",
+            "t-1",
+            None,
+            Some(&r),
+            None,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (err.table.as_str(), err.column.as_str()),
+        ("public.t-1", "b")
+    );
 }
 
 #[test]
