@@ -54,7 +54,11 @@ sql "CREATE OR REPLACE PROCEDURE bench_small_txns(n int) LANGUAGE plpgsql AS \$\
      END \$\$"
 end_marker() { sql "SELECT pg_logical_emit_message(true, 'bench.end', '')" >/dev/null; }
 
+parts=${PARTS:-1 2 3}
+if [[ " $parts " == *" 1 "* ]]; then
 echo "== 1. WAL -> Kafka throughput ($rows rows)"
+# Its own topics: the dev pipeline's later runs start from empty ones.
+sed 's/^  topic_prefix: freshet$/  topic_prefix: throughput/' "$pipeline" >"$run/throughput.yaml"
 measure() { # label slot until rows
     local label=$1 slot=$2 until=$3 n=$4 t0 t1 ref_s secs out records
     sql "SELECT pg_copy_logical_replication_slot('$slot', '${slot}_ref')" >/dev/null
@@ -66,7 +70,7 @@ measure() { # label slot until rows
     printf '%-20s %-20s %9d rows %8.2fs %10.0f rows/s  ratio 1.00  peak RSS %6.1f MiB\n' "$label" pg_recvlogical \
         "$n" "$ref_s" "$(echo "$n / $ref_s" | bc -l)" "$(echo "$(cat "$run/ref.rss") / 1024" | bc -l)"
     t0=$(date +%s.%N)
-    out=$(/usr/bin/time -f "%M" -o "$run/f.rss" "$freshet" bench kafka --pipeline "$pipeline" --slot "$slot" \
+    out=$(/usr/bin/time -f "%M" -o "$run/f.rss" "$freshet" bench kafka --pipeline "$run/throughput.yaml" --slot "$slot" \
         --until "$until" 2>>"$run/bench.log")
     t1=$(date +%s.%N)
     secs=$(echo "$t1 - $t0" | bc -l)
@@ -93,10 +97,11 @@ measure "$((rows / 10)) txns x 10" small_txns "$until" "$rows"
 sql "SELECT pg_drop_replication_slot('small_txns')" >/dev/null
 # The next parts snapshot the tables first: leave them the fill's size.
 sql "TRUNCATE atlasco.entity_values"
+fi
 
 # `freshet run` on the dev pipeline in the background; its peak RSS goes to $1.rss.
 start_freshet() {
-    /usr/bin/time -f "%M" -o "$run/$1.rss" "$freshet" run --pipeline "$pipeline" --state-dir "$run" \
+    /usr/bin/time -f "%M %U %S" -o "$run/$1.rss" "$freshet" run --pipeline "$pipeline" --state-dir "$run" \
         >"$run/$1.log" 2>&1 &
     fpid=$!
     for _ in $(seq 300); do
@@ -122,15 +127,27 @@ stop_freshet() {
     fpid=
 }
 
+if [[ " $parts " == *" 2 "* ]]; then
 echo "== 2. commit -> delivery latency at $rate rows/s for ${seconds}s"
 start_freshet latency
 "$freshet" loadgen run --url "$url" --rate "$rate" --duration "${seconds}s" --connections 8 >"$run/load.out" 2>"$run/load.log"
 tail -1 "$run/load.out"
 caught_up >/dev/null
 stop_freshet
-grep "commit to delivery latency since start" "$run/latency.log" | tail -1 | sed -E 's/.*(transactions=.*) commit to delivery.*/latency over the run: \1/'
-printf 'peak RSS of freshet run: %.1f MiB\n' "$(echo "$(cat "$run/latency.rss") / 1024" | bc -l)"
+grep "commit to delivery latency since start" "$run/latency.log" | tail -1 | tr ' ' '\n' | grep = | python3 -c '
+import sys
+v = dict(l.strip().split("=", 1) for l in sys.stdin)
+k = lambda *names: tuple(v[n] for n in names)
+print("commit -> delivery, whole run: %s txns, p50 %s ms, p99 %s ms, max %s ms" % k("transactions", "p50_ms", "p99_ms", "max_ms"))
+print("after the first 5 s window:   %s txns, p50 %s ms, p99 %s ms, max %s ms" % k("steady_transactions", "steady_p50_ms", "steady_p99_ms", "steady_max_ms"))
+print("  of which commit -> the transaction reached the producer: p50 %s ms, p99 %s ms" % k("steady_arrival_p50_ms", "steady_arrival_p99_ms"))'
+awk '{ printf "freshet CPU: %.1f s user + %.1f s system over the run\n", $2, $3 }' "$run/latency.rss"
+grep "commit to delivery latency transactions" "$run/latency.log" | sed -E 's/.*p99_ms=([0-9.]+).*/\1/' | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR) printf "p99 per 5 s window: min %.1f ms, median %.1f ms, max %.1f ms over %d windows\n", v[1], v[int((NR + 1) / 2)], v[NR], NR }'
+printf 'peak RSS of freshet run: %.1f MiB\n' "$(echo "$(cut -d' ' -f1 "$run/latency.rss") / 1024" | bc -l)"
+fi
 
+[[ " $parts " == *" 3 "* ]] || exit 0
 echo "== 3. broker frozen (SIGSTOP) for ${stall}s under $stall_rate rows/s"
 start_freshet stall
 "$freshet" loadgen run --url "$url" --rate "$stall_rate" --duration "$((stall + 40))s" --connections 4 >"$run/stall-load.out" 2>"$run/stall-load.log" &
@@ -146,10 +163,11 @@ tail -1 "$run/stall-load.out"
 recovery=$(caught_up)
 echo "after $(rss)" >>"$run/rss.txt"
 stop_freshet
-awk '{ kib[$1] = $2; if ($2 > max[$1]) max[$1] = $2; if (!($1 in first)) first[$1] = $2 }
-     END { printf "RSS MiB: before the stall max %.1f; frozen: first %.1f, max %.1f, last %.1f; after catching up %.1f\n",
-           max["before"]/1024, first["stalled"]/1024, max["stalled"]/1024, kib["stalled"]/1024, kib["after"]/1024 }' "$run/rss.txt"
+awk '{ kib[$1] = $2; if ($2 > max[$1]) max[$1] = $2; if (!($1 in first)) first[$1] = $2; n[$1]++
+       if ($1 == "stalled" && n[$1] == 20) at20 = $2 }
+     END { printf "RSS MiB: before the stall max %.1f; frozen: first %.1f, at 20 s %.1f, max %.1f, last %.1f; after catching up %.1f\n",
+           max["before"]/1024, first["stalled"]/1024, at20/1024, max["stalled"]/1024, kib["stalled"]/1024, kib["after"]/1024 }' "$run/rss.txt"
 printf 'caught up %.1f s after the load ended (the broker resumed %ss before it)\n' "$recovery" 40
 grep -c "waiting for the broker" "$run/stall.log" | sed 's/^/stall reports in the log: /'
 if grep -q "restarting from the slot" "$run/stall.log"; then echo "note: the pipeline restarted in-process during the stall"; fi
-printf 'peak RSS of freshet run: %.1f MiB\n' "$(echo "$(cat "$run/stall.rss") / 1024" | bc -l)"
+printf 'peak RSS of freshet run: %.1f MiB\n' "$(echo "$(cut -d' ' -f1 "$run/stall.rss") / 1024" | bc -l)"

@@ -891,3 +891,46 @@ async fn wal_position(client: &tokio_postgres::Client) -> String {
         .unwrap()
         .get(0)
 }
+
+#[tokio::test]
+async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
+    let s = Setup::atlasco("kafka_eav_restart").await;
+    let broker = Broker::start(Engine::Memory);
+    // With the initial snapshot, the catalog's topic holds its whole history.
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute(
+            "INSERT INTO atlasco.entities (tenant_id, entity_id, entity_type) VALUES (2, 20, 'sensor');
+             INSERT INTO atlasco.entity_values (tenant_id, entity_id, attribute_id, float_value) VALUES (2, 20, 2, 1.0);",
+        )
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    // While Freshet is down: a change under the old name, the rename, a change under the new.
+    s.client
+        .batch_execute(
+            "UPDATE atlasco.entity_values SET float_value = 2.0 WHERE tenant_id = 2 AND entity_id = 20;
+             UPDATE atlasco.attributes SET name = 'temp_c' WHERE attribute_id = 2;
+             UPDATE atlasco.entity_values SET float_value = 3.0 WHERE tenant_id = 2 AND entity_id = 20;",
+        )
+        .await
+        .unwrap();
+    let mut daemon = s.start(&pipeline);
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    assert!(daemon.log_text().contains("attribute catalog restored"), "{}", daemon.log_text());
+    let mut lines: Vec<Json> = topic_lines(&pipeline, "atlasco.entity_values")
+        .await
+        .into_iter()
+        .filter(|l| l["key"]["entity_id"] == 20)
+        .collect();
+    lines.sort_by_key(|l| (l["lsn"].as_str().map(lsn), l["seq"].as_u64()));
+    let names: Vec<(f64, &str)> = lines
+        .iter()
+        .map(|l| (l["after"]["float_value"].as_f64().unwrap(), l["attribute"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [(1.0, "temperature"), (2.0, "temperature"), (3.0, "temp_c")]);
+}

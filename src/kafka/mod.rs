@@ -96,6 +96,8 @@ pub fn client_config(k: &Kafka) -> Result<ClientConfig, Error> {
         .set("client.id", "freshet")
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
+        // Small produce requests wait on Nagle + delayed ACK otherwise.
+        .set("socket.nagle.disable", "true")
         .set_log_level(RDKafkaLogLevel::Warning);
     let protocol = match k.security.protocol {
         SecurityProtocol::Plaintext => "plaintext",
@@ -143,8 +145,8 @@ pub fn producer_config(k: &Kafka) -> Result<ClientConfig, Error> {
         Compression::Lz4 => "lz4",
         Compression::Zstd => "zstd",
     };
-    // librdkafka's queue is a little larger than Freshet's own in-flight bound, so the bound
-    // (which slows the WAL reader) is what a slow broker meets first.
+    // librdkafka's queue is larger than Freshet's own in-flight bound, so the bound (which
+    // slows the WAL reader) is what a slow broker meets first.
     let queue_kib = (k.producer.max_in_flight_bytes / 1024).max(1024) * 2;
     c.set("enable.idempotence", "true")
         .set("acks", "all")

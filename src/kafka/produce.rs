@@ -21,6 +21,9 @@ use crate::change::PgTimestamp;
 use crate::lsn::Lsn;
 use crate::transform::{Output, Record, Routing};
 
+/// What librdkafka's copy of a record (message, headers) and the pending delivery cost
+/// beyond its payload and key: counted so the in-flight bound is a bound on memory.
+const RECORD_OVERHEAD: usize = 512;
 /// How often a stalled broker is reported.
 const STALL_REPORT: Duration = Duration::from_secs(5);
 
@@ -33,6 +36,8 @@ enum Pending {
     Commit {
         end: Lsn,
         commit_ts: PgTimestamp,
+        /// When the commit reached this stage (Unix µs): the capture side of the latency.
+        arrived_us: i64,
     },
 }
 
@@ -80,9 +85,14 @@ impl Producer {
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while let Some(&Pending::Commit { end, commit_ts }) = pending.front() {
+            while let Some(&Pending::Commit {
+                end,
+                commit_ts,
+                arrived_us,
+            }) = pending.front()
+            {
                 durable.send_replace(end);
-                latency.record(commit_ts);
+                latency.record(commit_ts, arrived_us);
                 pending.pop_front();
             }
             if !open && pending.is_empty() {
@@ -118,7 +128,11 @@ impl Producer {
                 next = input.recv(), if open && room => match next {
                     None => open = false,
                     Some(Output::Commit { end_lsn, commit_ts }) => {
-                        pending.push_back(Pending::Commit { end: end_lsn, commit_ts });
+                        pending.push_back(Pending::Commit {
+                            end: end_lsn,
+                            commit_ts,
+                            arrived_us: chrono::Utc::now().timestamp_micros(),
+                        });
                     }
                     Some(Output::Record(record)) => {
                         bytes += self.send(record, &mut pending).await?;
@@ -165,7 +179,7 @@ impl Producer {
                 (0..n).map(Some).collect()
             }
         };
-        let size = r.value.len() + r.key.as_ref().map_or(0, Vec::len);
+        let size = r.value.len() + r.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
         let mut total = 0;
         for partition in partitions {
             let mut record = FutureRecord::to(&r.topic)
@@ -213,6 +227,13 @@ impl Producer {
 struct Latency {
     window: hdrhistogram::Histogram<u64>,
     total: hdrhistogram::Histogram<u64>,
+    /// From the second report window on: without start-up (snapshot, first metadata
+    /// requests of each topic, the backlog since the last run).
+    steady: hdrhistogram::Histogram<u64>,
+    /// Commit → arrival at this stage, steady: what PostgreSQL's decoding and the capture
+    /// side add before the producer sees the transaction.
+    steady_arrival: hdrhistogram::Histogram<u64>,
+    windows: u64,
 }
 
 impl Latency {
@@ -223,25 +244,36 @@ impl Latency {
         Latency {
             window: h(),
             total: h(),
+            steady: h(),
+            steady_arrival: h(),
+            windows: 0,
         }
     }
 
-    fn record(&mut self, commit_ts: PgTimestamp) {
+    fn record(&mut self, commit_ts: PgTimestamp, arrived_us: i64) {
         // Snapshot reads and heartbeats carry real commit times too; clock skew between the
         // server and this host would show here, never as a negative value.
         let now_us = chrono::Utc::now().timestamp_micros();
         let commit_us = commit_ts + 946_684_800_000_000;
-        let us = u64::try_from(now_us - commit_us)
-            .unwrap_or(0)
-            .clamp(1, 3_600_000_000);
+        let since = |t: i64| {
+            u64::try_from(t - commit_us)
+                .unwrap_or(0)
+                .clamp(1, 3_600_000_000)
+        };
+        let us = since(now_us);
         self.window.saturating_record(us);
         self.total.saturating_record(us);
+        if self.windows > 0 {
+            self.steady.saturating_record(us);
+            self.steady_arrival.saturating_record(since(arrived_us));
+        }
     }
 
     fn report_window(&mut self) {
         if self.window.is_empty() {
             return;
         }
+        self.windows += 1;
         let ms = |v: u64| v as f64 / 1000.0;
         info!(
             transactions = self.window.len(),
@@ -263,6 +295,12 @@ impl Latency {
             p50_ms = ms(self.total.value_at_quantile(0.5)),
             p99_ms = ms(self.total.value_at_quantile(0.99)),
             max_ms = ms(self.total.max()),
+            steady_transactions = self.steady.len(),
+            steady_p50_ms = ms(self.steady.value_at_quantile(0.5)),
+            steady_p99_ms = ms(self.steady.value_at_quantile(0.99)),
+            steady_max_ms = ms(self.steady.max()),
+            steady_arrival_p50_ms = ms(self.steady_arrival.value_at_quantile(0.5)),
+            steady_arrival_p99_ms = ms(self.steady_arrival.value_at_quantile(0.99)),
             "commit to delivery latency since start"
         );
     }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::change::{Change, Datum, Op, Row, Table, Value};
 use crate::config::Eav;
+use crate::lsn::Lsn;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attribute {
@@ -102,6 +103,44 @@ impl Catalog {
     pub fn lookup(&self, t: &Table, row: &Row) -> Result<Option<(i64, &Attribute)>, MissingColumn> {
         let i = column(t, &self.attribute_column)?;
         Ok(integer(&row[i]).and_then(|id| self.by_id.get(&id).map(|a| (id, a))))
+    }
+
+    /// Replays the catalog topic's records (decoded, in partition and offset order) that
+    /// committed before `confirmed`: the slot never sends those again, so after a restart the
+    /// names are the ones valid at the resume position rather than today's. Returns how many
+    /// records were applied.
+    pub fn restore(&mut self, records: &[serde_json::Value], confirmed: Lsn) -> usize {
+        let mut applied = 0;
+        for r in records {
+            let Some(lsn) = r["lsn"].as_str().and_then(|l| l.parse::<Lsn>().ok()) else {
+                continue;
+            };
+            if lsn >= confirmed || !matches!(r["op"].as_str(), Some("c" | "u" | "r")) {
+                continue;
+            }
+            let after = &r["after"];
+            let Some(id) = after[&self.attribute_column].as_i64() else {
+                continue;
+            };
+            let unchanged = |c: &str| {
+                r["unchanged"]
+                    .as_array()
+                    .is_some_and(|u| u.iter().any(|x| x == c))
+            };
+            let previous = self.by_id.get(&id).cloned();
+            let text = |column: &str, old: Option<String>| match after[column].as_str() {
+                Some(s) => s.to_owned(),
+                None if unchanged(column) => old.unwrap_or_default(),
+                None => String::new(),
+            };
+            let attribute = Attribute {
+                name: text(&self.name_column, previous.as_ref().map(|p| p.name.clone())),
+                data_type: text(&self.type_column, previous.map(|p| p.data_type)),
+            };
+            self.by_id.insert(id, attribute);
+            applied += 1;
+        }
+        applied
     }
 
     pub fn len(&self) -> usize {

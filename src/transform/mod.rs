@@ -135,6 +135,18 @@ impl Transform {
         }
     }
 
+    /// The catalog table whose topic restores the attribute state, when there is one.
+    pub fn catalog_table(&self) -> Option<&(String, String)> {
+        self.catalog.as_ref().map(|c| &c.catalog)
+    }
+
+    /// See [`eav::Catalog::restore`].
+    pub fn restore_catalog(&mut self, records: &[serde_json::Value], confirmed: Lsn) -> usize {
+        self.catalog
+            .as_mut()
+            .map_or(0, |c| c.restore(records, confirmed))
+    }
+
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<SourceEvent>,
