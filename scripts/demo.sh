@@ -47,34 +47,29 @@ echo "== freshet loadgen run: 1000 rows/s for ${seconds}s"
 load=$!
 pids+=($load)
 
-# Freshness as PostgreSQL sees it: the WAL head is sampled every 0.25 s; the slot's
-# confirmed position (everything before it is delivered to Kafka) is as fresh as the last
-# time the head was at or behind it.
-python3 - "$FRESHET_SOURCE_URL" "$load" <<'EOF'
-import os, subprocess, sys, time
-url, load = sys.argv[1], int(sys.argv[2])
-def lsn(s):
-    hi, lo = s.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
-samples, shown = [], 0.0
+# Live freshness: the kafka stage logs, every 5 s, how long after their commit in PostgreSQL
+# the window's transactions were acknowledged by Kafka; beside it, the WAL the slot holds.
+python3 - "$FRESHET_SOURCE_URL" "$load" "$run/freshet.log" <<'EOF'
+import os, re, subprocess, sys, time
+url, load, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seen = 0
 while True:
     try:
         os.kill(load, 0)
     except OSError:
         break
-    out = subprocess.run(["psql", "-X", "-At", url, "-c",
-        "SELECT pg_current_wal_lsn(), confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'freshet_atlasco_dev'"],
-        capture_output=True, text=True).stdout.strip()
-    now = time.time()
-    if "|" in out:
-        head, confirmed = (lsn(x) for x in out.split("|"))
-        samples = (samples + [(now, head)])[-400:]
-        if now - shown >= 2:
-            shown = now
-            behind = [t for t, h in samples if h <= confirmed]
-            age = f"{(now - max(behind)) * 1000:6.0f} ms" if behind else "  >100 s"
-            print(f"acknowledged by Kafka: {age} behind the WAL head; slot holds {max(head - confirmed, 0) / 1024:8.1f} kB", flush=True)
-    time.sleep(0.25)
+    time.sleep(1)
+    with open(log, errors="replace") as f:
+        lines = f.readlines()
+    for line in lines[seen:]:
+        m = re.search(r"commit to delivery latency transactions=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) max_ms=([\d.]+)", line)
+        if m:
+            held = subprocess.run(["psql", "-X", "-At", url, "-c",
+                "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)) FROM pg_replication_slots WHERE slot_name = 'freshet_atlasco_dev'"],
+                capture_output=True, text=True).stdout.strip()
+            n, p50, p99, mx = m.groups()
+            print(f"commit -> acknowledged by Kafka, last 5 s: {int(n):>5} txns  p50 {float(p50):7.1f} ms  p99 {float(p99):7.1f} ms  max {float(mx):7.1f} ms   slot holds {held}", flush=True)
+    seen = len(lines)
 EOF
 tail -1 "$run/loadgen.log"
 

@@ -930,7 +930,11 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
     let mut daemon = s.start(&pipeline);
     support::caught_up(&s.client, &s.slot, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
-    assert!(daemon.log_text().contains("attribute catalog restored"), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("attribute catalog restored"),
+        "{}",
+        daemon.log_text()
+    );
     let mut lines: Vec<Json> = topic_lines(&pipeline, "atlasco.entity_values")
         .await
         .into_iter()
@@ -940,7 +944,15 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
     lines.sort_by_key(|l| (l["lsn"].as_str().map(lsn), l["seq"].as_u64()));
     let names: Vec<(f64, &str)> = lines
         .iter()
-        .map(|l| (l["after"]["float_value"].as_f64().unwrap(), l["attribute"]["name"].as_str().unwrap()))
+        .map(|l| {
+            (
+                l["after"]["float_value"].as_f64().unwrap(),
+                l["attribute"]["name"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(names, [(1.0, "temperature"), (2.0, "temperature"), (3.0, "temp_c")]);
+    assert_eq!(
+        names,
+        [(1.0, "temperature"), (2.0, "temperature"), (3.0, "temp_c")]
+    );
 }

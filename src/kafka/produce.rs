@@ -53,13 +53,24 @@ impl Producer {
         kafka: &crate::config::Kafka,
         partitions: HashMap<String, i32>,
     ) -> Result<Producer, Error> {
-        let producer = super::producer_config(kafka)?
+        let producer: FutureProducer<Context> = super::producer_config(kafka)?
             .create_with_context(super::Context)
             .map_err(|error| Error::Client {
                 brokers: kafka.brokers.0.clone(),
                 what: "creating the producer".into(),
                 error,
             })?;
+        // Learn every topic's leaders now: a first record to a topic the producer has no
+        // metadata for otherwise waits for a refresh, a second of start-up latency.
+        for topic in partitions.keys() {
+            if let Err(error) = tokio::task::block_in_place(|| {
+                producer
+                    .client()
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+            }) {
+                warn!(%topic, %error, "no metadata for the topic yet; the first records wait for it");
+            }
+        }
         Ok(Producer {
             producer,
             partitions,

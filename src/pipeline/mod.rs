@@ -119,12 +119,14 @@ pub async fn run(
     if let (Sink::Kafka { transform, .. }, Some(k), true) = (&mut sink, &pipeline.kafka, resuming) {
         if let Some((schema, table)) = transform.catalog_table().cloned() {
             let topic = topic_name(&k.topic_prefix, &schema, &table);
-            let records = kafka::tail::decode_topic(k, &topic).await.map_err(|e| match e {
-                kafka::tail::TailError::Kafka(e) => PipelineError::Kafka(e),
-                e => PipelineError::Config(format!(
-                    "restoring the attribute catalog from {topic}: {e}"
-                )),
-            })?;
+            let records = kafka::tail::decode_topic(k, &topic)
+                .await
+                .map_err(|e| match e {
+                    kafka::tail::TailError::Kafka(e) => PipelineError::Kafka(e),
+                    e => PipelineError::Config(format!(
+                        "restoring the attribute catalog from {topic}: {e}"
+                    )),
+                })?;
             let applied = transform.restore_catalog(&records, slot_state.confirmed_flush);
             info!(%topic, applied, confirmed = %slot_state.confirmed_flush, "attribute catalog restored from its topic");
         }
