@@ -456,10 +456,9 @@ async fn snapshot_and_stream_through_kafka_equal_the_source() {
 /// the partition already holds is a replay after a crash (consumers skip it); every other
 /// record must come after the entity's last one.
 fn assert_entity_order(lines: &[Json]) {
-    let mut by_key: HashMap<
-        (String, String),
-        (i64, (u64, u64), std::collections::HashSet<(u64, u64)>),
-    > = HashMap::new();
+    // (table, key) → (partition, newest identity, identities seen).
+    type Seen = (i64, (u64, u64), std::collections::HashSet<(u64, u64)>);
+    let mut by_key: HashMap<(String, String), Seen> = HashMap::new();
     let mut sorted: Vec<&Json> = lines.iter().filter(|l| !l["key"].is_null()).collect();
     sorted.sort_by_key(|l| (l["partition"].as_i64(), l["offset"].as_i64()));
     for l in sorted {

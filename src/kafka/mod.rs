@@ -26,7 +26,7 @@ pub enum Error {
     Client {
         brokers: String,
         what: String,
-        error: KafkaError,
+        error: Box<KafkaError>,
     },
     #[error("kafka topic {topic}: {why}")]
     Topic { topic: String, why: String },
@@ -35,7 +35,10 @@ pub enum Error {
     #[error(
         "kafka delivery to {topic} failed ({error}); the producer is torn down and capture replays from the last confirmed position"
     )]
-    Delivery { topic: String, error: KafkaError },
+    Delivery {
+        topic: String,
+        error: Box<KafkaError>,
+    },
     #[error("kafka producer fatal error {code:?}: {reason}; the producer is torn down and capture replays from the last confirmed position")]
     Fatal {
         code: RDKafkaErrorCode,
@@ -179,7 +182,7 @@ pub async fn ensure_topics(
         move |error| Error::Client {
             brokers,
             what,
-            error,
+            error: Box::new(error),
         }
     };
     let admin: AdminClient<DefaultClientContext> = client_config(k)?
@@ -249,7 +252,7 @@ pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
             move |error| Error::Client {
                 brokers,
                 what,
-                error,
+                error: Box::new(error),
             }
         };
         let consumer: rdkafka::consumer::BaseConsumer = config

@@ -58,7 +58,7 @@ impl Producer {
             .map_err(|error| Error::Client {
                 brokers: kafka.brokers.0.clone(),
                 what: "creating the producer".into(),
-                error,
+                error: Box::new(error),
             })?;
         // Learn every topic's leaders now: a first record to a topic the producer has no
         // metadata for otherwise waits for a refresh, a second of start-up latency.
@@ -228,7 +228,7 @@ impl Producer {
         }
         Error::Delivery {
             topic: topic.to_owned(),
-            error,
+            error: Box::new(error),
         }
     }
 }

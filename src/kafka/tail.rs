@@ -173,7 +173,7 @@ fn read_blocking(
         move |error| Error::Client {
             brokers,
             what,
-            error,
+            error: Box::new(error),
         }
     };
     let consumer: BaseConsumer = config

@@ -233,7 +233,7 @@ pub async fn run(
 pub(crate) enum Sink {
     Jsonl(JsonlSink),
     Kafka {
-        transform: Transform,
+        transform: Box<Transform>,
         producer: kafka::produce::Producer,
     },
 }
@@ -337,7 +337,7 @@ pub(crate) async fn kafka_stages(
     let producer = kafka::produce::Producer::new(k, partitions)?;
     Ok((
         Sink::Kafka {
-            transform,
+            transform: Box::new(transform),
             producer,
         },
         resuming,

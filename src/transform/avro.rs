@@ -87,6 +87,8 @@ pub struct TableSchema {
 /// What the envelope says about where a change came from.
 pub struct Meta<'a> {
     pub pipeline: &'a str,
+    pub schema: &'a str,
+    pub table: &'a str,
     pub op: char,
     pub commit_lsn: u64,
     pub seq: u32,
@@ -376,8 +378,6 @@ impl TableSchema {
     pub fn encode_value(
         &self,
         meta: &Meta<'_>,
-        schema: &str,
-        table: &str,
         before: Option<&Row>,
         after: Option<&Row>,
         attribute: Option<Option<Attribute<'_>>>,
@@ -399,8 +399,8 @@ impl TableSchema {
         put_str(out, "freshet");
         put_str(out, meta.pipeline);
         put_long(out, meta.commit_ts_ms);
-        put_str(out, schema);
-        put_str(out, table);
+        put_str(out, meta.schema);
+        put_str(out, meta.table);
         put_long(out, i64::from(meta.xid));
         put_long(out, meta.commit_lsn as i64);
         put_long(out, i64::from(meta.seq));

@@ -114,10 +114,7 @@ impl Encoding {
                 });
             }
         }
-        let key = match &schema.key {
-            Some(k) => Some((format!("{topic}-key"), k)),
-            None => None,
-        };
+        let key = schema.key.as_ref().map(|k| (format!("{topic}-key"), k));
         match self {
             Encoding::Registry { url, settings } => {
                 let post = async |subject: &str, json: &serde_json::Value| {

@@ -219,6 +219,8 @@ impl Transform {
         };
         let meta = avro::Meta {
             pipeline: &self.pipeline,
+            schema: &change.table.schema,
+            table: &change.table.name,
             op: change.op.letter(),
             commit_lsn: change.id.commit_lsn.0,
             seq: change.id.seq,
@@ -237,8 +239,6 @@ impl Transform {
         value.extend_from_slice(&v.value_prefix);
         v.schema.encode_value(
             &meta,
-            &change.table.schema,
-            &change.table.name,
             change.before.as_ref(),
             change.after.as_ref(),
             attribute,
