@@ -85,6 +85,30 @@ impl Setup {
         )
     }
 
+    /// One table (`ddl` creates it in `public`), its publication, a broker on `engine`, and
+    /// `freshet run` streaming it into Kafka; `registry` adds a schema_registry.
+    async fn one_table(
+        prefix: &str,
+        ddl: &str,
+        table: &str,
+        engine: Engine,
+        registry: Option<&str>,
+    ) -> (Setup, Broker, PathBuf, Daemon) {
+        let s = Setup::new(prefix, ddl).await;
+        s.client
+            .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE {table}", s.slot))
+            .await
+            .unwrap();
+        let broker = Broker::start(engine);
+        let pipeline = s.pipeline(&[&format!("public.{table}")], &broker.brokers(), "", false);
+        if let Some(url) = registry {
+            with_registry(&pipeline, url);
+        }
+        let daemon = s.start(&pipeline);
+        s.slot_ready(&daemon).await;
+        (s, broker, pipeline, daemon)
+    }
+
     async fn slot_ready(&self, daemon: &Daemon) {
         support::slot_streaming(&self.client, &self.slot, daemon).await;
     }
@@ -330,19 +354,14 @@ fn lsn(s: &str) -> u64 {
 
 #[tokio::test]
 async fn add_column_mid_stream_registers_a_new_version_and_both_decode() {
-    let s = Setup::new(
+    let (s, _broker, pipeline, mut daemon) = Setup::one_table(
         "kafka_ddl",
         "CREATE TABLE items (id int PRIMARY KEY, name text);",
+        "items",
+        Engine::Memory,
+        None,
     )
     .await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE items", s.slot))
-        .await
-        .unwrap();
-    let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&["public.items"], &broker.brokers(), "", false);
-    let mut daemon = s.start(&pipeline);
-    s.slot_ready(&daemon).await;
     s.client
         .batch_execute(
             "INSERT INTO items VALUES (1, 'old');
@@ -375,19 +394,14 @@ async fn add_column_mid_stream_registers_a_new_version_and_both_decode() {
 
 #[tokio::test]
 async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
-    let s = Setup::new(
+    let (s, _broker, pipeline, mut daemon) = Setup::one_table(
         "kafka_incompat",
         "CREATE TABLE gauges (id int PRIMARY KEY, reading text);",
+        "gauges",
+        Engine::Memory,
+        None,
     )
     .await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE gauges", s.slot))
-        .await
-        .unwrap();
-    let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&["public.gauges"], &broker.brokers(), "", false);
-    let mut daemon = s.start(&pipeline);
-    s.slot_ready(&daemon).await;
     s.client
         .batch_execute("INSERT INTO gauges VALUES (1, '12')")
         .await
@@ -403,18 +417,7 @@ async fn an_incompatible_type_change_stops_before_it_is_acknowledged() {
         .batch_execute("INSERT INTO gauges VALUES (2, 13)")
         .await
         .unwrap();
-    let status = support::wait_for(
-        &format!(
-            "freshet to stop on the incompatible change; log:\n{}",
-            daemon.log_text()
-        ),
-        Duration::from_secs(60),
-        || {
-            let exited = daemon.child.try_wait().ok().flatten();
-            async move { exited }
-        },
-    )
-    .await;
+    let status = exit_status(&mut daemon).await;
     assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
     let log = daemon.log_text();
     assert!(
@@ -542,20 +545,14 @@ async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_
     // The registry is a fake of the Confluent REST subset (none can run here), with real
     // BACKWARD checks: see tests/support/registry.rs.
     let registry = support::registry::FakeRegistry::start().await;
-    let s = Setup::new(
+    let (s, _broker, pipeline, mut daemon) = Setup::one_table(
         "kafka_registry",
         "CREATE TABLE meters (id int PRIMARY KEY, reading text);",
+        "meters",
+        Engine::Memory,
+        Some(&registry.url),
     )
     .await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE meters", s.slot))
-        .await
-        .unwrap();
-    let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&["public.meters"], &broker.brokers(), "", false);
-    with_registry(&pipeline, &registry.url);
-    let mut daemon = s.start(&pipeline);
-    s.slot_ready(&daemon).await;
     s.client
         .batch_execute(
             "INSERT INTO meters VALUES (1, 'a'), (2, 'b');
@@ -602,15 +599,7 @@ async fn with_a_registry_records_use_the_confluent_wire_format_and_incompatible_
         .batch_execute("INSERT INTO meters VALUES (4, 4, NULL)")
         .await
         .unwrap();
-    let status = support::wait_for(
-        &format!("freshet to stop; log:\n{}", daemon.log_text()),
-        Duration::from_secs(60),
-        || {
-            let exited = daemon.child.try_wait().ok().flatten();
-            async move { exited }
-        },
-    )
-    .await;
+    let status = exit_status(&mut daemon).await;
     assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
     let log = daemon.log_text();
     assert!(
@@ -632,20 +621,14 @@ async fn a_failing_or_malformed_registry_holds_the_acknowledgement_until_it_reco
     // A fake of the Confluent REST subset (see tests/support/registry.rs).
     let registry = support::registry::FakeRegistry::start().await;
     registry.set(support::registry::Behaviour::Malformed);
-    let s = Setup::new(
+    let (s, _broker, pipeline, mut daemon) = Setup::one_table(
         "kafka_registry_down",
         "CREATE TABLE t (id int PRIMARY KEY);",
+        "t",
+        Engine::Memory,
+        Some(&registry.url),
     )
     .await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
-        .await
-        .unwrap();
-    let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&["public.t"], &broker.brokers(), "", false);
-    with_registry(&pipeline, &registry.url);
-    let mut daemon = s.start(&pipeline);
-    s.slot_ready(&daemon).await;
     s.client
         .batch_execute("INSERT INTO t VALUES (1)")
         .await
@@ -828,19 +811,14 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
 
 #[tokio::test]
 async fn a_broker_killed_and_restarted_on_its_durable_engine_loses_nothing() {
-    let s = Setup::new(
+    let (s, mut broker, pipeline, mut daemon) = Setup::one_table(
         "kafka_durable",
         "CREATE TABLE events (id int PRIMARY KEY, payload text);",
+        "events",
+        Engine::Sqlite,
+        None,
     )
     .await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE events", s.slot))
-        .await
-        .unwrap();
-    let mut broker = Broker::start(Engine::Sqlite);
-    let pipeline = s.pipeline(&["public.events"], &broker.brokers(), "", false);
-    let mut daemon = s.start(&pipeline);
-    s.slot_ready(&daemon).await;
     for i in 0..60 {
         s.client
             .execute(
@@ -954,4 +932,18 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
         names,
         [(1.0, "temperature"), (2.0, "temperature"), (3.0, "temp_c")]
     );
+}
+
+/// Waits (60 s at most) for the daemon to exit by itself.
+async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
+    let log = daemon.log.clone();
+    support::wait_for(
+        &format!("freshet to exit; log: {}", log.display()),
+        Duration::from_secs(60),
+        || {
+            let exited = daemon.child.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await
 }
