@@ -31,12 +31,12 @@ echo "== PostgreSQL 15 (wal_level=logical) at $FRESHET_SOURCE_URL"
 echo "== freshet loadgen fill: 4 tenants x 1000 entities x 10 attributes (applies schema/schema.sql)"
 "$freshet" loadgen fill --tenants 4 --entities 1000 --attributes 10 --catalog 1000
 
-echo "== freshet check --pipeline pipelines/dev.yaml"
-"$freshet" check --pipeline pipelines/dev.yaml
-
 FRESHET_KAFKA_BROKERS=$(scripts/kafka.sh start "$run/kafka")
 export FRESHET_KAFKA_BROKERS
 echo "== Tansu (Kafka protocol, memory storage) at $FRESHET_KAFKA_BROKERS"
+
+echo "== freshet check --pipeline pipelines/dev.yaml"
+"$freshet" check --pipeline pipelines/dev.yaml
 
 echo "== freshet run --pipeline pipelines/dev.yaml   (log: $run/freshet.log)"
 "$freshet" run --pipeline pipelines/dev.yaml --state-dir "$run" >"$run/freshet.log" 2>&1 &

@@ -56,7 +56,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if offline {
                 return Ok(ExitCode::SUCCESS);
             }
-            let findings = freshet::source::check::run(&p.source).await;
+            let mut findings = freshet::source::check::run(&p.source).await;
+            if let Some(k) = &p.kafka {
+                let topics: Vec<String> = p
+                    .source
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        freshet::transform::topic_name(
+                            &k.topic_prefix,
+                            &t.value.schema,
+                            &t.value.table,
+                        )
+                    })
+                    .collect();
+                findings.extend(freshet::kafka::check(k, &topics).await);
+            }
             for f in &findings {
                 if f.ok {
                     println!("  ok    {}", f.what);

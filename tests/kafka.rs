@@ -947,3 +947,34 @@ async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
     )
     .await
 }
+
+#[tokio::test]
+async fn check_reports_the_brokers_and_the_topics_it_will_create() {
+    let s = Setup::new("kafka_check", "CREATE TABLE t (id int PRIMARY KEY);").await;
+    s.client
+        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
+        .await
+        .unwrap();
+    let check = |pipeline: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .args(["check", "--pipeline"])
+            .arg(pipeline)
+            .output()
+            .unwrap()
+    };
+    let broker = Broker::start(Engine::Memory);
+    let out = check(&s.pipeline(&["public.t"], &broker.brokers(), "", false));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("1 broker(s) answer"), "{text}");
+    assert!(
+        text.contains(&format!("creates the others ({}.public.t)", s.slot)),
+        "{text}"
+    );
+
+    let dead = format!("127.0.0.1:{}", support::kafka::free_port());
+    let out = check(&s.pipeline(&["public.t"], &dead, "", false));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("FIX   kafka {dead}")), "{text}");
+}

@@ -281,3 +281,65 @@ pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
     .map_err(|e| Error::Config(format!("offset probe task: {e}")))??;
     Ok(found)
 }
+
+/// `freshet check` for the Kafka side: the brokers answer, and which of the pipeline's topics
+/// exist (the others are created at start).
+pub async fn check(k: &Kafka, topics: &[String]) -> Vec<crate::source::check::Finding> {
+    use crate::source::check::Finding;
+    let brokers = k.brokers.0.clone();
+    let config = match client_config(k) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Finding::bad(
+                format!("kafka settings: {e}"),
+                "fix the kafka section",
+            )]
+        }
+    };
+    let topics = topics.to_vec();
+    let probe = tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = config
+            .clone()
+            .set("group.id", "freshet-check")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let existing: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect();
+        Ok::<_, String>((metadata.brokers().len(), existing, topics))
+    })
+    .await;
+    match probe {
+        Ok(Ok((n, existing, topics))) => {
+            let mut out = vec![Finding::ok(format!(
+                "kafka {brokers}: {n} broker(s) answer"
+            ))];
+            let missing: Vec<&String> = topics.iter().filter(|t| !existing.contains(t)).collect();
+            out.push(Finding::ok(if missing.is_empty() {
+                format!("all {} topics exist", topics.len())
+            } else {
+                format!(
+                    "{} of {} topics exist; `freshet run` creates the others ({})",
+                    topics.len() - missing.len(),
+                    topics.len(),
+                    missing
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }));
+            out
+        }
+        Ok(Err(e)) => vec![Finding::bad(
+            format!("kafka {brokers}: {e}"),
+            "check kafka.brokers, the network path and kafka.security",
+        )],
+        Err(e) => vec![Finding::bad(format!("kafka probe task: {e}"), "retry")],
+    }
+}

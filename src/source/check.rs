@@ -16,14 +16,14 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(what: impl Into<String>) -> Finding {
+    pub fn ok(what: impl Into<String>) -> Finding {
         Finding {
             ok: true,
             what: what.into(),
             fix: String::new(),
         }
     }
-    fn bad(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn bad(what: impl Into<String>, fix: impl Into<String>) -> Finding {
         Finding {
             ok: false,
             what: what.into(),
