@@ -978,3 +978,39 @@ async fn check_reports_the_brokers_and_the_topics_it_will_create() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("FIX   kafka {dead}")), "{text}");
 }
+
+#[tokio::test]
+async fn an_incompatible_change_made_while_freshet_was_down_is_caught_too() {
+    let (s, _broker, pipeline, mut daemon) = Setup::one_table(
+        "kafka_incompat_down",
+        "CREATE TABLE dials (id int PRIMARY KEY, reading text);",
+        "dials",
+        Engine::Memory,
+        None,
+    )
+    .await;
+    s.client
+        .batch_execute("INSERT INTO dials VALUES (1, 'x')")
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    // The next run's first version of the table is compared with what the schema topic has.
+    s.client
+        .batch_execute(
+            "ALTER TABLE dials ALTER COLUMN reading TYPE int USING 0;
+             INSERT INTO dials VALUES (2, 2);",
+        )
+        .await
+        .unwrap();
+    let mut daemon = s.start(&pipeline);
+    let status = exit_status(&mut daemon).await;
+    assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("{}.public.dials-value", s.slot)) && log.contains("earlier run"),
+        "{log}"
+    );
+    assert_eq!(unacknowledged_inserts(&s.client, &s.slot).await, 1);
+    assert_eq!(topic_lines(&pipeline, "public.dials").await.len(), 1);
+}

@@ -318,7 +318,23 @@ pub(crate) async fn kafka_stages(
         }
         None => None,
     };
-    let encoding = Encoding::from_config(k).map_err(TransformError::from)?;
+    let mut encoding = Encoding::from_config(k).map_err(TransformError::from)?;
+    if k.schema_registry.is_none() && resuming {
+        let topic = schema_topic(&k.topic_prefix);
+        let published = kafka::tail::read_all(k, &topic)
+            .await
+            .map_err(|e| match e {
+                kafka::tail::TailError::Kafka(e) => PipelineError::Kafka(e),
+                e => PipelineError::Config(format!("reading {topic}: {e}")),
+            })?;
+        encoding.remember(published.iter().filter_map(|r| {
+            let doc: serde_json::Value = serde_json::from_slice(r.value.as_deref()?).ok()?;
+            Some((
+                doc["subject"].as_str()?.to_owned(),
+                doc["schema"].as_str()?.to_owned(),
+            ))
+        }));
+    }
     let primary_keys = primary_keys(catalog, &pipeline.source.tables).await?;
     let captured = pipeline
         .source

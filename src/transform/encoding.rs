@@ -2,7 +2,7 @@
 //! Schema Registry, or Avro single-object encoding (C3 01, Rabin fingerprint) without one,
 //! each schema then published once to a compacted schema topic so consumers can decode.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ pub enum Encoding {
     SingleObject {
         schema_topic: Arc<str>,
         published: HashSet<Vec<u8>>,
+        /// Per value subject, the last schema an earlier run published to the schema topic:
+        /// the first version of this run must read its data too.
+        earlier: HashMap<String, Schema>,
     },
 }
 
@@ -89,8 +92,21 @@ impl Encoding {
             None => Encoding::SingleObject {
                 schema_topic: schema_topic(&kafka.topic_prefix).into(),
                 published: HashSet::new(),
+                earlier: HashMap::new(),
             },
         })
+    }
+
+    /// Seeds the compatibility check of a registry-less pipeline with what earlier runs
+    /// published: the schema topic's records (subject and schema JSON), in offset order.
+    pub fn remember(&mut self, published: impl IntoIterator<Item = (String, String)>) {
+        if let Encoding::SingleObject { earlier, .. } = self {
+            for (subject, schema) in published {
+                if let Ok(parsed) = Schema::parse_str(&schema) {
+                    earlier.insert(subject, parsed);
+                }
+            }
+        }
     }
 
     pub async fn register(
@@ -104,14 +120,25 @@ impl Encoding {
         let value = parse(&value_subject, &schema.value)?;
         // The registry judges compatibility itself: it knows every earlier version, also
         // those of earlier runs, and the subject's configured level.
-        if let (Some((old_table, old)), Encoding::SingleObject { .. }) = (previous, &*self) {
-            let old_value = parse(&value_subject, &old.value)?;
-            if let Err(detail) = backward(&old_value, &value) {
-                return Err(SchemaError::Incompatible {
-                    subject: value_subject,
-                    difference: difference(old_table, table),
-                    detail,
-                });
+        if let Encoding::SingleObject { earlier, .. } = &*self {
+            let (old, difference) = match previous {
+                Some((old_table, old)) => (
+                    Some(parse(&value_subject, &old.value)?),
+                    difference(old_table, table),
+                ),
+                None => (
+                    earlier.get(&value_subject).cloned(),
+                    "differs from the last version published by an earlier run".to_owned(),
+                ),
+            };
+            if let Some(old) = old {
+                if let Err(detail) = backward(&old, &value) {
+                    return Err(SchemaError::Incompatible {
+                        subject: value_subject,
+                        difference,
+                        detail,
+                    });
+                }
             }
         }
         let key = schema.key.as_ref().map(|k| (format!("{topic}-key"), k));
@@ -158,6 +185,7 @@ impl Encoding {
             Encoding::SingleObject {
                 schema_topic,
                 published,
+                ..
             } => {
                 let mut records = Vec::new();
                 let mut publish = |subject: &str,
