@@ -1014,3 +1014,78 @@ async fn an_incompatible_change_made_while_freshet_was_down_is_caught_too() {
     assert_eq!(unacknowledged_inserts(&s.client, &s.slot).await, 1);
     assert_eq!(topic_lines(&pipeline, "public.dials").await.len(), 1);
 }
+
+#[tokio::test]
+async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition() {
+    let s = Setup::new(
+        "kafka_truncate",
+        "CREATE TABLE readings (id int PRIMARY KEY, v text);
+         CREATE TABLE log (line text);
+         ALTER TABLE log REPLICA IDENTITY FULL;",
+    )
+    .await;
+    s.client
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} FOR TABLE readings, log",
+            s.slot
+        ))
+        .await
+        .unwrap();
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(
+        &["public.readings", "public.log"],
+        &broker.brokers(),
+        "",
+        false,
+    );
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute(
+            "INSERT INTO readings SELECT g, 'v' || g FROM generate_series(1, 20) g;
+             INSERT INTO log SELECT 'line ' || g FROM generate_series(1, 10) g;
+             TRUNCATE readings;
+             INSERT INTO readings VALUES (100, 'after');",
+        )
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+
+    let readings = topic_lines(&pipeline, "public.readings").await;
+    let truncates: Vec<&Json> = readings.iter().filter(|l| l["op"] == "t").collect();
+    let mut partitions: Vec<i64> = truncates
+        .iter()
+        .map(|l| l["partition"].as_i64().unwrap())
+        .collect();
+    partitions.sort();
+    assert_eq!(
+        partitions,
+        [0, 1, 2, 3],
+        "one TRUNCATE record per partition"
+    );
+    assert!(truncates
+        .iter()
+        .all(|t| t["lsn"] == truncates[0]["lsn"] && t["key"].is_null()));
+    // In every partition the barrier comes after that partition's earlier inserts and before
+    // the later one: replaying the topic leaves only the row written after it.
+    let state = support::replay(&identities_only(&readings), |_| vec!["id"], true);
+    assert_eq!(state["readings"].len(), 1, "{:?}", state["readings"]);
+    assert!(state["readings"].contains_key("100"));
+
+    let log = topic_lines(&pipeline, "public.log").await;
+    assert_eq!(log.len(), 10);
+    assert!(
+        log.iter()
+            .all(|l| l["partition"] == 0 && l["key"].is_null()),
+        "no key: one partition, in order"
+    );
+    let lines: Vec<&str> = log
+        .iter()
+        .map(|l| l["after"]["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        (1..=10).map(|g| format!("line {g}")).collect::<Vec<_>>()
+    );
+}

@@ -199,3 +199,134 @@ pub async fn load(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::change::{Column, Table, TypeInfo, TypeKind};
+    use crate::lsn::ChangeId;
+
+    fn eav() -> Catalog {
+        let yaml = "name: t\nsource:\n  url: postgresql://x@127.0.0.1/db\n  tables: [atlasco.attributes, atlasco.entity_values]\ntransform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
+        let p = crate::config::parse(std::path::Path::new("t.yaml"), yaml, Default::default())
+            .expect("pipeline");
+        let initial = HashMap::from([(
+            2,
+            Attribute {
+                name: "temperature".into(),
+                data_type: "float".into(),
+            },
+        )]);
+        Catalog::new(p.transform.eav.as_ref().expect("eav"), initial)
+    }
+
+    fn attributes() -> Arc<Table> {
+        let col = |name: &str, oid: u32, kind: TypeKind| Column {
+            name: name.into(),
+            type_oid: oid,
+            type_modifier: -1,
+            ty: TypeInfo { oid, kind },
+            key: name == "attribute_id",
+        };
+        Arc::new(Table {
+            oid: 7,
+            schema: "atlasco".into(),
+            name: "attributes".into(),
+            replica_identity: b'f',
+            columns: vec![
+                col("attribute_id", 23, TypeKind::Scalar),
+                col("name", 25, TypeKind::Scalar),
+                col("data_type", 90000, TypeKind::Enum),
+            ],
+        })
+    }
+
+    fn change(op: Op, after: Option<Row>) -> Change {
+        Change {
+            id: ChangeId {
+                commit_lsn: Lsn(1),
+                seq: 0,
+            },
+            op,
+            table: attributes(),
+            before: None,
+            after,
+        }
+    }
+
+    fn row(id: i32, name: Datum, ty: &str) -> Row {
+        vec![
+            Datum::Value(Value::Int4(id)),
+            name,
+            Datum::Value(Value::Enum(ty.into())),
+        ]
+    }
+
+    #[test]
+    fn catalog_changes_rename_add_and_keep_unchanged_names() {
+        let mut c = eav();
+        let t = attributes();
+        let renamed = row(2, Datum::Value(Value::Text("temp_c".into())), "float");
+        c.apply(&change(Op::Update, Some(renamed))).unwrap();
+        c.apply(&change(
+            Op::Insert,
+            Some(row(5, Datum::Value(Value::Text("fw".into())), "string")),
+        ))
+        .unwrap();
+        // A TOASTed name an update did not touch keeps the name it had.
+        c.apply(&change(
+            Op::Update,
+            Some(row(5, Datum::Unchanged, "integer")),
+        ))
+        .unwrap();
+        // A delete keeps the last name, for the value deletes that follow it.
+        c.apply(&change(Op::Delete, None)).unwrap();
+        let lookup = |id: i32| {
+            c.lookup(&t, &row(id, Datum::Null, "x"))
+                .unwrap()
+                .map(|(i, a)| (i, a.name.clone(), a.data_type.clone()))
+        };
+        assert_eq!(lookup(2), Some((2, "temp_c".into(), "float".into())));
+        assert_eq!(lookup(5), Some((5, "fw".into(), "integer".into())));
+        assert_eq!(lookup(9), None);
+    }
+
+    #[test]
+    fn restore_applies_only_what_the_slot_will_not_send_again() {
+        let mut c = eav();
+        let record = |lsn: &str, op: &str, id: i64, name: &str| {
+            serde_json::json!({"lsn": lsn, "op": op, "unchanged": [],
+                "after": {"attribute_id": id, "name": name, "data_type": "float"}})
+        };
+        let records = [
+            record("0/10", "r", 2, "temperature"),
+            record("0/20", "u", 2, "temp_c"),
+            record("0/30", "u", 2, "temp_k"),
+        ];
+        // Confirmed 0/25: the rename at 0/30 is replayed from the slot, not restored.
+        assert_eq!(c.restore(&records, Lsn(0x25)), 2);
+        let t = attributes();
+        let got = c
+            .lookup(&t, &row(2, Datum::Null, "x"))
+            .unwrap()
+            .map(|(_, a)| a.name.clone());
+        assert_eq!(got.as_deref(), Some("temp_c"));
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_catalog_without_the_configured_column_is_an_error_naming_it() {
+        let mut c = eav();
+        let mut t = (*attributes()).clone();
+        t.columns.remove(1);
+        let mut ch = change(Op::Insert, Some(vec![Datum::Null, Datum::Null]));
+        ch.table = Arc::new(t);
+        let err = c.apply(&ch).unwrap_err();
+        assert_eq!(
+            (err.table.as_str(), err.column.as_str()),
+            ("atlasco.attributes", "name")
+        );
+    }
+}
