@@ -204,7 +204,7 @@ pub struct Producer {
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: u32,
     /// Bytes produced but not yet acknowledged by the broker; past it the WAL reader waits.
-    #[serde(default = "default_in_flight")]
+    #[serde(default = "default_in_flight", deserialize_with = "in_flight_bytes")]
     pub max_in_flight_bytes: u64,
 }
 
@@ -499,4 +499,15 @@ fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Erro
         return Err(D::Error::custom("must be above 0"));
     }
     Ok(duration)
+}
+
+/// At least one producer batch must fit, or nothing would ever be sent.
+fn in_flight_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n < 1 << 20 {
+        return Err(D::Error::custom(format!(
+            "{n} is too small to hold a batch: use at least 1048576"
+        )));
+    }
+    Ok(n)
 }

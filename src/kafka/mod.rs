@@ -49,17 +49,28 @@ pub enum Error {
 impl Error {
     /// Whether a fresh producer replaying from the slot can get past it.
     pub fn is_transient(&self) -> bool {
+        const PERMANENT: [RDKafkaErrorCode; 6] = [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::InvalidRecord,
+        ];
         match self {
-            Error::Client { .. } | Error::Fatal { .. } => true,
-            Error::Delivery { error, .. } => !matches!(
-                error.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::MessageSizeTooLarge
-                        | RDKafkaErrorCode::TopicAuthorizationFailed
-                        | RDKafkaErrorCode::ClusterAuthorizationFailed
-                        | RDKafkaErrorCode::InvalidRecord
-                )
-            ),
+            // A client that cannot be built from the settings will not build on a retry.
+            Error::Client { error, .. } => {
+                !matches!(
+                    **error,
+                    KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+                ) && !error
+                    .rdkafka_error_code()
+                    .is_some_and(|c| PERMANENT.contains(&c))
+            }
+            Error::Fatal { code, .. } => !PERMANENT.contains(code),
+            Error::Delivery { error, .. } => !error
+                .rdkafka_error_code()
+                .is_some_and(|c| PERMANENT.contains(&c)),
             Error::Topic { .. } | Error::Config(_) => false,
         }
     }
@@ -202,11 +213,27 @@ pub async fn ensure_topics(
             }
         })
         .collect();
+    // Only the missing ones: a cluster that forbids creating topics may still have them.
+    let existing: Vec<String> =
+        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, ADMIN_TIMEOUT))
+            .map_err(client("listing topics"))?
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect();
+    let new: Vec<NewTopic<'_>> = new
+        .into_iter()
+        .filter(|t| !existing.iter().any(|e| e == t.name))
+        .collect();
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
-    let results = admin
-        .create_topics(&new, &opts)
-        .await
-        .map_err(client("creating topics"))?;
+    let results = if new.is_empty() {
+        Vec::new()
+    } else {
+        admin
+            .create_topics(&new, &opts)
+            .await
+            .map_err(client("creating topics"))?
+    };
     for r in results {
         match r {
             Ok(name) => info!(topic = %name, "created topic"),
@@ -231,9 +258,13 @@ pub async fn ensure_topics(
             .map(|t| t.partitions().len())
             .unwrap_or(0);
         if n == 0 {
-            return Err(Error::Topic {
-                topic: name.clone(),
-                why: "has no partitions after creation".into(),
+            // Metadata may trail a creation; the restart that follows retries.
+            return Err(Error::Client {
+                brokers: k.brokers.0.clone(),
+                what: format!("topic {name} shows no partitions yet"),
+                error: Box::new(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                )),
             });
         }
         counts.insert(name.clone(), n as i32);

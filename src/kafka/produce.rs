@@ -119,6 +119,25 @@ impl Producer {
             };
             tokio::select! {
                 biased;
+                // First, so a steady stream of input cannot starve the reports.
+                _ = report.tick() => {
+                    latency.report_window();
+                    if let Some(Pending::Delivery { topic, .. }) = pending.front() {
+                        let since = *waiting_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= STALL_REPORT {
+                            warn!(
+                                brokers = %self.brokers,
+                                topic = %topic,
+                                in_flight = pending.len(),
+                                in_flight_bytes = bytes,
+                                waiting = ?since.elapsed(),
+                                "waiting for the broker: nothing past the last delivered commit is acknowledged"
+                            );
+                        }
+                    } else {
+                        waiting_since = None;
+                    }
+                }
                 result = front => {
                     let Some(Pending::Delivery { bytes: b, topic, .. }) = pending.pop_front() else {
                         continue;
@@ -139,34 +158,25 @@ impl Producer {
                 next = input.recv(), if open && room => match next {
                     None => open = false,
                     Some(Output::Commit { end_lsn, commit_ts }) => {
-                        pending.push_back(Pending::Commit {
-                            end: end_lsn,
-                            commit_ts,
-                            arrived_us: chrono::Utc::now().timestamp_micros(),
-                        });
+                        let arrived_us = chrono::Utc::now().timestamp_micros();
+                        // Commits with no record between them (heartbeats, empty or skipped
+                        // transactions) collapse into the last: the queue cannot grow with
+                        // them while a delivery is stuck.
+                        match pending.back_mut() {
+                            Some(Pending::Commit { end, commit_ts: ts, arrived_us: at }) => {
+                                (*end, *ts, *at) = (end_lsn, commit_ts, arrived_us);
+                            }
+                            _ => pending.push_back(Pending::Commit {
+                                end: end_lsn,
+                                commit_ts,
+                                arrived_us,
+                            }),
+                        }
                     }
                     Some(Output::Record(record)) => {
                         bytes += self.send(record, &mut pending).await?;
                     }
                 },
-                _ = report.tick() => {
-                    latency.report_window();
-                    if let Some(Pending::Delivery { topic, .. }) = pending.front() {
-                        let since = *waiting_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= STALL_REPORT {
-                            warn!(
-                                brokers = %self.brokers,
-                                topic = %topic,
-                                in_flight = pending.len(),
-                                in_flight_bytes = bytes,
-                                waiting = ?since.elapsed(),
-                                "waiting for the broker: nothing past the last delivered commit is acknowledged"
-                            );
-                        }
-                    } else {
-                        waiting_since = None;
-                    }
-                }
             }
         }
     }

@@ -20,6 +20,8 @@ use crate::transform::encoding::{registry_settings, schema_topic, SINGLE_OBJECT_
 const POLL: Duration = Duration::from_millis(100);
 /// Quiet time after the reported ends before a read counts as complete.
 const END_QUIET: Duration = Duration::from_millis(1500);
+/// How long a read goes on past the reported ends while records keep arriving.
+const END_LIVE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
@@ -180,6 +182,8 @@ fn read_blocking(
         .set("group.id", "freshet-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // An offset retention removed starts at the earliest kept, not at the end.
+        .set("auto.offset.reset", "earliest")
         .create()
         .map_err(client_err("creating a consumer".into()))?;
     let metadata = consumer
@@ -213,7 +217,15 @@ fn read_blocking(
         .assign(&tpl)
         .map_err(client_err(format!("assigning {topic}")))?;
     let mut last_progress = Instant::now();
+    let mut reached_at: Option<Instant> = None;
     loop {
+        // A topic still being written never goes quiet: stop a while after the ends.
+        if reached_at.is_some_and(|t| t.elapsed() >= END_LIVE) {
+            break;
+        }
+        if reached_at.is_none() && ends.values().all(|(next, high)| next >= high) {
+            reached_at = Some(Instant::now());
+        }
         match consumer.poll(POLL) {
             Some(Ok(m)) => {
                 last_progress = Instant::now();

@@ -66,6 +66,8 @@ pub enum PipelineError {
     Kafka(#[from] kafka::Error),
     #[error("{0}")]
     Config(String),
+    #[error("restoring state from Kafka: {0}")]
+    Restore(kafka::tail::TailError),
     #[error(
         "the sink did not drain within {0:?}: forced stop, unsynced changes will be read again"
     )]
@@ -80,6 +82,9 @@ impl PipelineError {
             PipelineError::Source(e) => e.is_transient(),
             PipelineError::Transform(e) => e.is_transient(),
             PipelineError::Kafka(e) => e.is_transient(),
+            // A restart resumes from the slot; unsynced changes are read again.
+            PipelineError::DrainTimeout(_) => true,
+            PipelineError::Restore(e) => !matches!(e, kafka::tail::TailError::Record { .. }),
             _ => false,
         }
     }
@@ -121,12 +126,7 @@ pub async fn run(
             let topic = topic_name(&k.topic_prefix, &schema, &table);
             let records = kafka::tail::decode_topic(k, &topic)
                 .await
-                .map_err(|e| match e {
-                    kafka::tail::TailError::Kafka(e) => PipelineError::Kafka(e),
-                    e => PipelineError::Config(format!(
-                        "restoring the attribute catalog from {topic}: {e}"
-                    )),
-                })?;
+                .map_err(PipelineError::Restore)?;
             let applied = transform.restore_catalog(&records, slot_state.confirmed_flush);
             info!(%topic, applied, confirmed = %slot_state.confirmed_flush, "attribute catalog restored from its topic");
         }
@@ -323,10 +323,7 @@ pub(crate) async fn kafka_stages(
         let topic = schema_topic(&k.topic_prefix);
         let published = kafka::tail::read_all(k, &topic)
             .await
-            .map_err(|e| match e {
-                kafka::tail::TailError::Kafka(e) => PipelineError::Kafka(e),
-                e => PipelineError::Config(format!("reading {topic}: {e}")),
-            })?;
+            .map_err(PipelineError::Restore)?;
         encoding.remember(published.iter().filter_map(|r| {
             let doc: serde_json::Value = serde_json::from_slice(r.value.as_deref()?).ok()?;
             Some((

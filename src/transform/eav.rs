@@ -111,10 +111,16 @@ impl Catalog {
     /// records were applied.
     pub fn restore(&mut self, records: &[serde_json::Value], confirmed: Lsn) -> usize {
         let mut applied = 0;
-        for r in records {
-            let Some(lsn) = r["lsn"].as_str().and_then(|l| l.parse::<Lsn>().ok()) else {
-                continue;
-            };
+        // Identity order: one attribute's changes may span partitions when its id changed.
+        let mut ordered: Vec<(Lsn, u64, &serde_json::Value)> = records
+            .iter()
+            .filter_map(|r| {
+                let lsn = r["lsn"].as_str()?.parse::<Lsn>().ok()?;
+                Some((lsn, r["seq"].as_u64().unwrap_or(0), r))
+            })
+            .collect();
+        ordered.sort_by_key(|(lsn, seq, _)| (*lsn, *seq));
+        for (lsn, _, r) in ordered {
             if lsn >= confirmed || !matches!(r["op"].as_str(), Some("c" | "u" | "r")) {
                 continue;
             }
@@ -178,26 +184,25 @@ pub async fn load(
 ) -> Result<HashMap<i64, Attribute>, tokio_postgres::Error> {
     let q = crate::source::slot::quote_ident;
     let sql = format!(
-        "SELECT {}::int8, {}::text, {}::text FROM {}.{}",
-        q(&eav.attribute_column),
+        "SELECT {id}::int8, coalesce({}::text, ''), coalesce({}::text, '') FROM {}.{} WHERE {id} IS NOT NULL",
         q(&eav.name_column),
         q(&eav.type_column),
         q(&eav.catalog.value.schema),
         q(&eav.catalog.value.table),
+        id = q(&eav.attribute_column),
     );
     let rows = client.query(&sql, &[]).await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            (
-                r.get::<_, i64>(0),
+            Ok((
+                r.try_get::<_, i64>(0)?,
                 Attribute {
-                    name: r.get(1),
-                    data_type: r.get(2),
+                    name: r.try_get(1)?,
+                    data_type: r.try_get(2)?,
                 },
-            )
+            ))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! How a record names its schema: the Confluent wire format (magic 0, registry id) with a
-//! Schema Registry, or Avro single-object encoding (C3 01, Rabin fingerprint) without one,
+//! Schema Registry, or Avro single-object encoding (C3 01, CRC-64-AVRO fingerprint) without one,
 //! each schema then published once to a compacted schema topic so consumers can decode.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apache_avro::rabin::Rabin;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
@@ -165,7 +164,13 @@ impl Encoding {
                                 SchemaError::Registry {
                                     url: url.clone(),
                                     subject: subject.to_owned(),
-                                    transient: e.retriable || !text.contains("status 4"),
+                                    // 4xx is the request's fault, except a timeout or
+                                    // throttling; anything else (5xx, no answer, an
+                                    // unreadable one) may pass.
+                                    transient: e.retriable
+                                        || !text.contains("status 4")
+                                        || text.contains("status 408")
+                                        || text.contains("status 429"),
                                     error: text,
                                 }
                             }
@@ -188,11 +193,13 @@ impl Encoding {
                 ..
             } => {
                 let mut records = Vec::new();
-                let mut publish = |subject: &str,
-                                   parsed: &Schema,
-                                   json: &serde_json::Value|
-                 -> Vec<u8> {
-                    let fingerprint = parsed.fingerprint::<Rabin>().bytes;
+                let mut publish = |subject: &str, json: &serde_json::Value| -> Vec<u8> {
+                    // Of the schema as published: the Parsing Canonical Form drops logical
+                    // types and `pg_type`, so timestamp and timestamptz, or text and jsonb,
+                    // would share a fingerprint and one would overwrite the other.
+                    let fingerprint = crc64_avro(json.to_string().as_bytes())
+                        .to_le_bytes()
+                        .to_vec();
                     let mut prefix = SINGLE_OBJECT_MAGIC.to_vec();
                     prefix.extend_from_slice(&fingerprint);
                     if published.insert(fingerprint.clone()) {
@@ -211,9 +218,12 @@ impl Encoding {
                     }
                     prefix
                 };
-                let value_prefix = publish(&value_subject, &value, &schema.value);
+                let value_prefix = publish(&value_subject, &schema.value);
                 let key_prefix = match key {
-                    Some((subject, json)) => publish(&subject, &parse(&subject, json)?, json),
+                    Some((subject, json)) => {
+                        parse(&subject, json)?;
+                        publish(&subject, json)
+                    }
                     None => Vec::new(),
                 };
                 Ok(Registered {
@@ -332,4 +342,38 @@ fn row_fields(envelope: &Schema) -> Option<&[apache_avro::schema::RecordField]> 
         Schema::Record(r) => Some(r.fields.as_slice()),
         _ => None,
     })
+}
+
+/// CRC-64-AVRO, the Avro specification's Rabin fingerprint, of `bytes`.
+pub fn crc64_avro(bytes: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    static TABLE: std::sync::OnceLock<[u64; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u64; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut fp = i as u64;
+            for _ in 0..8 {
+                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
+            }
+            *slot = fp;
+        }
+        t
+    });
+    bytes.iter().fold(EMPTY, |fp, &b| {
+        (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc64_avro_is_the_specification_s_rabin_fingerprint() {
+        let schema = apache_avro::Schema::parse_str(
+            r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long"}]}"#,
+        )
+        .unwrap();
+        let theirs = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+        let ours = super::crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes();
+        assert_eq!(theirs, ours);
+    }
 }

@@ -156,7 +156,6 @@ impl Transform {
             xid: 0,
             commit_ts: 0,
         };
-        let mut scratch = Vec::new();
         while let Some(event) = events.recv().await {
             match event {
                 SourceEvent::Begin { xid, commit_ts, .. } => txn = Txn { xid, commit_ts },
@@ -179,8 +178,7 @@ impl Transform {
                     if !captured {
                         continue;
                     }
-                    let (schema_records, records) =
-                        self.change(&txn, &change, &mut scratch).await?;
+                    let (schema_records, records) = self.change(&txn, &change).await?;
                     for r in schema_records.into_iter().chain(records) {
                         out.send(Output::Record(r))
                             .await
@@ -197,7 +195,6 @@ impl Transform {
         &mut self,
         txn: &Txn,
         change: &Change,
-        scratch: &mut Vec<u8>,
     ) -> Result<(Vec<Record>, Vec<Record>), TransformError> {
         let schema_records = self
             .ensure_version(&change.table, change.id.commit_lsn)
@@ -244,35 +241,45 @@ impl Transform {
             attribute,
             &mut value,
         )?;
-        let (key, routing) = if change.op == Op::Truncate {
-            (None, Routing::AllPartitions)
+        let record = |key: Option<Vec<u8>>, routing: Routing, value: Vec<u8>| Record {
+            topic: v.topic.clone(),
+            key,
+            value,
+            routing,
+            commit_lsn: change.id.commit_lsn,
+            seq: change.id.seq,
+        };
+        let encode_key = |row: &crate::change::Row| -> Result<Vec<u8>, TransformError> {
+            let mut key = Vec::with_capacity(v.key_prefix.len() + 32);
+            key.extend_from_slice(&v.key_prefix);
+            v.schema.encode_key(row, &mut key)?;
+            Ok(key)
+        };
+        let records = if change.op == Op::Truncate {
+            vec![record(None, Routing::AllPartitions, value)]
         } else if !v.schema.has_key() {
-            (None, Routing::Partition(0))
+            vec![record(None, Routing::Partition(0), value)]
         } else {
-            // A delete's key is in `before`; an update that changed the key is keyed by
-            // the new row (the old key's history ends with the image in `before`).
-            let row = change.after.as_ref().or(change.before.as_ref());
-            match row {
-                Some(row) => {
-                    scratch.clear();
-                    scratch.extend_from_slice(&v.key_prefix);
-                    v.schema.encode_key(row, scratch)?;
-                    (Some(scratch.clone()), Routing::ByKey)
+            let new_key = change.after.as_ref().map(&encode_key).transpose()?;
+            let old_key = match (&change.before, change.op) {
+                (Some(before), Op::Update | Op::Delete) => Some(encode_key(before)?),
+                _ => None,
+            };
+            match (new_key, old_key) {
+                // An update that moved the row to another key goes to both keys' partitions,
+                // the same record twice: the old key's history ends with it (its `before`),
+                // and a later insert of the old key lands after it.
+                (Some(new), Some(old)) if new != old => vec![
+                    record(Some(old), Routing::ByKey, value.clone()),
+                    record(Some(new), Routing::ByKey, value),
+                ],
+                (Some(key), _) | (None, Some(key)) => {
+                    vec![record(Some(key), Routing::ByKey, value)]
                 }
-                None => (None, Routing::Partition(0)),
+                (None, None) => vec![record(None, Routing::Partition(0), value)],
             }
         };
-        Ok((
-            schema_records,
-            vec![Record {
-                topic: v.topic.clone(),
-                key,
-                value,
-                routing,
-                commit_lsn: change.id.commit_lsn,
-                seq: change.id.seq,
-            }],
-        ))
+        Ok((schema_records, records))
     }
 
     /// Makes sure the table's current shape has a registered schema version.
