@@ -1089,3 +1089,54 @@ async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition(
         (1..=10).map(|g| format!("line {g}")).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn an_update_that_moves_a_row_to_another_key_is_in_both_keys_histories() {
+    let (s, _broker, pipeline, mut daemon) = Setup::one_table(
+        "kafka_rekey",
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text);",
+        "accounts",
+        Engine::Memory,
+        None,
+    )
+    .await;
+    s.client
+        .batch_execute(
+            "INSERT INTO accounts VALUES (1, 'a');
+             UPDATE accounts SET id = 2 WHERE id = 1;
+             INSERT INTO accounts VALUES (1, 'b');",
+        )
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    let lines = topic_lines(&pipeline, "public.accounts").await;
+    let history = |id: i64| -> Vec<(String, Json)> {
+        let mut h: Vec<&Json> = lines.iter().filter(|l| l["key"]["id"] == id).collect();
+        h.sort_by_key(|l| l["offset"].as_i64());
+        h.iter()
+            .map(|l| {
+                (
+                    l["op"].as_str().unwrap().to_owned(),
+                    l["after"]["owner"].clone(),
+                )
+            })
+            .collect()
+    };
+    // Key 1's partition: the insert, the move away (its `before` is key 1), the new insert.
+    assert_eq!(
+        history(1),
+        [
+            ("c".to_owned(), Json::from("a")),
+            ("u".to_owned(), Json::from("a")),
+            ("c".to_owned(), Json::from("b"))
+        ]
+    );
+    assert_eq!(history(2), [("u".to_owned(), Json::from("a"))]);
+    let moved: Vec<&Json> = lines.iter().filter(|l| l["op"] == "u").collect();
+    assert_eq!(moved[0]["before"]["id"], 1);
+    assert_eq!(
+        (moved[0]["lsn"].clone(), moved[0]["seq"].clone()),
+        (moved[1]["lsn"].clone(), moved[1]["seq"].clone())
+    );
+}
