@@ -7,6 +7,12 @@ use crate::lsn::{ChangeId, Lsn};
 /// Microseconds since 2000-01-01 00:00:00 UTC, PostgreSQL's own epoch.
 pub type PgTimestamp = i64;
 
+/// A PostgreSQL timestamp as microseconds since the Unix epoch.
+pub fn unix_micros(ts: PgTimestamp) -> i64 {
+    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+    ts.saturating_add(PG_EPOCH_UNIX_MICROS)
+}
+
 /// A table as the stream describes it (from pgoutput Relation messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {

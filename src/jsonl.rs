@@ -215,8 +215,7 @@ fn row_json(table: &Table, row: &Row, unchanged: &mut Vec<String>) -> Json {
 
 /// RFC 3339 UTC text of a PostgreSQL timestamp (microseconds since 2000-01-01).
 pub fn pg_timestamp_text(micros: PgTimestamp) -> String {
-    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-    chrono::DateTime::from_timestamp_micros(micros.saturating_add(PG_EPOCH_UNIX_MICROS))
+    chrono::DateTime::from_timestamp_micros(crate::change::unix_micros(micros))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         .unwrap_or_default()
 }

@@ -33,22 +33,7 @@ pub async fn run(
     let catalog = pg::connect(&url.to_config())
         .await
         .map_err(SourceError::from)?;
-    let row = catalog
-        .query_opt(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&stream.slot],
-        )
-        .await
-        .map_err(|error| SourceError::Catalog {
-            what: "reading the slot".into(),
-            error,
-        })?
-        .ok_or_else(|| SourceError::Slot(format!("slot {:?} does not exist", stream.slot)))?;
-    let confirmed_flush: Lsn = row
-        .get::<_, Option<String>>(0)
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| SourceError::Slot(format!("{e}")))?;
+    let confirmed_flush = crate::source::slot::confirmed(&catalog, &stream.slot).await?;
     let started = Instant::now();
     let mut capture = Capture::start(
         url,

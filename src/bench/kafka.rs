@@ -25,21 +25,7 @@ pub async fn run(pipeline: &Pipeline, slot: &str, until: Lsn) -> Result<KafkaRun
     let catalog = pg::connect(&source.url.to_config())
         .await
         .map_err(SourceError::from)?;
-    let confirmed_flush: Lsn = catalog
-        .query_opt(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(|error| SourceError::Catalog {
-            what: "reading the slot".into(),
-            error,
-        })?
-        .ok_or_else(|| SourceError::Slot(format!("slot {slot:?} does not exist")))?
-        .get::<_, Option<String>>(0)
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| SourceError::Slot(format!("{e}")))?;
+    let confirmed_flush = crate::source::slot::confirmed(&catalog, slot).await?;
     let (sink, _) = kafka_stages(pipeline, &catalog).await?;
     let started = Instant::now();
     let settings = StreamSettings {

@@ -246,11 +246,11 @@ pub async fn ensure_topics(
             }
         }
     }
+    let metadata =
+        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, ADMIN_TIMEOUT))
+            .map_err(client("reading the topics' metadata"))?;
     let mut counts = HashMap::new();
     for (name, _) in topics {
-        let metadata =
-            tokio::task::block_in_place(|| admin.inner().fetch_metadata(Some(name), ADMIN_TIMEOUT))
-                .map_err(client(&format!("reading the metadata of {name}")))?;
         let n = metadata
             .topics()
             .iter()

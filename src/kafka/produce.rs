@@ -192,25 +192,26 @@ impl Producer {
                 key: "freshet.seq",
                 value: Some(&r.seq.to_string()),
             });
-        let partitions: Vec<Option<i32>> = match r.routing {
-            Routing::ByKey => vec![None],
-            Routing::Partition(p) => vec![Some(p)],
-            Routing::AllPartitions => {
-                let n = self.partitions.get(&*r.topic).copied().unwrap_or(1);
-                (0..n).map(Some).collect()
-            }
+        // (first explicit partition, how many): the partitioner picks for a keyed record.
+        let (first, count) = match r.routing {
+            Routing::ByKey => (None, 1),
+            Routing::Partition(p) => (Some(p), 1),
+            Routing::AllPartitions => (
+                Some(0),
+                self.partitions.get(&*r.topic).copied().unwrap_or(1),
+            ),
         };
         let size = r.value.len() + r.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
         let mut total = 0;
-        for partition in partitions {
+        for i in 0..count {
             let mut record = FutureRecord::to(&r.topic)
                 .payload(&r.value)
                 .headers(headers.clone());
             if let Some(k) = &r.key {
                 record = record.key(k);
             }
-            if let Some(p) = partition {
-                record = record.partition(p);
+            if let Some(p) = first {
+                record = record.partition(p + i);
             }
             let future = loop {
                 match self.producer.send_result(record) {
@@ -275,7 +276,7 @@ impl Latency {
         // Snapshot reads and heartbeats carry real commit times too; clock skew between the
         // server and this host would show here, never as a negative value.
         let now_us = chrono::Utc::now().timestamp_micros();
-        let commit_us = commit_ts + 946_684_800_000_000;
+        let commit_us = crate::change::unix_micros(commit_ts);
         let since = |t: i64| {
             u64::try_from(t - commit_us)
                 .unwrap_or(0)

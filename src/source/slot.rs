@@ -202,6 +202,25 @@ fn parse_lsn(text: String) -> Result<Lsn, SourceError> {
         .map_err(|e| SourceError::Slot(format!("server returned a bad LSN: {e}")))
 }
 
+/// An existing slot's confirmed position (for benchmarks that read a prepared slot).
+pub async fn confirmed(client: &Client, slot: &str) -> Result<Lsn, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: "reading the slot".into(),
+            error,
+        })?
+        .ok_or_else(|| SourceError::Slot(format!("slot {slot:?} does not exist")))?;
+    row.get::<_, Option<String>>(0)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| SourceError::Slot(format!("slot {slot:?}: {e}")))
+}
+
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }

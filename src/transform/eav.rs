@@ -13,6 +13,22 @@ pub struct Attribute {
     pub data_type: String,
 }
 
+/// What a table is to the EAV mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Other,
+    Values { attribute: usize },
+    Catalog(CatalogColumns),
+}
+
+/// Positions of the catalog's columns in its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatalogColumns {
+    pub id: usize,
+    pub name: usize,
+    pub data_type: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("transform.eav: {table} has no column {column:?}")]
 pub struct MissingColumn {
@@ -21,7 +37,7 @@ pub struct MissingColumn {
 }
 
 pub struct Catalog {
-    pub values: (String, String),
+    values: (String, String),
     pub catalog: (String, String),
     attribute_column: String,
     name_column: String,
@@ -45,12 +61,23 @@ impl Catalog {
         }
     }
 
-    pub fn is_values(&self, t: &Table) -> bool {
-        t.schema == self.values.0 && t.name == self.values.1
-    }
-
-    pub fn is_catalog(&self, t: &Table) -> bool {
-        t.schema == self.catalog.0 && t.name == self.catalog.1
+    /// What `t` is to the mapping, with its columns resolved: once per table version, not
+    /// per change.
+    pub fn role(&self, t: &Table) -> Result<Role, MissingColumn> {
+        let is = |(schema, name): &(String, String)| t.schema == *schema && t.name == *name;
+        Ok(if is(&self.catalog) {
+            Role::Catalog(CatalogColumns {
+                id: column(t, &self.attribute_column)?,
+                name: column(t, &self.name_column)?,
+                data_type: column(t, &self.type_column)?,
+            })
+        } else if is(&self.values) {
+            Role::Values {
+                attribute: column(t, &self.attribute_column)?,
+            }
+        } else {
+            Role::Other
+        })
     }
 
     /// The key columns of the value table (a prefix of its primary key).
@@ -60,30 +87,20 @@ impl Catalog {
 
     /// Applies a change of the catalog table. A deleted attribute keeps its last name, so
     /// value deletes that follow it still say what they were.
-    pub fn apply(&mut self, change: &Change) -> Result<(), MissingColumn> {
-        let t = &change.table;
-        let (id, name, ty) = (
-            column(t, &self.attribute_column)?,
-            column(t, &self.name_column)?,
-            column(t, &self.type_column)?,
-        );
+    pub fn apply(&mut self, change: &Change, columns: CatalogColumns) {
         if !matches!(change.op, Op::Insert | Op::Update | Op::Read) {
-            return Ok(());
+            return;
         }
         let Some(after) = &change.after else {
-            return Ok(());
+            return;
         };
-        let Some(id) = integer(&after[id]) else {
-            return Ok(());
+        let Some(id) = integer(&after[columns.id]) else {
+            return;
         };
-        let old_id = change.before.as_ref().and_then(|b| {
-            let i = column(t, &self.attribute_column).ok()?;
-            integer(&b[i])
-        });
-        let previous = old_id
-            .filter(|&o| o != id)
-            .and_then(|o| self.by_id.get(&o).cloned())
-            .or_else(|| self.by_id.get(&id).cloned());
+        // An unchanged (TOASTed) name keeps the one the row had, under its old id if the
+        // update changed that.
+        let old_id = change.before.as_ref().and_then(|b| integer(&b[columns.id]));
+        let previous = self.by_id.get(&old_id.unwrap_or(id)).cloned();
         let text = |d: &Datum, old: Option<&String>| match d {
             Datum::Value(Value::Text(s) | Value::Enum(s)) => Some(s.clone()),
             Datum::Value(v) => Some(v.to_pg_text()),
@@ -91,18 +108,20 @@ impl Catalog {
             Datum::Null => None,
         };
         let attribute = Attribute {
-            name: text(&after[name], previous.as_ref().map(|p| &p.name)).unwrap_or_default(),
-            data_type: text(&after[ty], previous.as_ref().map(|p| &p.data_type))
+            name: text(&after[columns.name], previous.as_ref().map(|p| &p.name))
                 .unwrap_or_default(),
+            data_type: text(
+                &after[columns.data_type],
+                previous.as_ref().map(|p| &p.data_type),
+            )
+            .unwrap_or_default(),
         };
         self.by_id.insert(id, attribute);
-        Ok(())
     }
 
-    /// The attribute a value change refers to.
-    pub fn lookup(&self, t: &Table, row: &Row) -> Result<Option<(i64, &Attribute)>, MissingColumn> {
-        let i = column(t, &self.attribute_column)?;
-        Ok(integer(&row[i]).and_then(|id| self.by_id.get(&id).map(|a| (id, a))))
+    /// The attribute a value change refers to; `attribute` is the id column's position.
+    pub fn lookup(&self, row: &Row, attribute: usize) -> Option<(i64, &Attribute)> {
+        integer(&row[attribute]).and_then(|id| self.by_id.get(&id).map(|a| (id, a)))
     }
 
     /// Replays the catalog topic's records (decoded, in partition and offset order) that
@@ -273,24 +292,27 @@ mod tests {
     fn catalog_changes_rename_add_and_keep_unchanged_names() {
         let mut c = eav();
         let t = attributes();
+        let Role::Catalog(cols) = c.role(&t).unwrap() else {
+            panic!("the catalog table has the catalog role")
+        };
         let renamed = row(2, Datum::Value(Value::Text("temp_c".into())), "float");
-        c.apply(&change(Op::Update, Some(renamed))).unwrap();
-        c.apply(&change(
-            Op::Insert,
-            Some(row(5, Datum::Value(Value::Text("fw".into())), "string")),
-        ))
-        .unwrap();
+        c.apply(&change(Op::Update, Some(renamed)), cols);
+        c.apply(
+            &change(
+                Op::Insert,
+                Some(row(5, Datum::Value(Value::Text("fw".into())), "string")),
+            ),
+            cols,
+        );
         // A TOASTed name an update did not touch keeps the name it had.
-        c.apply(&change(
-            Op::Update,
-            Some(row(5, Datum::Unchanged, "integer")),
-        ))
-        .unwrap();
+        c.apply(
+            &change(Op::Update, Some(row(5, Datum::Unchanged, "integer"))),
+            cols,
+        );
         // A delete keeps the last name, for the value deletes that follow it.
-        c.apply(&change(Op::Delete, None)).unwrap();
+        c.apply(&change(Op::Delete, None), cols);
         let lookup = |id: i32| {
-            c.lookup(&t, &row(id, Datum::Null, "x"))
-                .unwrap()
+            c.lookup(&row(id, Datum::Null, "x"), cols.id)
                 .map(|(i, a)| (i, a.name.clone(), a.data_type.clone()))
         };
         assert_eq!(lookup(2), Some((2, "temp_c".into(), "float".into())));
@@ -312,10 +334,8 @@ mod tests {
         ];
         // Confirmed 0/25: the rename at 0/30 is replayed from the slot, not restored.
         assert_eq!(c.restore(&records, Lsn(0x25)), 2);
-        let t = attributes();
         let got = c
-            .lookup(&t, &row(2, Datum::Null, "x"))
-            .unwrap()
+            .lookup(&row(2, Datum::Null, "x"), 0)
             .map(|(_, a)| a.name.clone());
         assert_eq!(got.as_deref(), Some("temp_c"));
         assert_eq!(c.len(), 1);
@@ -323,12 +343,10 @@ mod tests {
 
     #[test]
     fn a_catalog_without_the_configured_column_is_an_error_naming_it() {
-        let mut c = eav();
+        let c = eav();
         let mut t = (*attributes()).clone();
         t.columns.remove(1);
-        let mut ch = change(Op::Insert, Some(vec![Datum::Null, Datum::Null]));
-        ch.table = Arc::new(t);
-        let err = c.apply(&ch).unwrap_err();
+        let err = c.role(&t).unwrap_err();
         assert_eq!(
             (err.table.as_str(), err.column.as_str()),
             ("atlasco.attributes", "name")

@@ -92,6 +92,8 @@ struct Version {
     topic: Arc<str>,
     key_prefix: Vec<u8>,
     value_prefix: Vec<u8>,
+    /// What the table is to the EAV mapping, its columns resolved for this shape.
+    role: eav::Role,
 }
 
 pub struct Transform {
@@ -199,21 +201,20 @@ impl Transform {
         let schema_records = self
             .ensure_version(&change.table, change.id.commit_lsn)
             .await?;
-        let mut eav_attr = None;
-        let mut is_values = false;
-        if let Some(catalog) = &mut self.catalog {
-            if catalog.is_catalog(&change.table) {
-                catalog.apply(change)?;
-            } else if catalog.is_values(&change.table) {
-                is_values = true;
-                if let Some(row) = change.after.as_ref().or(change.before.as_ref()) {
-                    eav_attr = catalog.lookup(&change.table, row)?;
-                }
-            }
-        }
         let Some(v) = self.versions.get(&change.table.oid) else {
             return Ok((schema_records, Vec::new()));
         };
+        let mut eav_attr = None;
+        match (v.role, &mut self.catalog) {
+            (eav::Role::Catalog(columns), Some(catalog)) => catalog.apply(change, columns),
+            (eav::Role::Values { attribute }, Some(catalog)) => {
+                if let Some(row) = change.after.as_ref().or(change.before.as_ref()) {
+                    eav_attr = catalog.lookup(row, attribute);
+                }
+            }
+            _ => {}
+        }
+        let is_values = matches!(v.role, eav::Role::Values { .. });
         let meta = avro::Meta {
             pipeline: &self.pipeline,
             schema: &change.table.schema,
@@ -222,7 +223,7 @@ impl Transform {
             commit_lsn: change.id.commit_lsn.0,
             seq: change.id.seq,
             xid: txn.xid,
-            commit_ts_ms: pg_micros_to_unix_ms(txn.commit_ts),
+            commit_ts_ms: crate::change::unix_micros(txn.commit_ts).div_euclid(1000),
             now_ms: chrono::Utc::now().timestamp_millis(),
         };
         let attribute = is_values.then(|| {
@@ -297,8 +298,12 @@ impl Transform {
                 return Ok(Vec::new());
             }
         }
-        let (key_columns, eav) = match &self.catalog {
-            Some(c) if c.is_values(table) => (Some(c.key_columns(table)?), true),
+        let role = match &self.catalog {
+            Some(c) => c.role(table)?,
+            None => eav::Role::Other,
+        };
+        let (key_columns, eav) = match (&self.catalog, role) {
+            (Some(c), eav::Role::Values { .. }) => (Some(c.key_columns(table)?), true),
             _ => {
                 let pk = self
                     .primary_keys
@@ -340,16 +345,11 @@ impl Transform {
                 table: table.clone(),
                 schema,
                 topic,
+                role,
                 key_prefix: registered.key_prefix,
                 value_prefix: registered.value_prefix,
             },
         );
         Ok(registered.records)
     }
-}
-
-/// PostgreSQL's epoch (2000-01-01) microseconds to Unix milliseconds.
-pub fn pg_micros_to_unix_ms(micros: PgTimestamp) -> i64 {
-    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-    (micros + PG_EPOCH_UNIX_MICROS).div_euclid(1000)
 }
