@@ -20,17 +20,7 @@ sql() { psql -X -q -v ON_ERROR_STOP=1 -At "$url" -c "$1"; }
 
 # The schema and its publication; the history trigger is off so the workload is the EAV rows.
 "$freshet" loadgen fill --url "$url" --tenants 1 --entities 10 --attributes 5 --catalog 10 >/dev/null
-sql "ALTER TABLE atlasco.entity_values DISABLE TRIGGER USER"
-sql "CREATE OR REPLACE PROCEDURE bench_small_txns(n int) LANGUAGE plpgsql AS \$\$
-     BEGIN
-       FOR i IN 0..n - 1 LOOP
-         INSERT INTO atlasco.entity_values (tenant_id, entity_id, attribute_id, string_value, integer_value, float_value)
-         SELECT 1, 2000000 + i, a, CASE WHEN a % 3 = 0 THEN 'value ' || i END,
-                CASE WHEN a % 3 = 1 THEN i END, CASE WHEN a % 3 = 2 THEN i / 7.0 END
-         FROM generate_series(1, 10) a;
-         COMMIT;
-       END LOOP;
-     END \$\$"
+psql -X -q -v ON_ERROR_STOP=1 -d "$url" -f scripts/bench-workload.sql
 
 # A transaction after the workload: both readers stop at its Begin, past `until`.
 end_marker() { sql "SELECT pg_logical_emit_message(true, 'bench.end', '')" >/dev/null; }

@@ -9,29 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 use support::types::{after, assert_types, same, EXPECTED_SQL, TYPES_DDL, TYPE_ROWS};
-use support::{Daemon, TestDb};
-
-struct Setup {
-    db: TestDb,
-    client: tokio_postgres::Client,
-    dir: tempfile::TempDir,
-    slot: String,
-}
+use support::{Daemon, Setup};
 
 impl Setup {
-    async fn new(prefix: &str, ddl: &str) -> Setup {
-        let db = TestDb::new(prefix).await;
-        let client = db.client().await;
-        client.batch_execute(ddl).await.expect("ddl");
-        let slot = db.name.clone();
-        Setup {
-            db,
-            client,
-            dir: tempfile::tempdir().unwrap(),
-            slot,
-        }
-    }
-
     fn pipeline(&self, tables: &[&str]) -> PathBuf {
         let path = self.dir.path().join("pipeline.yaml");
         // Streaming only: these tests write after the start, and a concurrent initial
@@ -52,20 +32,6 @@ impl Setup {
             &self.sink(),
             &self.dir.path().join("freshet.log"),
         )
-    }
-
-    /// Waits until the daemon created its slot (it is then safe to write).
-    /// A publication named after the slot.
-    async fn publish(&self, tables: &str) {
-        let sql = format!("CREATE PUBLICATION {} FOR TABLE {tables}", self.slot);
-        self.client
-            .batch_execute(&sql)
-            .await
-            .expect("create publication");
-    }
-
-    async fn slot_ready(&self, daemon: &Daemon) {
-        support::slot_streaming(&self.client, &self.slot, daemon).await;
     }
 
     async fn lines(&self, at_least: usize, daemon: &Daemon) -> Vec<Json> {
@@ -166,13 +132,7 @@ async fn updates_deletes_identities_and_unchanged_toast() {
                ALTER TABLE full_row REPLICA IDENTITY FULL;
                ALTER TABLE keyed ALTER COLUMN big SET STORAGE EXTERNAL;";
     let s = Setup::new("cap_identity", ddl).await;
-    s.client
-        .batch_execute(&format!(
-            "CREATE PUBLICATION {} FOR TABLE keyed, full_row",
-            s.slot
-        ))
-        .await
-        .unwrap();
+    s.publish("keyed, full_row").await;
     let mut daemon = s.start(&["public.keyed", "public.full_row"]);
     s.slot_ready(&daemon).await;
     let big: String = (0..20_000)

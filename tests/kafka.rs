@@ -11,29 +11,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use support::kafka::{topic_lines, Broker, Engine};
 use support::types::{assert_types, EXPECTED_SQL, TYPES_DDL, TYPE_ROWS};
-use support::{Daemon, TestDb};
-
-struct Setup {
-    db: TestDb,
-    client: tokio_postgres::Client,
-    dir: tempfile::TempDir,
-    slot: String,
-}
+use support::{Daemon, Setup};
 
 impl Setup {
-    async fn new(prefix: &str, ddl: &str) -> Setup {
-        let db = TestDb::new(prefix).await;
-        let client = db.client().await;
-        client.batch_execute(ddl).await.expect("ddl");
-        let slot = db.name.clone();
-        Setup {
-            db,
-            client,
-            dir: tempfile::tempdir().unwrap(),
-            slot,
-        }
-    }
-
     /// The AtlasCo schema with a small catalog, and its publication for this test's slot.
     async fn atlasco(prefix: &str) -> Setup {
         let s = Setup::new(prefix, &support::schema_sql()).await;
@@ -95,10 +75,7 @@ impl Setup {
         registry: Option<&str>,
     ) -> (Setup, Broker, PathBuf, Daemon) {
         let s = Setup::new(prefix, ddl).await;
-        s.client
-            .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE {table}", s.slot))
-            .await
-            .unwrap();
+        s.publish(table).await;
         let broker = Broker::start(engine);
         let pipeline = s.pipeline(&[&format!("public.{table}")], &broker.brokers(), "", false);
         if let Some(url) = registry {
@@ -107,10 +84,6 @@ impl Setup {
         let daemon = s.start(&pipeline);
         s.slot_ready(&daemon).await;
         (s, broker, pipeline, daemon)
-    }
-
-    async fn slot_ready(&self, daemon: &Daemon) {
-        support::slot_streaming(&self.client, &self.slot, daemon).await;
     }
 }
 
@@ -950,10 +923,7 @@ async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
 #[tokio::test]
 async fn check_reports_the_brokers_and_the_topics_it_will_create() {
     let s = Setup::new("kafka_check", "CREATE TABLE t (id int PRIMARY KEY);").await;
-    s.client
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE t", s.slot))
-        .await
-        .unwrap();
+    s.publish("t").await;
     let check = |pipeline: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
             .args(["check", "--pipeline"])
@@ -1023,13 +993,7 @@ async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition(
          ALTER TABLE log REPLICA IDENTITY FULL;",
     )
     .await;
-    s.client
-        .batch_execute(&format!(
-            "CREATE PUBLICATION {} FOR TABLE readings, log",
-            s.slot
-        ))
-        .await
-        .unwrap();
+    s.publish("readings, log").await;
     let broker = Broker::start(Engine::Memory);
     let pipeline = s.pipeline(
         &["public.readings", "public.log"],

@@ -33,6 +33,44 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
+/// A test's own database with a client on it, a scratch directory, and a slot (and
+/// publication) named after the database. Each test file adds how it builds pipelines.
+pub struct Setup {
+    pub db: TestDb,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    pub slot: String,
+}
+
+impl Setup {
+    pub async fn new(prefix: &str, ddl: &str) -> Setup {
+        let db = TestDb::new(prefix).await;
+        let client = db.client().await;
+        client.batch_execute(ddl).await.expect("ddl");
+        let slot = db.name.clone();
+        Setup {
+            db,
+            client,
+            dir: tempfile::tempdir().expect("tempdir"),
+            slot,
+        }
+    }
+
+    /// A publication named after the slot.
+    pub async fn publish(&self, tables: &str) {
+        let sql = format!("CREATE PUBLICATION {} FOR TABLE {tables}", self.slot);
+        self.client
+            .batch_execute(&sql)
+            .await
+            .expect("create publication");
+    }
+
+    /// Waits until the daemon's slot is streaming (it is then safe to write).
+    pub async fn slot_ready(&self, daemon: &Daemon) {
+        slot_streaming(&self.client, &self.slot, daemon).await;
+    }
+}
+
 /// A fresh database in the shared cluster, dropped when the test ends.
 pub struct TestDb {
     pub name: String,
