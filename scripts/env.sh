@@ -3,6 +3,9 @@
 export FRESHET_CACHE=${FRESHET_CACHE:-$HOME/.cache/freshet}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$FRESHET_CACHE/target}
 export FRESHET_TANSU=${FRESHET_TANSU:-$FRESHET_CACHE/tansu/bin/tansu}
+export FRESHET_CARGO_FUZZ=${FRESHET_CARGO_FUZZ:-$FRESHET_CACHE/cargo-fuzz/bin/cargo-fuzz}
+# The fuzz build (sanitizer flags) keeps its own output, so it never invalidates the main one.
+export FRESHET_FUZZ_TARGET=${FRESHET_FUZZ_TARGET:-$FRESHET_CACHE/fuzz-target}
 mkdir -p "$FRESHET_CACHE"
 # A directory the postgres user can traverse, for throwaway clusters.
 freshet_run_dir() {

@@ -40,3 +40,11 @@ if ! "$FRESHET_TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     CARGO_TARGET_DIR="$FRESHET_CACHE/tansu-target" cargo install tansu --version "$TANSU_VERSION" \
         --locked --features dynostore,libsql --root "$FRESHET_CACHE/tansu" >&2
 fi
+# cargo-fuzz: the test command builds the fuzz targets (with AddressSanitizer), README says how
+# to run them. Built once into the cache.
+CARGO_FUZZ_VERSION=0.13.2
+if ! "$FRESHET_CARGO_FUZZ" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    echo "install: building cargo-fuzz $CARGO_FUZZ_VERSION (a few minutes, once)" >&2
+    CARGO_TARGET_DIR="$FRESHET_CACHE/cargo-fuzz-target" cargo install cargo-fuzz \
+        --version "$CARGO_FUZZ_VERSION" --locked --root "$FRESHET_CACHE/cargo-fuzz" >&2
+fi

@@ -73,7 +73,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 findings.extend(freshet::kafka::check(k, &topics).await);
             }
             for f in &findings {
-                if f.ok {
+                if f.warn {
+                    println!("  WARN  {}\n        -> {}", f.what, f.fix);
+                } else if f.ok {
                     println!("  ok    {}", f.what);
                 } else {
                     println!("  FIX   {}\n        -> {}", f.what, f.fix);
@@ -298,6 +300,7 @@ async fn bench_capture(
         slot,
         publication,
         status_interval: std::time::Duration::from_secs(1),
+        tables: Vec::new(),
     };
     let run = bench::capture::run(&url, settings, until, jsonl).await?;
     let secs = run.elapsed.as_secs_f64();

@@ -64,6 +64,11 @@ pub async fn connect(config: &Config) -> Result<Client, ConnectError> {
     Ok(client)
 }
 
+/// An identifier quoted for SQL text.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// The server's message (with detail and hint) when there is one; tokio-postgres's own
 /// `Display` says only "db error" and hides it in the source chain.
 pub fn describe(e: &tokio_postgres::Error) -> String {

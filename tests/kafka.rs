@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use support::kafka::{topic_lines, Broker, Engine};
 use support::types::{assert_types, EXPECTED_SQL, TYPES_DDL, TYPE_ROWS};
-use support::{Daemon, Setup};
+use support::{exit_status, Daemon, Setup};
 
 impl Setup {
     /// The AtlasCo schema with a small catalog, and its publication for this test's slot.
@@ -58,9 +58,10 @@ impl Setup {
     }
 
     fn start(&self, pipeline: &std::path::Path) -> Daemon {
+        // A state directory that does not exist yet, as on a new install.
         support::kafka::daemon(
             pipeline,
-            self.dir.path(),
+            &self.dir.path().join("state/new"),
             &self.dir.path().join("freshet.log"),
         )
     }
@@ -904,20 +905,6 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
         names,
         [(1.0, "temperature"), (2.0, "temperature"), (3.0, "temp_c")]
     );
-}
-
-/// Waits (60 s at most) for the daemon to exit by itself.
-async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
-    let log = daemon.log.clone();
-    support::wait_for(
-        &format!("freshet to exit; log: {}", log.display()),
-        Duration::from_secs(60),
-        || {
-            let exited = daemon.child.try_wait().ok().flatten();
-            async move { exited }
-        },
-    )
-    .await
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use super::slot;
+use super::publication;
 use crate::config::{SnapshotMode, Source, TableName};
 use crate::pg;
 
@@ -10,8 +10,10 @@ use crate::pg;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub ok: bool,
+    /// Met, but with a caveat the operator must know about (`fix` says what to do).
+    pub warn: bool,
     pub what: String,
-    /// What to do when not ok.
+    /// What to do when not ok, or about the caveat.
     pub fix: String,
 }
 
@@ -19,13 +21,23 @@ impl Finding {
     pub fn ok(what: impl Into<String>) -> Finding {
         Finding {
             ok: true,
+            warn: false,
             what: what.into(),
             fix: String::new(),
+        }
+    }
+    pub fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            ok: true,
+            warn: true,
+            what: what.into(),
+            fix: fix.into(),
         }
     }
     pub fn bad(what: impl Into<String>, fix: impl Into<String>) -> Finding {
         Finding {
             ok: false,
+            warn: false,
             what: what.into(),
             fix: fix.into(),
         }
@@ -184,33 +196,31 @@ async fn publication(client: &Client, source: &Source, found: &mut Vec<Finding>)
                 format!("publication {:?} does not exist", source.publication),
                 format!(
                     "CREATE PUBLICATION {} FOR TABLE ... WITH (publish_via_partition_root = true), or set source.create_publication: true",
-                    slot::quote_ident(&source.publication)
+                    pg::quote_ident(&source.publication)
                 ),
             )
         });
         return;
     }
-    match slot::uncovered_tables(client, source).await {
-        Ok(missing) if missing.is_empty() => found.push(Finding::ok(format!(
-            "publication {:?} covers all {} tables",
-            source.publication,
+    let gaps = match publication::gaps(client, source).await {
+        Ok(gaps) => gaps,
+        Err(e) => return found.push(Finding::bad(e.to_string(), "see the server log")),
+    };
+    let p = &source.publication;
+    found.extend(gaps.iter().map(|g| Finding::bad(g.what(p), g.fix(p))));
+    if gaps.is_empty() {
+        found.push(Finding::ok(format!(
+            "publication {p:?} covers all {} tables",
             source.tables.len()
-        ))),
-        Ok(missing) => {
-            let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
-            found.push(Finding::bad(
-                format!(
-                    "publication {:?} does not cover {}",
-                    source.publication,
-                    names.join(", ")
-                ),
-                format!(
-                    "ALTER PUBLICATION {} ADD TABLE {}",
-                    slot::quote_ident(&source.publication),
-                    names.join(", ")
-                ),
-            ));
-        }
+        )));
+    }
+    match publication::root_blind_spots(client, source).await {
+        Ok(tables) => found.extend(tables.iter().map(|t| {
+            Finding::warn(
+                format!("{t} is published via its partition root"),
+                publication::BLIND_SPOT,
+            )
+        })),
         Err(e) => found.push(Finding::bad(e.to_string(), "see the server log")),
     }
 }

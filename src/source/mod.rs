@@ -4,6 +4,7 @@
 pub mod check;
 pub mod heartbeat;
 pub mod pgoutput;
+pub mod publication;
 pub mod relation;
 pub mod replication;
 pub mod slot;
@@ -86,10 +87,30 @@ pub enum SourceError {
     Slot(String),
     #[error(
         "replication slot {slot:?} is lost: {why}. Changes made while it was missing cannot be \
-         captured. To start over: drop the sink's data, let Freshet create a new slot, and \
-         re-snapshot the tables (`freshet snapshot`)"
+         captured. To start over: drop the output's data and the state files of this slot, let \
+         Freshet create a new slot, and re-snapshot the tables (`freshet snapshot`)"
     )]
     SlotLost { slot: String, why: String },
+    #[error("publication: {0}")]
+    Publication(String),
+    #[error(
+        "a change to {root} arrived under the name of its partition {leaf}: the publication \
+         published partitions under their own names when it was written. Nothing from it on was \
+         confirmed. ALTER PUBLICATION ... SET (publish_via_partition_root = true); if this stays \
+         after a restart (WAL written before that keeps the old setting), drop the slot, the \
+         output's data and the state files, and start again"
+    )]
+    LeafPartition { leaf: String, root: String },
+    #[error(
+        "an update of {table} left its key column {column} stored out of line (TOAST) and the \
+         stream carries no old value for it, so the row's key is unknown. Nothing from it on \
+         was confirmed. ALTER TABLE {table} REPLICA IDENTITY FULL (the old row then carries \
+         the key); this change itself was written without it: re-snapshot the table after \
+         recreating the slot"
+    )]
+    UnchangedKey { table: String, column: String },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("the server ended the replication stream")]
     StreamEnded,
     #[error("replication protocol: {0}")]

@@ -10,7 +10,6 @@ use super::pgoutput::{self, Tuple, TupleValue};
 use super::value::{self, oid, TypeInfo, TypeKind};
 use super::SourceError;
 use crate::change::{Column, Datum, Row, Table};
-use crate::config::TableName;
 
 /// Built-in scalar types the value decoder knows by OID.
 const SCALARS: &[u32] = &[
@@ -161,53 +160,26 @@ impl Relations {
             .collect()
     }
 
-    /// The table's relation as the stream would describe it, from the catalog, unless the
-    /// stream already did: snapshot rows can precede any change to their table.
-    pub async fn from_catalog(
+    /// The relation a snapshot chunk was read with (from the catalog, in the chunk's own
+    /// transaction). The cached one when the stream described the same columns; otherwise it
+    /// replaces it, a new version like any Relation message: snapshot rows can precede any
+    /// change to their table, or follow an ADD or DROP COLUMN that no change has yet carried.
+    pub async fn for_snapshot(
         &mut self,
-        name: &TableName,
+        relation: pgoutput::Relation,
         catalog: &Client,
     ) -> Result<Arc<Table>, SourceError> {
-        if let Some(e) = self
-            .relations
-            .values()
-            .find(|e| e.table.schema == name.schema && e.table.name == name.table)
-        {
-            return Ok(e.table.clone());
+        if let Some(e) = self.relations.get(&relation.oid) {
+            let same = e.table.columns.len() == relation.columns.len()
+                && e.table.columns.iter().zip(&relation.columns).all(|(a, b)| {
+                    a.name == b.name
+                        && a.type_oid == b.type_oid
+                        && a.type_modifier == b.type_modifier
+                });
+            if same {
+                return Ok(e.table.clone());
+            }
         }
-        let what = || format!("reading the columns of {name}");
-        let rows = catalog
-            .query(
-                "SELECT c.oid::int8, c.relreplident::text, a.attname::text, a.atttypid::int8, a.atttypmod,
-                        coalesce(a.attnum = ANY (i.indkey), false)
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-                 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-                 WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum",
-                &[&name.schema, &name.table],
-            )
-            .await
-            .map_err(|error| SourceError::Catalog { what: what(), error })?;
-        let Some(first) = rows.first() else {
-            return Err(SourceError::Snapshot(format!(
-                "table {name} does not exist"
-            )));
-        };
-        let relation = pgoutput::Relation {
-            oid: first.get::<_, i64>(0) as u32,
-            namespace: name.schema.clone(),
-            name: name.table.clone(),
-            replica_identity: first.get::<_, String>(1).bytes().next().unwrap_or(b'd'),
-            columns: rows
-                .iter()
-                .map(|r| pgoutput::RelationColumn {
-                    flags: u8::from(r.get::<_, bool>(5)),
-                    name: r.get(2),
-                    type_oid: r.get::<_, i64>(3) as u32,
-                    type_modifier: r.get(4),
-                })
-                .collect(),
-        };
         self.apply(relation, catalog).await
     }
 

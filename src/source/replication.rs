@@ -1,5 +1,6 @@
 //! The capture loop: replication events in, typed transactions out, acknowledgements back.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
@@ -8,11 +9,12 @@ use tokio_postgres::Client;
 use tracing::{debug, error, info, warn};
 
 use super::pgoutput::{self, Message, OldTuple};
+use super::publication;
 use super::relation::Relations;
 use super::slot::{self, SlotState};
 use super::snapshot::{self, Chunk, Job, Outcome, ProgressFile, TableProgress, Watermark, Windows};
 use super::SourceError;
-use crate::change::{Change, Datum, Op, SourceEvent};
+use crate::change::{Change, Datum, Op, Row, SourceEvent, Table};
 use crate::config::{PgUrl, Source, TableName};
 
 /// What the replication stream needs from the pipeline's source section.
@@ -21,6 +23,8 @@ pub struct StreamSettings {
     pub slot: String,
     pub publication: String,
     pub status_interval: Duration,
+    /// The configured tables: a change arriving under the name of one's partition is an error.
+    pub tables: Vec<TableName>,
 }
 
 impl From<&Source> for StreamSettings {
@@ -29,6 +33,7 @@ impl From<&Source> for StreamSettings {
             slot: s.slot.clone(),
             publication: s.publication.clone(),
             status_interval: s.status_interval.0,
+            tables: s.tables.iter().map(|t| t.value.clone()).collect(),
         }
     }
 }
@@ -53,6 +58,8 @@ pub struct SnapshotLink {
     pub tables: Vec<TableName>,
     /// A chunk received ahead of its high watermark.
     pub ready: Option<Chunk>,
+    /// The worker's run id: only watermarks carrying it are this run's.
+    pub run: u64,
 }
 
 pub struct Capture {
@@ -62,6 +69,10 @@ pub struct Capture {
     relations: Relations,
     ack: AckTracker,
     slot: String,
+    tables: Vec<TableName>,
+    /// Per relation, the configured table it is a partition of (None: it is not one), as
+    /// decided at its first change since its last Relation message.
+    leaves: HashMap<u32, Option<(TableName, TableName)>>,
     endpoint: String,
     last_confirmed: Lsn,
     received: Lsn,
@@ -141,6 +152,8 @@ impl Capture {
             relations: Relations::default(),
             ack: AckTracker::new(slot.confirmed_flush),
             slot: stream.slot.clone(),
+            tables: stream.tables.clone(),
+            leaves: HashMap::new(),
             endpoint,
             last_confirmed: slot.confirmed_flush,
             received: slot.confirmed_flush,
@@ -281,6 +294,9 @@ impl Capture {
             Message::Relation(rel) => {
                 let table = self.relations.apply(rel, &self.catalog).await?;
                 debug!(table = %format!("{}.{}", table.schema, table.name), columns = table.columns.len(), "relation");
+                // Published via the root, pgoutput describes the leaf too (after the root);
+                // only a change under the leaf's name is wrong. Decided again per version.
+                self.leaves.remove(&table.oid);
                 return Ok(());
             }
             Message::Insert { relation, new } => (relation, Op::Insert, None, Some(new)),
@@ -291,6 +307,7 @@ impl Capture {
                     SourceError::Protocol("TRUNCATE outside a transaction".into())
                 })?;
                 for oid in relations {
+                    self.ensure_not_a_leaf(oid).await?;
                     let table = self.relations.table(oid)?.clone();
                     let id = txn.next_id();
                     let change = Change {
@@ -316,15 +333,19 @@ impl Capture {
                 "change for relation {relation} outside a transaction"
             ))
         })?;
+        self.ensure_not_a_leaf(relation).await?;
         let table = self.relations.table(relation)?.clone();
         let before = match before {
             Some(OldTuple::Key(t) | OldTuple::Full(t)) => Some(self.relations.row(relation, &t)?),
             None => None,
         };
-        let after = match after {
+        let mut after = match after {
             Some(t) => Some(self.relations.row(relation, &t)?),
             None => None,
         };
+        if let Some(after) = &mut after {
+            fill_unchanged_key(&table, before.as_ref(), after)?;
+        }
         let id = txn.next_id();
         let change = Change {
             id,
@@ -335,6 +356,33 @@ impl Capture {
         };
         self.note_window_change(&change);
         send(out, SourceEvent::Change(change)).await
+    }
+
+    /// Refuses a change arriving under the name of a configured table's partition: it would
+    /// pass downstream as an unknown table's and be dropped while its commit is confirmed.
+    async fn ensure_not_a_leaf(&mut self, oid: u32) -> Result<(), SourceError> {
+        if !self.leaves.contains_key(&oid) {
+            let table = self.relations.table(oid)?;
+            let name = TableName {
+                schema: table.schema.clone(),
+                table: table.name.clone(),
+            };
+            let root = if self.tables.contains(&name) {
+                None
+            } else {
+                publication::configured_root(&self.catalog, oid, &self.tables)
+                    .await?
+                    .map(|root| (name, root))
+            };
+            self.leaves.insert(oid, root);
+        }
+        match self.leaves.get(&oid) {
+            Some(Some((leaf, root))) => Err(SourceError::LeafPartition {
+                leaf: leaf.to_string(),
+                root: root.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A change to the table of the open snapshot window: its keys leave the chunk (a
@@ -402,14 +450,17 @@ impl Capture {
                 return Ok(());
             }
         };
-        // Every slot of the database sees every watermark: act on this pipeline's only.
-        if mark.slot != self.slot {
+        // Every slot of the database sees every watermark, and a restart replays earlier
+        // runs' ones: act on this run's worker's only. Anything else (another pipeline's, an
+        // earlier run's, one written by hand) is noted and ignored, never fatal: it stays in
+        // the WAL and would be read again at every start.
+        if mark.slot != self.slot || mark.run != link.run {
+            debug!(slot = %mark.slot, run = mark.run, chunk = mark.chunk, "watermark of another run or pipeline ignored");
             return Ok(());
         }
         let Some(txn) = txn else {
-            return Err(SourceError::Protocol(
-                "a snapshot watermark outside a transaction".into(),
-            ));
+            warn!(chunk = mark.chunk, "ignoring a snapshot watermark written outside a transaction (Freshet writes them transactionally)");
+            return Ok(());
         };
         if !mark.high {
             windows.low(mark, txn.commit_lsn);
@@ -436,25 +487,14 @@ impl Capture {
         }
         let table = self
             .relations
-            .from_catalog(&chunk.table, &self.catalog)
+            .for_snapshot(chunk.relation.clone(), &self.catalog)
             .await?;
         let mut emitted = 0u64;
         for (key, texts) in &chunk.rows {
             if changed.contains(key) {
                 continue;
             }
-            let by_name: Vec<Option<String>> = table
-                .columns
-                .iter()
-                .map(|c| {
-                    chunk
-                        .columns
-                        .iter()
-                        .position(|n| n == &c.name)
-                        .and_then(|i| texts[i].clone())
-                })
-                .collect();
-            let row = self.relations.row_from_texts(table.oid, &by_name)?;
+            let row = self.relations.row_from_texts(table.oid, texts)?;
             let id = txn.next_id();
             send(
                 out,
@@ -563,8 +603,87 @@ impl Capture {
     }
 }
 
+/// A TOASTed identity column an update left alone arrives as unchanged: the key of the row
+/// would be unknown (a Kafka key with a marker lands on another partition; a snapshot window
+/// cannot drop the row). Its value is the old tuple's, which REPLICA IDENTITY FULL carries
+/// inline; without it, capture stops naming the table rather than emit a row without a key.
+fn fill_unchanged_key(
+    table: &Table,
+    before: Option<&Row>,
+    after: &mut Row,
+) -> Result<(), SourceError> {
+    for (i, column) in table.columns.iter().enumerate() {
+        if !column.key || !matches!(after.get(i), Some(Datum::Unchanged)) {
+            continue;
+        }
+        match before.and_then(|b| b.get(i)) {
+            Some(old @ (Datum::Value(_) | Datum::Null)) => after[i] = old.clone(),
+            _ => {
+                return Err(SourceError::UnchangedKey {
+                    table: format!("{}.{}", table.schema, table.name),
+                    column: column.name.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn send(out: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<(), SourceError> {
     out.send(event)
         .await
         .map_err(|_| SourceError::SinkGone("its channel closed".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Column, TypeInfo, TypeKind, Value};
+    use crate::source::value::oid;
+
+    fn table() -> Table {
+        let column = |name: &str, key| Column {
+            name: name.into(),
+            type_oid: oid::TEXT,
+            type_modifier: -1,
+            ty: TypeInfo {
+                oid: oid::TEXT,
+                kind: TypeKind::Scalar,
+            },
+            key,
+        };
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            replica_identity: b'd',
+            columns: vec![column("k", true), column("big", false)],
+        }
+    }
+
+    fn text(s: &str) -> Datum {
+        Datum::Value(Value::Text(s.into()))
+    }
+
+    #[test]
+    fn an_unchanged_key_is_taken_from_the_old_row_and_refused_without_one() {
+        let t = table();
+        let mut after = vec![Datum::Unchanged, Datum::Unchanged];
+        let old_key = vec![text("key"), Datum::Null];
+        fill_unchanged_key(&t, Some(&old_key), &mut after).unwrap();
+        assert_eq!(
+            after,
+            [text("key"), Datum::Unchanged],
+            "only the key is filled"
+        );
+
+        let mut after = vec![Datum::Unchanged, text("new")];
+        let e = fill_unchanged_key(&t, None, &mut after).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("public.t left its key column k stored out of line")
+                && e.to_string().contains("REPLICA IDENTITY FULL"),
+            "{e}"
+        );
+    }
 }

@@ -1,12 +1,14 @@
-//! The replication slot and the publication: created when missing (if allowed), checked at
-//! every start. A slot that is gone after Freshet has used it is never silently recreated:
-//! everything written while it was missing would be skipped.
+//! The replication slot: created when missing (if allowed), checked at every start. A slot
+//! that is gone after Freshet has used it is never silently recreated: everything written
+//! while it was missing would be skipped. Whether Freshet has used it is recorded in its own
+//! state ([`SlotIdentity`]), not inferred from whether the output holds records.
 
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use tracing::info;
 
 use super::SourceError;
-use crate::config::{Source, TableName};
+use crate::config::Source;
 use crate::lsn::Lsn;
 
 /// Polls (200 ms apart) for a slot held by a dead session to be released.
@@ -20,14 +22,27 @@ pub struct SlotState {
     pub created: bool,
 }
 
-/// Ensures the publication and the slot. `resuming` says that a sink already holds data
-/// from this slot, so a missing slot means a lost one.
+/// The slot this pipeline streams from, as recorded in its state the first time Freshet saw
+/// it (before anything was read through it): from then on its absence means it was lost.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlotIdentity {
+    pub slot: String,
+    pub database: String,
+    /// Where the slot started: its consistent point when Freshet created it, else its
+    /// confirmed position when Freshet first found it.
+    pub first_lsn: Lsn,
+    pub created_by_freshet: bool,
+}
+
+/// Ensures the slot. `known` is the identity recorded in the state, and `resuming` says that
+/// the output already holds data read through this slot: with either, a missing slot is a
+/// lost one. Returns the slot's state and its identity (to record when `known` is None).
 pub async fn ensure(
     client: &Client,
     source: &Source,
+    known: Option<&SlotIdentity>,
     resuming: bool,
-) -> Result<SlotState, SourceError> {
-    ensure_publication(client, source).await?;
+) -> Result<(SlotState, SlotIdentity), SourceError> {
     let catalog = |what: &str| {
         let what = what.to_string();
         move |error| SourceError::Catalog { what, error }
@@ -51,10 +66,20 @@ pub async fn ensure(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let Some(row) = row else {
+        if let Some(known) = known {
+            return Err(SourceError::SlotLost {
+                slot: source.slot.clone(),
+                why: format!(
+                    "it no longer exists, but Freshet has streamed from it since {} (in \
+                     database {:?}; recorded in its state)",
+                    known.first_lsn, known.database
+                ),
+            });
+        }
         if resuming {
             return Err(SourceError::SlotLost {
                 slot: source.slot.clone(),
-                why: "it no longer exists, but the sink already holds changes read through it"
+                why: "it no longer exists, but the output already holds changes read through it"
                     .into(),
             });
         }
@@ -67,17 +92,25 @@ pub async fn ensure(
         }
         let row = client
             .query_one(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                "SELECT lsn::text, current_database()::text
+                 FROM pg_create_logical_replication_slot($1, 'pgoutput')",
                 &[&source.slot],
             )
             .await
             .map_err(catalog("creating the replication slot"))?;
         let lsn = parse_lsn(row.get(0))?;
         info!(slot = %source.slot, %lsn, "replication slot created");
-        return Ok(SlotState {
+        let identity = SlotIdentity {
+            slot: source.slot.clone(),
+            database: row.get(1),
+            first_lsn: lsn,
+            created_by_freshet: true,
+        };
+        let state = SlotState {
             confirmed_flush: lsn,
             created: true,
-        });
+        };
+        return Ok((state, identity));
     };
     let plugin: String = row.get(0);
     let database: Option<String> = row.get(1);
@@ -114,48 +147,26 @@ pub async fn ensure(
         )));
     }
     let confirmed_flush = parse_lsn(confirmed.unwrap_or_default())?;
-    Ok(SlotState {
+    let identity = match known {
+        Some(known) if known.database != current => {
+            return Err(SourceError::Slot(format!(
+                "the state records slot {:?} in database {:?}, but this pipeline connects to {:?}",
+                source.slot, known.database, current
+            )))
+        }
+        Some(known) => known.clone(),
+        None => SlotIdentity {
+            slot: source.slot.clone(),
+            database: current,
+            first_lsn: confirmed_flush,
+            created_by_freshet: false,
+        },
+    };
+    let state = SlotState {
         confirmed_flush,
         created: false,
-    })
-}
-
-async fn ensure_publication(client: &Client, source: &Source) -> Result<(), SourceError> {
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&source.publication],
-        )
-        .await
-        .map_err(|error| SourceError::Catalog {
-            what: "reading pg_publication".into(),
-            error,
-        })?
-        .is_some();
-    if exists {
-        return Ok(());
-    }
-    if !source.create_publication {
-        return Err(SourceError::Slot(format!(
-            "publication {:?} does not exist and source.create_publication is false",
-            source.publication
-        )));
-    }
-    let tables: Vec<String> = source.tables.iter().map(|t| t.value.to_string()).collect();
-    let sql = format!(
-        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
-        quote_ident(&source.publication),
-        tables.join(", ")
-    );
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|error| SourceError::Catalog {
-            what: format!("creating publication {:?}", source.publication),
-            error,
-        })?;
-    info!(publication = %source.publication, tables = tables.len(), "publication created");
-    Ok(())
+    };
+    Ok((state, identity))
 }
 
 /// Moves the slot's confirmed position forward after the stream has ended: the final
@@ -219,32 +230,4 @@ pub async fn confirmed(client: &Client, slot: &str) -> Result<Lsn, SourceError> 
         .unwrap_or_default()
         .parse()
         .map_err(|e| SourceError::Slot(format!("slot {slot:?}: {e}")))
-}
-
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// The configured tables the publication does not cover.
-pub async fn uncovered_tables(
-    client: &Client,
-    source: &Source,
-) -> Result<Vec<TableName>, SourceError> {
-    let rows = client
-        .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&source.publication])
-        .await
-        .map_err(|error| SourceError::Catalog { what: "reading pg_publication_tables".into(), error })?;
-    let published: Vec<TableName> = rows
-        .iter()
-        .map(|r| TableName {
-            schema: r.get(0),
-            table: r.get(1),
-        })
-        .collect();
-    Ok(source
-        .tables
-        .iter()
-        .map(|t| t.value.clone())
-        .filter(|t| !published.contains(t))
-        .collect())
 }

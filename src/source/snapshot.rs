@@ -16,11 +16,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, SimpleQueryMessage};
 use tracing::{debug, error, info};
 
-use super::slot::quote_ident;
+use super::pgoutput::{Relation, RelationColumn};
 use super::SourceError;
 use crate::config::TableName;
 use crate::lsn::Lsn;
 use crate::pg;
+use crate::pg::quote_ident;
+use crate::state;
 
 /// Prefix of the watermark messages; the content says which chunk and which mark.
 pub const WATERMARK_PREFIX: &str = "freshet.snapshot";
@@ -29,6 +31,9 @@ pub const SIGNAL_PREFIX: &str = "freshet.signal";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Watermark {
+    /// The run of the worker that wrote it (see [`run_id`]); 0 in marks of older versions.
+    #[serde(default)]
+    pub run: u64,
     pub chunk: u64,
     pub high: bool,
     /// The table and its key columns, so the capture loop knows which changes fall in the
@@ -53,17 +58,19 @@ pub struct Signal {
 pub struct Chunk {
     pub id: u64,
     pub table: TableName,
-    /// Column names in table order, as selected.
-    pub columns: Vec<String>,
-    /// Each row's key (its key columns' text joined), and its column texts.
+    /// The table's shape when the chunk was read, from the catalog in the chunk's own
+    /// transaction (the stream's last Relation message may predate an ADD or DROP COLUMN).
+    pub relation: Relation,
+    /// Each row's key (its key columns' text joined), and its column texts in the
+    /// relation's column order.
     pub rows: Vec<(String, Vec<Option<String>>)>,
     /// The cursor after this chunk, and whether it was the table's last chunk.
     pub next_key: Option<Vec<String>>,
     pub last: bool,
     /// Rows of the table read so far, this chunk included.
     pub rows_read: u64,
-    /// Transactions the chunk's SELECT did not see (its snapshot's in-progress xids).
-    pub invisible: Vec<u32>,
+    /// Transactions the chunk's SELECT did not see.
+    pub invisible: Invisible,
     /// Told when the capture loop passed the chunk's high watermark, so one chunk is in flight.
     pub emitted: oneshot::Sender<Outcome>,
 }
@@ -92,7 +99,7 @@ pub struct TableProgress {
     pub rows: u64,
 }
 
-/// The progress file: written atomically (temporary file, fsync, rename, fsync directory).
+/// The progress file, replaced atomically (see [`crate::state`]).
 pub struct ProgressFile {
     path: PathBuf,
     pub progress: Progress,
@@ -100,47 +107,14 @@ pub struct ProgressFile {
 
 impl ProgressFile {
     pub fn open(path: &Path) -> Result<ProgressFile, SourceError> {
-        let progress = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                SourceError::Snapshot(format!(
-                    "{}: not a snapshot progress file: {e}",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Progress::default(),
-            Err(e) => {
-                return Err(SourceError::Snapshot(format!(
-                    "reading {}: {e}",
-                    path.display()
-                )))
-            }
-        };
         Ok(ProgressFile {
             path: path.to_path_buf(),
-            progress,
+            progress: state::read(path)?.unwrap_or_default(),
         })
     }
 
     pub fn save(&self) -> Result<(), SourceError> {
-        let io = |e: std::io::Error| {
-            SourceError::Snapshot(format!("writing {}: {e}", self.path.display()))
-        };
-        let tmp = self.path.with_extension("tmp");
-        let bytes = serde_json::to_vec_pretty(&self.progress)
-            .map_err(|e| SourceError::Snapshot(e.to_string()))?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
+        Ok(state::write(&self.path, &self.progress)?)
     }
 }
 
@@ -158,6 +132,7 @@ pub struct Job {
 pub async fn worker(
     config: tokio_postgres::Config,
     slot: String,
+    run: u64,
     chunk_rows: u32,
     mut jobs: mpsc::Receiver<Job>,
     chunks: mpsc::Sender<Chunk>,
@@ -180,9 +155,8 @@ pub async fn worker(
                 None => return Ok(()),
             },
         };
-        let columns = columns(&client, &job.table).await?;
         let key = primary_key(&client, &job.table).await?;
-        if columns.is_empty() {
+        if !exists(&client, &job.table).await? {
             error!(table = %job.table, "snapshot skipped: the table does not exist");
             continue;
         }
@@ -204,6 +178,7 @@ pub async fn worker(
             let id = next_chunk;
             next_chunk += 1;
             let mark = |high| Watermark {
+                run,
                 slot: slot.clone(),
                 truncated: false,
                 chunk: id,
@@ -212,15 +187,15 @@ pub async fn worker(
                 key: key.clone(),
             };
             emit(&client, &mark(false)).await?;
-            let (invisible, rows) = select_chunk(
-                &client,
-                &job.table,
-                &columns,
-                &key,
-                after.as_deref(),
-                chunk_rows,
-            )
-            .await?;
+            let read = read_chunk(&client, &job.table, &key, after.as_deref(), chunk_rows).await;
+            let (invisible, relation, rows) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    // Leave the session usable for the next job.
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(e);
+                }
+            };
             let last = rows.len() < chunk_rows as usize;
             let next_key = rows.last().map(|(k, _)| k.1.clone()).or(after.clone());
             let count = rows.len() as u64;
@@ -228,7 +203,7 @@ pub async fn worker(
             let chunk = Chunk {
                 id,
                 table: job.table.clone(),
-                columns: columns.clone(),
+                relation,
                 rows: rows.into_iter().map(|((k, _), r)| (k, r)).collect(),
                 next_key: next_key.clone(),
                 last,
@@ -263,11 +238,17 @@ pub async fn worker(
 
 /// Chunk ids only need to differ between runs that share a slot's WAL.
 fn rand_chunk_base() -> u64 {
-    std::time::SystemTime::now()
+    run_id() << 8
+}
+
+/// An id for one run of the capture and its worker: watermarks in the WAL that carry another
+/// (earlier runs', replayed after a restart) are not this run's. Never 0.
+pub fn run_id() -> u64 {
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
-        .unwrap_or(1)
-        << 8
+        .unwrap_or(1);
+    (micros ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
 async fn emit(client: &Client, mark: &Watermark) -> Result<(), SourceError> {
@@ -337,22 +318,38 @@ async fn keyed_identity(client: &Client, table: &TableName) -> Result<bool, Sour
     Ok(row.is_some_and(|r| r.get(0)))
 }
 
-async fn columns(client: &Client, table: &TableName) -> Result<Vec<String>, SourceError> {
-    let rows = client
-        .query(
-            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attgenerated = '' ORDER BY a.attnum",
+async fn exists(client: &Client, table: &TableName) -> Result<bool, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
             &[&table.schema, &table.table],
         )
         .await
         .map_err(|error| SourceError::Catalog {
-            what: format!("reading the columns of {table}"),
+            what: format!("looking up {table}"),
             error,
         })?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(row.is_some())
 }
+
+/// The table's columns as a Relation message would describe them (key flags per its
+/// REPLICA IDENTITY, generated columns left out as pgoutput does), with the transaction's
+/// snapshot in every row.
+const SHAPE_SQL: &str = "
+    SELECT pg_current_snapshot()::text, c.oid::int8, c.relreplident::text, a.attname::text,
+           a.atttypid::int8, a.atttypmod,
+           CASE c.relreplident
+             WHEN 'f' THEN true
+             WHEN 'd' THEN coalesce(a.attnum = ANY (pk.indkey), false)
+             WHEN 'i' THEN coalesce(a.attnum = ANY (ri.indkey), false)
+             ELSE false END
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                       AND a.attgenerated = ''
+    LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary
+    LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident
+    WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum";
 
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -365,27 +362,88 @@ pub fn key_text<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 
 type KeyedRow = ((String, Vec<String>), Vec<Option<String>>);
 
-/// The in-progress transaction ids of a `pg_current_snapshot()` text (`xmin:xmax:xip,…`),
-/// as the 32-bit xids the stream carries.
-pub fn snapshot_xip(text: &str) -> Vec<u32> {
-    text.rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|x| x.trim().parse::<u64>().ok())
-        .map(|x| x as u32)
-        .collect()
+/// The transactions a snapshot (`pg_current_snapshot()`) cannot see: those in progress when
+/// it was taken (`xip`) and every one at or above its `xmax`, which includes a transaction
+/// whose commit record is already in the WAL but which is not yet visible (PostgreSQL writes
+/// the commit record first; under group commit the xid can be above the snapshot's xmax).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Invisible {
+    /// The low 32 bits of xmax: the stream carries 32-bit xids.
+    xmax: u32,
+    xip: HashSet<u32>,
 }
 
-/// The next `limit` rows after `after` in key order, every column as its text output.
-async fn select_chunk(
+impl Invisible {
+    /// Reads `xmin:xmax:xip,…` (xid8 values; the epoch in the high bits is dropped).
+    pub fn parse(text: &str) -> Option<Invisible> {
+        let mut parts = text.trim().split(':');
+        let (_xmin, xmax, xip) = (parts.next()?, parts.next()?, parts.next()?);
+        let xid = |x: &str| x.trim().parse::<u64>().ok().map(|x| x as u32);
+        Some(Invisible {
+            xmax: xid(xmax)?,
+            xip: xip
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(xid)
+                .collect::<Option<_>>()?,
+        })
+    }
+
+    pub fn contains(&self, xid: u32) -> bool {
+        // xids compare modulo 2^32, as PostgreSQL's TransactionIdFollowsOrEquals does.
+        self.xip.contains(&xid) || (xid.wrapping_sub(self.xmax) as i32) >= 0
+    }
+}
+
+/// The next `limit` rows after `after` in key order, every column as its text output, read
+/// in one short REPEATABLE READ transaction together with its snapshot and the table's shape.
+/// The table is locked (ACCESS SHARE, as any SELECT does) before the shape is read, so no DDL
+/// can land between the shape and the rows.
+async fn read_chunk(
     client: &Client,
     table: &TableName,
-    columns: &[String],
     key: &[String],
     after: Option<&[String]>,
     limit: u32,
-) -> Result<(Vec<u32>, Vec<KeyedRow>), SourceError> {
+) -> Result<(Invisible, Relation, Vec<KeyedRow>), SourceError> {
+    let catalog = |error| SourceError::Catalog {
+        what: format!("selecting a snapshot chunk of {table}"),
+        error,
+    };
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {table} IN ACCESS SHARE MODE"
+        ))
+        .await
+        .map_err(catalog)?;
+    let shape = client
+        .query(SHAPE_SQL, &[&table.schema, &table.table])
+        .await
+        .map_err(catalog)?;
+    let Some(first) = shape.first() else {
+        return Err(SourceError::Snapshot(format!(
+            "table {table} has no columns"
+        )));
+    };
+    let text: String = first.get(0);
+    let invisible = Invisible::parse(&text)
+        .ok_or_else(|| SourceError::Snapshot(format!("pg_current_snapshot() returned {text:?}")))?;
+    let relation = Relation {
+        oid: first.get::<_, i64>(1) as u32,
+        namespace: table.schema.clone(),
+        name: table.table.clone(),
+        replica_identity: first.get::<_, String>(2).bytes().next().unwrap_or(b'd'),
+        columns: shape
+            .iter()
+            .map(|r| RelationColumn {
+                flags: u8::from(r.get::<_, bool>(6)),
+                name: r.get(3),
+                type_oid: r.get::<_, i64>(4) as u32,
+                type_modifier: r.get(5),
+            })
+            .collect(),
+    };
+    let names: Vec<String> = relation.columns.iter().map(|c| c.name.clone()).collect();
     // Values come back in their text output form, exactly what pgoutput sends (no `::text`
     // casts: bool's cast says "true", its output says "t"). Key columns are selected twice,
     // first for the cursor; names are qualified so ORDER BY binds to the table's columns.
@@ -396,7 +454,7 @@ async fn select_chunk(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (key_list, select) = (qualify(key), qualify(columns));
+    let (key_list, select) = (qualify(key), qualify(&names));
     // A row comparison on the key columns; the server casts each literal to its column's type.
     let filter = match after {
         Some(values) => {
@@ -409,39 +467,25 @@ async fn select_chunk(
         }
         None => String::new(),
     };
-    let sql = format!("SELECT {key_list}, {select} FROM {table} AS snap {filter} ORDER BY {key_list} LIMIT {limit}");
-    // One short REPEATABLE READ transaction, so the snapshot reported is the one the SELECT
-    // read with.
-    let batch = format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text; {sql}; COMMIT"
+    let sql = format!(
+        "SELECT {key_list}, {select} FROM {table} AS snap {filter} ORDER BY {key_list} LIMIT {limit}; COMMIT"
     );
-    let messages = client
-        .simple_query(&batch)
-        .await
-        .map_err(|error| SourceError::Catalog {
-            what: format!("selecting a snapshot chunk of {table}"),
-            error,
-        })?;
+    let messages = client.simple_query(&sql).await.map_err(catalog)?;
     let mut out = Vec::new();
-    let mut invisible = None;
     for m in messages {
         let SimpleQueryMessage::Row(row) = m else {
-            continue;
-        };
-        let Some(_) = invisible else {
-            invisible = Some(snapshot_xip(row.get(0).unwrap_or_default()));
             continue;
         };
         let key_values: Vec<String> = (0..key.len())
             .map(|i| row.get(i).unwrap_or_default().to_string())
             .collect();
-        let values: Vec<Option<String>> = (0..columns.len())
+        let values: Vec<Option<String>> = (0..names.len())
             .map(|i| row.get(key.len() + i).map(str::to_string))
             .collect();
         let k = key_text(key_values.iter().map(String::as_str));
         out.push(((k, key_values), values));
     }
-    Ok((invisible.unwrap_or_default(), out))
+    Ok((invisible, relation, out))
 }
 
 /// What changed in a window: these keys, or everything (a TRUNCATE).
@@ -485,11 +529,10 @@ impl Windows {
     /// Whether a transaction the chunk's SELECT could not see committed before the last low
     /// watermark: its changes precede the window, so they are in neither the window nor the
     /// chunk, and the chunk's rows may be older than the stream.
-    pub fn stale(&self, invisible: &[u32]) -> bool {
-        let invisible: HashSet<&u32> = invisible.iter().collect();
+    pub fn stale(&self, invisible: &Invisible) -> bool {
         self.recent
             .iter()
-            .any(|(xid, lsn)| *lsn < self.low_lsn && invisible.contains(xid))
+            .any(|(xid, lsn)| *lsn < self.low_lsn && invisible.contains(*xid))
     }
 
     pub fn committed(&mut self, xid: u32, commit_lsn: Lsn) {
@@ -567,6 +610,7 @@ mod tests {
 
     fn mark(chunk: u64) -> Watermark {
         Watermark {
+            run: 1,
             chunk,
             high: false,
             table: "public.t".into(),
@@ -576,29 +620,46 @@ mod tests {
         }
     }
 
+    fn invisible(text: &str) -> Invisible {
+        Invisible::parse(text).expect(text)
+    }
+
     #[test]
-    fn snapshot_xip_reads_the_in_progress_list() {
-        assert_eq!(snapshot_xip("100:105:100,102"), vec![100, 102]);
-        assert_eq!(snapshot_xip("100:100:"), Vec::<u32>::new());
+    fn invisible_covers_the_in_progress_list_and_everything_from_xmax() {
+        let i = invisible("100:105:100,102");
+        assert!(i.contains(100) && i.contains(102));
+        assert!(!i.contains(101) && !i.contains(104) && !i.contains(99));
+        assert!(i.contains(105) && i.contains(106), "at or above xmax");
+        assert!(invisible("100:100:").contains(100));
         // xid8 values carry the epoch in the high bits; the stream carries the low 32.
-        assert_eq!(snapshot_xip("4294967396:4294967400:4294967397"), vec![101]);
+        let i = invisible("4294967396:4294967400:4294967397");
+        assert!(i.contains(101) && i.contains(104) && !i.contains(100));
+        // Around wraparound, "above xmax" is modulo 2^32.
+        let i = invisible("4294967290:4294967295:");
+        assert!(i.contains(u32::MAX) && i.contains(3) && !i.contains(4294967294));
+        assert_eq!(Invisible::parse("garbage"), None);
     }
 
     #[test]
     fn a_chunk_is_stale_when_an_invisible_transaction_committed_before_the_low_watermark() {
         let mut w = Windows::default();
         w.committed(7, Lsn(100));
+        w.committed(12, Lsn(150));
         w.low(mark(1), Lsn(200));
         w.committed(8, Lsn(300));
         assert!(
-            w.stale(&[7]),
+            w.stale(&invisible("5:10:7")),
             "xid 7 committed at 100, before the low watermark at 200"
         );
         assert!(
-            !w.stale(&[8]),
+            w.stale(&invisible("5:10:")),
+            "xid 12 is at or above xmax 10 and committed before the low watermark"
+        );
+        assert!(
+            !w.stale(&invisible("5:13:8")),
             "xid 8 committed inside the window: its keys are dropped instead"
         );
-        assert!(!w.stale(&[9]));
+        assert!(!w.stale(&invisible("5:13:9")));
     }
 
     #[test]

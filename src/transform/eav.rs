@@ -201,7 +201,7 @@ pub async fn load(
     client: &tokio_postgres::Client,
     eav: &Eav,
 ) -> Result<HashMap<i64, Attribute>, tokio_postgres::Error> {
-    let q = crate::source::slot::quote_ident;
+    let q = crate::pg::quote_ident;
     let sql = format!(
         "SELECT {id}::int8, coalesce({}::text, ''), coalesce({}::text, '') FROM {}.{} WHERE {id} IS NOT NULL",
         q(&eav.name_column),

@@ -467,3 +467,17 @@ pub async fn slot_streaming(client: &Client, slot: &str, daemon: &Daemon) {
         daemon.log_text()
     );
 }
+
+/// Waits (60 s at most) for the daemon to exit by itself.
+pub async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
+    let log = daemon.log.clone();
+    wait_for(
+        &format!("freshet to exit; log: {}", log.display()),
+        Duration::from_secs(60),
+        || {
+            let exited = daemon.child.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await
+}

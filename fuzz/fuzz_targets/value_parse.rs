@@ -1,0 +1,59 @@
+//! `cargo fuzz run value_parse`: the typed value parser reads the text PostgreSQL sends for a
+//! column. It must never panic, and a value it accepts must read back to the same PostgreSQL
+//! text from its own (what the snapshot and the exact-values field carry).
+
+#![no_main]
+
+use freshet::change::{TypeInfo, TypeKind};
+use freshet::source::value::{oid, parse_text};
+use libfuzzer_sys::fuzz_target;
+
+const TYPES: &[u32] = &[
+    oid::BOOL,
+    oid::BYTEA,
+    oid::CHAR,
+    oid::INT2,
+    oid::INT4,
+    oid::INT8,
+    oid::TEXT,
+    oid::OID,
+    oid::JSON,
+    oid::JSONB,
+    oid::FLOAT4,
+    oid::FLOAT8,
+    oid::DATE,
+    oid::TIME,
+    oid::TIMESTAMP,
+    oid::TIMESTAMPTZ,
+    oid::NUMERIC,
+    oid::UUID,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let scalar = TypeInfo {
+        oid: TYPES[usize::from(pick) % TYPES.len()],
+        kind: TypeKind::Scalar,
+    };
+    // The high bit picks the array of the type.
+    let ty = if pick & 0x80 != 0 {
+        TypeInfo {
+            oid: 0,
+            kind: TypeKind::Array(Box::new(scalar)),
+        }
+    } else {
+        scalar
+    };
+    if let Ok(value) = parse_text(&ty, text) {
+        // Compared as text: NaN is a value too.
+        let printed = value.to_pg_text();
+        let again = parse_text(&ty, &printed).map(|v| v.to_pg_text());
+        assert_eq!(again, Ok(printed.clone()), "{text:?} printed as {printed:?}");
+        let _ = value.to_json();
+    }
+});

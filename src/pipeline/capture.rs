@@ -1,0 +1,398 @@
+//! The capture half: source → transform → kafka (or source → jsonl), acknowledgements back,
+//! heartbeats beside.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn, Instrument};
+
+use crate::change::SourceEvent;
+use crate::config::{Pipeline, SnapshotMode};
+use crate::jsonl::{JsonlError, JsonlSink};
+use crate::kafka;
+use crate::lsn::Lsn;
+use crate::pg;
+use crate::source::replication::{Capture, SnapshotLink, Stopped};
+use crate::source::slot::SlotIdentity;
+use crate::source::snapshot::{self, Job, ProgressFile};
+use crate::source::{heartbeat, publication, slot, SourceError};
+use crate::state::{self, State};
+use crate::transform::encoding::schema_topic;
+use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
+
+/// Events buffered between the source and the sink; a full channel slows the WAL reader.
+pub const EVENT_BUFFER: usize = 4096;
+/// How long the sink may take to drain and sync at shutdown.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the final confirmation may take (the server may be the thing that is gone).
+const FINISH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Where captured changes go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// The pipeline's Kafka topics, through the transform; snapshot progress lives in the
+    /// state directory.
+    Kafka { state_dir: PathBuf },
+    /// One JSON line per change, for debugging and for capture without Kafka.
+    Jsonl(PathBuf),
+}
+
+impl FromStr for SinkSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("jsonl", path)) if !path.is_empty() => Ok(SinkSpec::Jsonl(PathBuf::from(path))),
+            _ => Err(format!("{s:?}: expected jsonl:PATH")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] JsonlError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("restoring state from Kafka: {0}")]
+    Restore(kafka::tail::TailError),
+    #[error(
+        "the sink did not drain within {0:?}: forced stop, unsynced changes will be read again"
+    )]
+    DrainTimeout(Duration),
+    #[error("the sink task failed: {0}")]
+    SinkTask(String),
+}
+
+impl PipelineError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Source(e) => e.is_transient(),
+            PipelineError::Transform(e) => e.is_transient(),
+            PipelineError::Kafka(e) => e.is_transient(),
+            // A restart resumes from the slot; unsynced changes are read again.
+            PipelineError::DrainTimeout(_) => true,
+            PipelineError::Restore(e) => !matches!(e, kafka::tail::TailError::Record { .. }),
+            _ => false,
+        }
+    }
+}
+
+impl SinkSpec {
+    /// Where the pipeline's own state lives: beside the jsonl file, or in the state directory
+    /// under the slot's name.
+    fn state_prefix(&self, slot: &str) -> PathBuf {
+        match self {
+            SinkSpec::Jsonl(path) => path.clone(),
+            SinkSpec::Kafka { state_dir } => state_dir.join(slot),
+        }
+    }
+}
+
+/// Runs capture into `sink` until `shutdown` or an error; returns the confirmed position.
+pub async fn run(
+    pipeline: &Pipeline,
+    sink: &SinkSpec,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Lsn, PipelineError> {
+    let source = &pipeline.source;
+    let span = tracing::info_span!("capture", pipeline = %pipeline.name, stage = "source");
+    // Before anything is created on the servers: a state that cannot be kept stops here.
+    let state = State::open(sink.state_prefix(&source.slot)).map_err(SourceError::from)?;
+    let identity_at = state.path("slot");
+    let known: Option<SlotIdentity> = state::read(&identity_at).map_err(SourceError::from)?;
+    let pg_config = source.url.to_config();
+    let catalog = pg::connect(&pg_config).await.map_err(SourceError::from)?;
+    publication::verify(&catalog, source).await?;
+    let (sink, resuming) = match sink {
+        SinkSpec::Jsonl(path) => {
+            let (jsonl, resuming) = JsonlSink::open(path)?;
+            (Sink::Jsonl(jsonl), resuming)
+        }
+        SinkSpec::Kafka { .. } => kafka_stages(pipeline, &catalog).await?,
+    };
+    let (slot_state, identity) = slot::ensure(&catalog, source, known.as_ref(), resuming).await?;
+    if known.is_none() {
+        // Recorded before anything is read through the slot, so a later absence is a loss.
+        state::write(&identity_at, &identity).map_err(SourceError::from)?;
+    }
+    let mut sink = sink;
+    if let (Sink::Kafka { transform, .. }, Some(k), true) = (&mut sink, &pipeline.kafka, resuming) {
+        if let Some((schema, table)) = transform.catalog_table().cloned() {
+            let topic = topic_name(&k.topic_prefix, &schema, &table);
+            let records = kafka::tail::decode_topic(k, &topic)
+                .await
+                .map_err(PipelineError::Restore)?;
+            let applied = transform.restore_catalog(&records, slot_state.confirmed_flush);
+            info!(%topic, applied, confirmed = %slot_state.confirmed_flush, "attribute catalog restored from its topic");
+        }
+    }
+    let capture = Capture::start(&source.url, &source.into(), slot_state, catalog, None)
+        .instrument(span.clone())
+        .await?;
+
+    // Snapshots: resume unfinished tables, start the ones never snapshotted (mode initial).
+    let progress = ProgressFile::open(&state.path("snapshot"))?;
+    // Room for every table at start, plus signals that arrive during a snapshot.
+    let (jobs, jobs_rx) = mpsc::channel(source.tables.len() + 64);
+    let (chunks_tx, chunks) = mpsc::channel(1);
+    for t in &source.tables {
+        let table = t.value.clone();
+        let job = match progress.progress.tables.get(&table.to_string()) {
+            Some(p) if p.done => None,
+            Some(p) => Some(Job {
+                table,
+                after_key: p.after_key.clone(),
+                rows_read: p.rows,
+            }),
+            None if source.snapshot.mode == SnapshotMode::Initial => Some(Job {
+                table,
+                after_key: None,
+                rows_read: 0,
+            }),
+            None => None,
+        };
+        if let Some(job) = job {
+            let _ = jobs.try_send(job);
+        }
+    }
+    let tables = source.tables.iter().map(|t| t.value.clone()).collect();
+    let run = snapshot::run_id();
+    let mut capture = capture.with_snapshots(SnapshotLink {
+        chunks,
+        jobs,
+        progress,
+        tables,
+        ready: None,
+        run,
+    });
+    let snapshot_span =
+        tracing::info_span!("snapshot", pipeline = %pipeline.name, stage = "snapshot");
+    let worker = snapshot::worker(
+        pg_config.clone(),
+        source.slot.clone(),
+        run,
+        source.snapshot.chunk_rows,
+        jobs_rx,
+        chunks_tx,
+    );
+    // Streaming goes on without the worker; its cursor is saved, so a restart resumes it.
+    let snapshot_task = tokio::spawn(
+        async move {
+            if let Err(e) = worker.await {
+                error!(error = %e, "snapshots stopped (streaming goes on; restart to resume them)");
+            }
+        }
+        .instrument(snapshot_span),
+    );
+
+    let (events, events_rx) = mpsc::channel(EVENT_BUFFER);
+    let (durable_tx, mut durable) = watch::channel(slot_state.confirmed_flush);
+    let mut sink_task = tokio::spawn(sink.run(pipeline.name.clone(), events_rx, durable_tx));
+    let heartbeat_task = tokio::spawn(heartbeat::run(pg_config, source.heartbeat_interval.0));
+
+    let streamed = capture
+        .stream(&events, &mut durable, &mut shutdown)
+        .instrument(span.clone())
+        .await;
+    match &streamed {
+        Ok(Stopped::Shutdown) => info!(parent: &span, "shutdown requested: draining"),
+        Ok(Stopped::EndOfStream) => warn!(parent: &span, "the server ended the replication stream"),
+        Err(e) => error!(parent: &span, error = %e, "capture failed: draining what was read"),
+    }
+    snapshot_task.abort();
+    heartbeat_task.abort();
+    drop(events);
+    let drained = match tokio::time::timeout(DRAIN_DEADLINE, &mut sink_task).await {
+        Err(_) => {
+            sink_task.abort();
+            return Err(PipelineError::DrainTimeout(DRAIN_DEADLINE));
+        }
+        Ok(Err(join)) => Err(PipelineError::SinkTask(join.to_string())),
+        Ok(Ok(result)) => result.map(|_| ()),
+    };
+    let last_durable = *durable.borrow();
+    // Confirm what is durable even when the stream failed: it is safe, and saves a replay.
+    let confirmed = match tokio::time::timeout(FINISH_DEADLINE, capture.finish(last_durable).instrument(span)).await {
+        Ok(result) => result,
+        Err(_) => Err(SourceError::Slot(format!(
+            "the final confirmation of {last_durable} did not complete within {FINISH_DEADLINE:?}; a restart re-reads from the slot's last confirmed position"
+        ))),
+    };
+    // The sink's own failure is the cause when the source only saw it stop acknowledging.
+    match (streamed, drained) {
+        (Err(SourceError::SinkGone(_)) | Ok(_), Err(sink)) => Err(sink),
+        (Err(source), _) => Err(source.into()),
+        // Nobody asked it to stop: a restart (exit 75) resumes from what was confirmed.
+        (Ok(Stopped::EndOfStream), Ok(())) => Err(SourceError::StreamEnded.into()),
+        (Ok(Stopped::Shutdown), Ok(())) => Ok(confirmed?),
+    }
+}
+
+pub(crate) enum Sink {
+    Jsonl(JsonlSink),
+    Kafka {
+        transform: Box<Transform>,
+        producer: kafka::produce::Producer,
+    },
+}
+
+impl Sink {
+    /// Runs the sink side until the events end; publishes durable commit positions. Returns
+    /// the records (lines) written.
+    pub(crate) async fn run(
+        self,
+        pipeline: String,
+        events: mpsc::Receiver<SourceEvent>,
+        durable: watch::Sender<Lsn>,
+    ) -> Result<u64, PipelineError> {
+        match self {
+            Sink::Jsonl(jsonl) => {
+                let span = tracing::info_span!("sink", %pipeline, stage = "jsonl");
+                Ok(jsonl.run(events, durable).instrument(span).await?)
+            }
+            Sink::Kafka {
+                transform,
+                producer,
+            } => {
+                let (records, records_rx) = mpsc::channel(RECORD_BUFFER);
+                let t_span = tracing::info_span!("transform", %pipeline, stage = "transform");
+                let k_span = tracing::info_span!("kafka", %pipeline, stage = "kafka");
+                let (transformed, produced) = tokio::join!(
+                    transform.run(events, records).instrument(t_span),
+                    producer.run(records_rx, durable).instrument(k_span),
+                );
+                // The producer's failure is the cause when the transform only saw it stop.
+                match (transformed, produced) {
+                    (_, Err(e)) => Err(e.into()),
+                    (Err(e), Ok(_)) => Err(e.into()),
+                    (Ok(()), Ok(delivered)) => Ok(delivered),
+                }
+            }
+        }
+    }
+}
+
+/// Records buffered between the transform and the producer.
+const RECORD_BUFFER: usize = 1024;
+
+/// Topics, schema encoding, the attribute catalog and the producer; and whether the topics
+/// already hold data (then a missing slot is lost, never recreated).
+pub(crate) async fn kafka_stages(
+    pipeline: &Pipeline,
+    catalog: &tokio_postgres::Client,
+) -> Result<(Sink, bool), PipelineError> {
+    let Some(k) = &pipeline.kafka else {
+        return Err(PipelineError::Config(
+            "the pipeline has no kafka section: add one, or run with --sink jsonl:PATH".into(),
+        ));
+    };
+    let mut topics: Vec<(String, bool)> = pipeline
+        .source
+        .tables
+        .iter()
+        .map(|t| {
+            (
+                topic_name(&k.topic_prefix, &t.value.schema, &t.value.table),
+                false,
+            )
+        })
+        .collect();
+    let data_topics: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+    if k.schema_registry.is_none() {
+        topics.push((schema_topic(&k.topic_prefix), true));
+    }
+    let partitions = kafka::ensure_topics(k, &topics).await?;
+    let resuming = kafka::holds_data(k, &data_topics).await?;
+    let eav = match &pipeline.transform.eav {
+        Some(eav) => {
+            let initial = eav::load(catalog, eav)
+                .await
+                .map_err(|error| SourceError::Catalog {
+                    what: format!("reading the attribute catalog {}", eav.catalog.value),
+                    error,
+                })?;
+            info!(attributes = initial.len(), "attribute catalog loaded");
+            Some(eav::Catalog::new(eav, initial))
+        }
+        None => None,
+    };
+    let mut encoding = Encoding::from_config(k).map_err(TransformError::from)?;
+    if k.schema_registry.is_none() && resuming {
+        let topic = schema_topic(&k.topic_prefix);
+        let published = kafka::tail::read_all(k, &topic)
+            .await
+            .map_err(PipelineError::Restore)?;
+        encoding.remember(published.iter().filter_map(|r| {
+            let doc: serde_json::Value = serde_json::from_slice(r.value.as_deref()?).ok()?;
+            Some((
+                doc["subject"].as_str()?.to_owned(),
+                doc["schema"].as_str()?.to_owned(),
+            ))
+        }));
+    }
+    let primary_keys = primary_keys(catalog, &pipeline.source.tables).await?;
+    let captured = pipeline
+        .source
+        .tables
+        .iter()
+        .map(|t| (t.value.schema.clone(), t.value.table.clone()))
+        .collect();
+    let transform = Transform::new(
+        &pipeline.name,
+        &k.topic_prefix,
+        encoding,
+        eav,
+        primary_keys,
+        captured,
+    );
+    let producer = kafka::produce::Producer::new(k, partitions)?;
+    Ok((
+        Sink::Kafka {
+            transform: Box::new(transform),
+            producer,
+        },
+        resuming,
+    ))
+}
+
+/// Each captured table's primary-key columns, in key order (a FULL-identity table's Relation
+/// message does not say which columns they are).
+async fn primary_keys(
+    catalog: &tokio_postgres::Client,
+    tables: &[serde_saphyr::Spanned<crate::config::TableName>],
+) -> Result<std::collections::HashMap<(String, String), Vec<String>>, PipelineError> {
+    let mut keys = std::collections::HashMap::new();
+    for t in tables {
+        let t = &t.value;
+        let rows = catalog
+            .query(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary \
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[&t.schema, &t.table],
+            )
+            .await
+            .map_err(|error| SourceError::Catalog {
+                what: format!("reading the primary key of {t}"),
+                error,
+            })?;
+        if !rows.is_empty() {
+            keys.insert(
+                (t.schema.clone(), t.table.clone()),
+                rows.iter().map(|r| r.get(0)).collect(),
+            );
+        }
+    }
+    Ok(keys)
+}
