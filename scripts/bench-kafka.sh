@@ -95,7 +95,7 @@ start_freshet() {
         >"$run/$1.log" 2>&1 &
     fpid=$!
     for _ in $(seq 300); do
-        sql "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'freshet_atlasco_dev'" | grep -q 1 && return 0
+        sql "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'freshet_atlasco_dev' AND r.state IN ('catchup', 'streaming')" | grep -q 1 && return 0
         sleep 0.2
     done
     echo "freshet did not start streaming; log:" >&2; tail -20 "$run/$1.log" >&2; exit 1

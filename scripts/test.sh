@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/install.sh
+# The fuzz targets build from a fresh clone (AddressSanitizer, without Kafka): scripts/fuzz.sh.
+scripts/fuzz.sh build
 
 run=$(freshet_run_dir test)
 cleanup() {

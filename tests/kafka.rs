@@ -855,8 +855,9 @@ async fn unacknowledged_inserts(client: &tokio_postgres::Client, slot: &str) -> 
 async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
     let s = Setup::atlasco("kafka_eav_restart").await;
     let broker = Broker::start(Engine::Memory);
-    // With the initial snapshot, the catalog's topic holds its whole history.
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    // Without a snapshot the catalog's own topic never holds attribute 2 (as after its
+    // retention): the names come from Freshet's state topic alone.
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, false);
     let mut daemon = s.start(&pipeline);
     s.slot_ready(&daemon).await;
     s.client
@@ -904,6 +905,58 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
     assert_eq!(
         names,
         [(1.0, "temperature"), (2.0, "temperature"), (3.0, "temp_c")]
+    );
+}
+
+#[tokio::test]
+async fn the_attribute_catalog_is_read_as_of_the_slots_start() {
+    let s = Setup::atlasco("kafka_eav_slot_start").await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, false);
+    // A rename still open when Freshet starts: creating the slot waits for it to end, and it
+    // commits before the slot's consistent point, so the stream never carries it.
+    let renamer = s.db.client().await;
+    renamer
+        .batch_execute(
+            "BEGIN; UPDATE atlasco.attributes SET name = 'temp_c' WHERE attribute_id = 2",
+        )
+        .await
+        .unwrap();
+    let mut daemon = s.start(&pipeline);
+    support::wait_for(
+        "the slot to be in creation",
+        Duration::from_secs(60),
+        || async {
+            s.client
+                .query_opt(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&s.slot],
+                )
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    renamer.batch_execute("COMMIT").await.unwrap();
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute(
+            "INSERT INTO atlasco.entities (tenant_id, entity_id, entity_type) VALUES (2, 20, 'sensor');
+             INSERT INTO atlasco.entity_values (tenant_id, entity_id, attribute_id, float_value) VALUES (2, 20, 2, 1.0);",
+        )
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    let lines = topic_lines(&pipeline, "atlasco.entity_values").await;
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["attribute"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["temp_c"],
+        "the name committed before the slot's start"
     );
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Pipeline;
 use crate::lsn::Lsn;
 use crate::pg;
-use crate::pipeline::{kafka_stages, PipelineError, EVENT_BUFFER};
+use crate::pipeline::{attribute_catalog, kafka_stages, PipelineError, Sink, EVENT_BUFFER};
 use crate::source::replication::{Capture, StreamSettings};
 use crate::source::slot::SlotState;
 use crate::source::SourceError;
@@ -26,7 +26,14 @@ pub async fn run(pipeline: &Pipeline, slot: &str, until: Lsn) -> Result<KafkaRun
         .await
         .map_err(SourceError::from)?;
     let confirmed_flush = crate::source::slot::confirmed(&catalog, slot).await?;
-    let (sink, _) = kafka_stages(pipeline, &catalog).await?;
+    let (mut sink, _) = kafka_stages(pipeline, &catalog).await?;
+    if let Sink::Kafka { transform, .. } = &mut sink {
+        if let Some((eav, publish)) =
+            attribute_catalog(pipeline, &catalog, confirmed_flush, None).await?
+        {
+            transform.set_catalog(eav, publish);
+        }
+    }
     let started = Instant::now();
     let settings = StreamSettings {
         slot: slot.to_owned(),

@@ -16,6 +16,7 @@ use crate::lsn::Lsn;
 use crate::pg;
 use crate::source::replication::{Capture, SnapshotLink, Stopped};
 use crate::source::slot::SlotIdentity;
+use crate::source::slot::{Found, SlotState};
 use crate::source::snapshot::{self, Job, ProgressFile};
 use crate::source::{heartbeat, publication, slot, SourceError};
 use crate::state::{self, State};
@@ -119,23 +120,47 @@ pub async fn run(
         }
         SinkSpec::Kafka { .. } => kafka_stages(pipeline, &catalog).await?,
     };
-    let (slot_state, identity) = slot::ensure(&catalog, source, known.as_ref(), resuming).await?;
+    let found = slot::find(&catalog, source, known.as_ref(), resuming).await?;
+    let resume_from = match &found {
+        Found::Existing(state, _) => Some(state.confirmed_flush),
+        Found::Missing { .. } => None,
+    };
+    let mut opening = Capture::open(&source.url, &source.into(), resume_from, None)
+        .instrument(span.clone())
+        .await?;
+    let (slot_state, identity, exported) = match found {
+        Found::Existing(state, identity) => (state, identity, None),
+        Found::Missing { database } => {
+            let created = opening.create_slot().await?;
+            let identity = SlotIdentity {
+                slot: source.slot.clone(),
+                database,
+                first_lsn: created.consistent_point,
+                created_by_freshet: true,
+            };
+            let state = SlotState {
+                confirmed_flush: created.consistent_point,
+                created: true,
+            };
+            (state, identity, Some(created.snapshot))
+        }
+    };
     if known.is_none() {
         // Recorded before anything is read through the slot, so a later absence is a loss.
         state::write(&identity_at, &identity).map_err(SourceError::from)?;
     }
     let mut sink = sink;
-    if let (Sink::Kafka { transform, .. }, Some(k), true) = (&mut sink, &pipeline.kafka, resuming) {
-        if let Some((schema, table)) = transform.catalog_table().cloned() {
-            let topic = topic_name(&k.topic_prefix, &schema, &table);
-            let records = kafka::tail::decode_topic(k, &topic)
-                .await
-                .map_err(PipelineError::Restore)?;
-            let applied = transform.restore_catalog(&records, slot_state.confirmed_flush);
-            info!(%topic, applied, confirmed = %slot_state.confirmed_flush, "attribute catalog restored from its topic");
+    if let Sink::Kafka { transform, .. } = &mut sink {
+        let confirmed = slot_state.confirmed_flush;
+        if let Some((eav, publish)) =
+            attribute_catalog(pipeline, &catalog, confirmed, exported.as_deref()).await?
+        {
+            transform.set_catalog(eav, publish);
         }
     }
-    let capture = Capture::start(&source.url, &source.into(), slot_state, catalog, None)
+    // The exported snapshot ends here: the session starts streaming.
+    let capture = opening
+        .start(slot_state, catalog)
         .instrument(span.clone())
         .await?;
 
@@ -310,21 +335,11 @@ pub(crate) async fn kafka_stages(
     if k.schema_registry.is_none() {
         topics.push((schema_topic(&k.topic_prefix), true));
     }
+    if pipeline.transform.eav.is_some() {
+        topics.push((eav::state_topic(&k.topic_prefix), true));
+    }
     let partitions = kafka::ensure_topics(k, &topics).await?;
     let resuming = kafka::holds_data(k, &data_topics).await?;
-    let eav = match &pipeline.transform.eav {
-        Some(eav) => {
-            let initial = eav::load(catalog, eav)
-                .await
-                .map_err(|error| SourceError::Catalog {
-                    what: format!("reading the attribute catalog {}", eav.catalog.value),
-                    error,
-                })?;
-            info!(attributes = initial.len(), "attribute catalog loaded");
-            Some(eav::Catalog::new(eav, initial))
-        }
-        None => None,
-    };
     let mut encoding = Encoding::from_config(k).map_err(TransformError::from)?;
     if k.schema_registry.is_none() && resuming {
         let topic = schema_topic(&k.topic_prefix);
@@ -350,7 +365,6 @@ pub(crate) async fn kafka_stages(
         &pipeline.name,
         &k.topic_prefix,
         encoding,
-        eav,
         primary_keys,
         captured,
     );
@@ -362,6 +376,74 @@ pub(crate) async fn kafka_stages(
         },
         resuming,
     ))
+}
+
+/// The attribute catalog for a transform about to stream from the slot's `confirmed`
+/// position (None without an EAV mapping), and whether its state must be published. From the
+/// state topic when it holds any: each attribute as it was at `confirmed`. Otherwise from the
+/// database: as of the slot's start through the snapshot it `exported` when it was just
+/// created, else as it is now (a state topic lost or never written: names of changes the slot
+/// still holds may then be today's, which is logged).
+pub(crate) async fn attribute_catalog(
+    pipeline: &Pipeline,
+    catalog: &tokio_postgres::Client,
+    confirmed: Lsn,
+    exported: Option<&str>,
+) -> Result<Option<(eav::Catalog, bool)>, PipelineError> {
+    let (Some(eav), Some(k)) = (&pipeline.transform.eav, &pipeline.kafka) else {
+        return Ok(None);
+    };
+    let topic = eav::state_topic(&k.topic_prefix);
+    let records = kafka::tail::read_all(k, &topic)
+        .await
+        .map_err(PipelineError::Restore)?;
+    if !records.is_empty() {
+        let histories = records
+            .iter()
+            .filter_map(|r| Some((r, r.value.as_deref()?)))
+            .map(|(r, value)| {
+                serde_json::from_slice::<eav::History>(value).map_err(|e| {
+                    PipelineError::Restore(kafka::tail::TailError::Record {
+                        topic: topic.clone(),
+                        partition: r.partition,
+                        offset: r.offset,
+                        why: format!("not an attribute history: {e}"),
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let restored = eav::Catalog::restored(eav, histories, confirmed);
+        info!(%topic, attributes = restored.len(), %confirmed, "attribute catalog restored as of the confirmed position");
+        return Ok(Some((restored, false)));
+    }
+    let what = format!("reading the attribute catalog {}", eav.catalog.value);
+    let err = |error| SourceError::Catalog {
+        what: what.clone(),
+        error,
+    };
+    let initial = match exported {
+        Some(snapshot) => {
+            catalog
+                .batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
+                ))
+                .await
+                .map_err(err)?;
+            let loaded = eav::load(catalog, eav).await;
+            let _ = catalog.batch_execute("COMMIT").await;
+            loaded.map_err(err)?
+        }
+        None => {
+            warn!(%topic, "no attribute state in its topic: starting from the catalog as it is now; changes the slot still holds are named with today's names");
+            eav::load(catalog, eav).await.map_err(err)?
+        }
+    };
+    info!(
+        attributes = initial.len(),
+        as_of_slot_start = exported.is_some(),
+        "attribute catalog loaded"
+    );
+    Ok(Some((eav::Catalog::loaded(eav, initial), true)))
 }
 
 /// Each captured table's primary-key columns, in key order (a FULL-identity table's Relation

@@ -10,6 +10,6 @@ pub mod ack;
 mod capture;
 
 #[cfg(feature = "kafka")]
-pub(crate) use capture::kafka_stages;
+pub(crate) use capture::{attribute_catalog, kafka_stages, Sink};
 #[cfg(feature = "kafka")]
 pub use capture::{run, PipelineError, SinkSpec, DRAIN_DEADLINE, EVENT_BUFFER};

@@ -41,6 +41,86 @@ use crate::lsn::{ChangeId, Lsn};
 use crate::pg;
 use crate::pipeline::ack::AckTracker;
 
+/// A replication session before it streams.
+pub struct Opening {
+    repl: ReplicationClient,
+    endpoint: String,
+    stream: StreamSettings,
+}
+
+/// A slot created on an [`Opening`] session.
+#[derive(Debug, Clone)]
+pub struct CreatedSlot {
+    pub consistent_point: Lsn,
+    /// The exported snapshot of the consistent point: a normal session reads the database
+    /// exactly as of the slot's start with `SET TRANSACTION SNAPSHOT`, until the stream starts.
+    pub snapshot: String,
+}
+
+impl Opening {
+    /// Creates the logical slot on this session, exporting the snapshot of its consistent
+    /// point.
+    pub async fn create_slot(&mut self) -> Result<CreatedSlot, SourceError> {
+        let sql = format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            pg::quote_ident(&self.stream.slot)
+        );
+        let rows =
+            self.repl
+                .simple_query(&sql)
+                .await
+                .map_err(|error| SourceError::Replication {
+                    endpoint: self.endpoint.clone(),
+                    error,
+                })?;
+        let field = |i: usize| -> Option<String> {
+            let bytes = rows.first()?.get(i)?.as_ref()?;
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        };
+        let (Some(point), Some(snapshot)) = (field(1), field(2)) else {
+            return Err(SourceError::Slot(format!(
+                "CREATE_REPLICATION_SLOT {} returned no consistent point or snapshot",
+                self.stream.slot
+            )));
+        };
+        let consistent_point = point
+            .parse()
+            .map_err(|e| SourceError::Slot(format!("server returned a bad LSN: {e}")))?;
+        info!(slot = %self.stream.slot, lsn = %consistent_point, "replication slot created");
+        Ok(CreatedSlot {
+            consistent_point,
+            snapshot,
+        })
+    }
+
+    /// Starts streaming at the slot's confirmed position (its consistent point when it was
+    /// created on this session); an exported snapshot is gone from then on.
+    pub async fn start(mut self, slot: SlotState, catalog: Client) -> Result<Capture, SourceError> {
+        let endpoint = self.endpoint;
+        let repl_err = |error| SourceError::Replication {
+            endpoint: endpoint.clone(),
+            error,
+        };
+        self.repl.start().await.map_err(repl_err)?;
+        self.repl.wait_started().await.map_err(repl_err)?;
+        let stream = self.stream;
+        info!(slot = %stream.slot, resume_from = %slot.confirmed_flush, created = slot.created, "capture started");
+        Ok(Capture {
+            snapshots: None,
+            repl: self.repl,
+            catalog,
+            relations: Relations::default(),
+            ack: AckTracker::new(slot.confirmed_flush),
+            slot: stream.slot,
+            tables: stream.tables,
+            leaves: HashMap::new(),
+            endpoint,
+            last_confirmed: slot.confirmed_flush,
+            received: slot.confirmed_flush,
+        })
+    }
+}
+
 /// Why streaming stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -106,6 +186,21 @@ impl Capture {
         catalog: Client,
         stop_at: Option<Lsn>,
     ) -> Result<Capture, SourceError> {
+        Capture::open(url, stream, Some(slot.confirmed_flush), stop_at)
+            .await?
+            .start(slot, catalog)
+            .await
+    }
+
+    /// Opens a replication session that does not stream yet, so that a slot can be created
+    /// on it ([`Opening::create_slot`]). `resume_from`: the slot's confirmed position, when
+    /// it exists.
+    pub async fn open(
+        url: &PgUrl,
+        stream: &StreamSettings,
+        resume_from: Option<Lsn>,
+        stop_at: Option<Lsn>,
+    ) -> Result<Opening, SourceError> {
         let config = url.to_config();
         let endpoint = pg::endpoint(&config);
         pg::ensure_no_tls_required(&config)?;
@@ -114,6 +209,8 @@ impl Capture {
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
+        // 0/0 for a slot created on the session: the server starts at its consistent point.
+        let from = resume_from.unwrap_or_default();
         let repl_config = ReplicationConfig::new(
             host,
             config.get_user().unwrap_or("postgres"),
@@ -123,8 +220,8 @@ impl Capture {
             stream.publication.clone(),
         )
         .with_port(config.get_ports().first().copied().unwrap_or(5432))
-        .with_start_lsn(slot.confirmed_flush.into())
-        .with_ack_lsn(slot.confirmed_flush.into())
+        .with_start_lsn(from.into())
+        .with_ack_lsn(from.into())
         .with_status_interval(stream.status_interval)
         .with_options(super::session_options())
         .with_application_name(format!("freshet:{}", stream.slot));
@@ -132,31 +229,16 @@ impl Capture {
             Some(lsn) => repl_config.with_stop_lsn(lsn.into()),
             None => repl_config,
         };
-        let mut repl = ReplicationClient::connect(repl_config)
+        let repl = ReplicationClient::connect_gated(repl_config)
             .await
             .map_err(|error| SourceError::Replication {
                 endpoint: endpoint.clone(),
                 error,
             })?;
-        repl.wait_started()
-            .await
-            .map_err(|error| SourceError::Replication {
-                endpoint: endpoint.clone(),
-                error,
-            })?;
-        info!(slot = %stream.slot, resume_from = %slot.confirmed_flush, created = slot.created, "capture started");
-        Ok(Capture {
-            snapshots: None,
+        Ok(Opening {
             repl,
-            catalog,
-            relations: Relations::default(),
-            ack: AckTracker::new(slot.confirmed_flush),
-            slot: stream.slot.clone(),
-            tables: stream.tables.clone(),
-            leaves: HashMap::new(),
             endpoint,
-            last_confirmed: slot.confirmed_flush,
-            received: slot.confirmed_flush,
+            stream: stream.clone(),
         })
     }
 

@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
-use tracing::info;
 
 use super::SourceError;
 use crate::config::Source;
@@ -34,15 +33,26 @@ pub struct SlotIdentity {
     pub created_by_freshet: bool,
 }
 
-/// Ensures the slot. `known` is the identity recorded in the state, and `resuming` says that
-/// the output already holds data read through this slot: with either, a missing slot is a
-/// lost one. Returns the slot's state and its identity (to record when `known` is None).
-pub async fn ensure(
+/// What [`find`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// The slot, checked, and its identity (to record when none was).
+    Existing(SlotState, SlotIdentity),
+    /// No slot, and Freshet may create one (it never used one of this name): on the
+    /// replication session, so the database can be read as of its start
+    /// ([`crate::source::replication::Opening::create_slot`]).
+    Missing { database: String },
+}
+
+/// Finds and checks the slot. `known` is the identity recorded in the state, and `resuming`
+/// says that the output already holds data read through this slot: with either, a missing
+/// slot is a lost one.
+pub async fn find(
     client: &Client,
     source: &Source,
     known: Option<&SlotIdentity>,
     resuming: bool,
-) -> Result<(SlotState, SlotIdentity), SourceError> {
+) -> Result<Found, SourceError> {
     let catalog = |what: &str| {
         let what = what.to_string();
         move |error| SourceError::Catalog { what, error }
@@ -90,27 +100,12 @@ pub async fn ensure(
                 source.slot, source.slot
             )));
         }
-        let row = client
-            .query_one(
-                "SELECT lsn::text, current_database()::text
-                 FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[&source.slot],
-            )
+        let database = client
+            .query_one("SELECT current_database()::text", &[])
             .await
-            .map_err(catalog("creating the replication slot"))?;
-        let lsn = parse_lsn(row.get(0))?;
-        info!(slot = %source.slot, %lsn, "replication slot created");
-        let identity = SlotIdentity {
-            slot: source.slot.clone(),
-            database: row.get(1),
-            first_lsn: lsn,
-            created_by_freshet: true,
-        };
-        let state = SlotState {
-            confirmed_flush: lsn,
-            created: true,
-        };
-        return Ok((state, identity));
+            .map_err(catalog("reading the database name"))?
+            .get(0);
+        return Ok(Found::Missing { database });
     };
     let plugin: String = row.get(0);
     let database: Option<String> = row.get(1);
@@ -166,7 +161,7 @@ pub async fn ensure(
         confirmed_flush,
         created: false,
     };
-    Ok((state, identity))
+    Ok(Found::Existing(state, identity))
 }
 
 /// Moves the slot's confirmed position forward after the stream has ended: the final

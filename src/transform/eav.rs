@@ -1,11 +1,18 @@
 //! The attribute catalog as the transform sees it: updated from the catalog table's own
 //! changes in WAL order, so each value change carries the name valid at its commit.
+//!
+//! The catalog is state, kept in Kafka (a compacted topic, one record per attribute with its
+//! whole history) and written before any position that depends on it is acknowledged. A
+//! restart takes, per attribute, the version valid at the slot's confirmed position, whatever
+//! the retention of the catalog table's own topic and whatever the snapshot mode.
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::change::{Change, Datum, Op, Row, Table, Value};
 use crate::config::Eav;
-use crate::lsn::Lsn;
+use crate::lsn::{ChangeId, Lsn};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attribute {
@@ -36,6 +43,29 @@ pub struct MissingColumn {
     pub column: String,
 }
 
+/// The compacted topic that keeps the attribute catalog's state: `{prefix}._attributes`.
+pub fn state_topic(prefix: &str) -> String {
+    format!("{prefix}._attributes")
+}
+
+/// One attribute's versions, oldest first: the state topic's record for it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct History {
+    pub id: i64,
+    pub versions: Vec<Version>,
+}
+
+/// An attribute as a catalog change left it. `lsn`/`seq` are that change's identity; the
+/// versions of the catalog as loaded at the slot's start carry 0/0, valid for every change
+/// the slot streams.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Version {
+    pub lsn: Lsn,
+    pub seq: u32,
+    pub name: String,
+    pub data_type: String,
+}
+
 pub struct Catalog {
     values: (String, String),
     pub catalog: (String, String),
@@ -44,12 +74,27 @@ pub struct Catalog {
     type_column: String,
     key: Vec<String>,
     by_id: HashMap<i64, Attribute>,
+    history: HashMap<i64, Vec<Version>>,
 }
 
 impl Catalog {
-    /// Starts from `initial` (the catalog as read at start-up).
-    pub fn new(eav: &Eav, initial: HashMap<i64, Attribute>) -> Catalog {
+    /// Starts from `initial`: the catalog as read at the slot's start (see [`Catalog::loaded`])
+    /// or as restored from the state topic (see [`Catalog::restored`]).
+    fn new(eav: &Eav, history: HashMap<i64, Vec<Version>>) -> Catalog {
         let pair = |t: &crate::config::TableName| (t.schema.clone(), t.table.clone());
+        let by_id = history
+            .iter()
+            .filter_map(|(id, versions)| {
+                let v = versions.last()?;
+                Some((
+                    *id,
+                    Attribute {
+                        name: v.name.clone(),
+                        data_type: v.data_type.clone(),
+                    },
+                ))
+            })
+            .collect();
         Catalog {
             values: pair(&eav.values.value),
             catalog: pair(&eav.catalog.value),
@@ -57,8 +102,54 @@ impl Catalog {
             name_column: eav.name_column.clone(),
             type_column: eav.type_column.clone(),
             key: eav.key.clone(),
-            by_id: initial,
+            by_id,
+            history,
         }
+    }
+
+    /// The catalog as read from the database at the slot's start: every attribute's first
+    /// version, valid for everything the slot streams.
+    pub fn loaded(eav: &Eav, initial: HashMap<i64, Attribute>) -> Catalog {
+        let history = initial
+            .into_iter()
+            .map(|(id, a)| {
+                let first = Version {
+                    lsn: Lsn(0),
+                    seq: 0,
+                    name: a.name,
+                    data_type: a.data_type,
+                };
+                (id, vec![first])
+            })
+            .collect();
+        Catalog::new(eav, history)
+    }
+
+    /// The catalog as of the slot's confirmed position, from the state topic's histories (in
+    /// offset order; a later record of an attribute replaces an earlier one). Versions at or
+    /// after `confirmed` are left out: the slot streams their changes again.
+    pub fn restored(
+        eav: &Eav,
+        records: impl IntoIterator<Item = History>,
+        confirmed: Lsn,
+    ) -> Catalog {
+        let mut history: HashMap<i64, Vec<Version>> = HashMap::new();
+        for record in records {
+            history.insert(record.id, record.versions);
+        }
+        for versions in history.values_mut() {
+            versions.retain(|v| v.lsn < confirmed);
+        }
+        history.retain(|_, versions| !versions.is_empty());
+        Catalog::new(eav, history)
+    }
+
+    /// Every attribute's history, for a state topic that holds none yet.
+    pub fn histories(&self) -> impl Iterator<Item = History> + '_ {
+        self.history.iter().map(|(id, versions)| History {
+            id: *id,
+            versions: versions.clone(),
+        })
     }
 
     /// What `t` is to the mapping, with its columns resolved: once per table version, not
@@ -85,18 +176,15 @@ impl Catalog {
         self.key.iter().map(|k| column(t, k)).collect()
     }
 
-    /// Applies a change of the catalog table. A deleted attribute keeps its last name, so
-    /// value deletes that follow it still say what they were.
-    pub fn apply(&mut self, change: &Change, columns: CatalogColumns) {
+    /// Applies a change of the catalog table; returns the attribute's new history for the
+    /// state topic. A deleted attribute keeps its last name, so value deletes that follow it
+    /// still say what they were.
+    pub fn apply(&mut self, change: &Change, columns: CatalogColumns) -> Option<History> {
         if !matches!(change.op, Op::Insert | Op::Update | Op::Read) {
-            return;
+            return None;
         }
-        let Some(after) = &change.after else {
-            return;
-        };
-        let Some(id) = integer(&after[columns.id]) else {
-            return;
-        };
+        let after = change.after.as_ref()?;
+        let id = integer(&after[columns.id])?;
         // An unchanged (TOASTed) name keeps the one the row had, under its old id if the
         // update changed that.
         let old_id = change.before.as_ref().and_then(|b| integer(&b[columns.id]));
@@ -116,56 +204,27 @@ impl Catalog {
             )
             .unwrap_or_default(),
         };
+        if self.by_id.get(&id) == Some(&attribute) {
+            return None;
+        }
+        let ChangeId { commit_lsn, seq } = change.id;
+        let versions = self.history.entry(id).or_default();
+        versions.push(Version {
+            lsn: commit_lsn,
+            seq,
+            name: attribute.name.clone(),
+            data_type: attribute.data_type.clone(),
+        });
         self.by_id.insert(id, attribute);
+        Some(History {
+            id,
+            versions: versions.clone(),
+        })
     }
 
     /// The attribute a value change refers to; `attribute` is the id column's position.
     pub fn lookup(&self, row: &Row, attribute: usize) -> Option<(i64, &Attribute)> {
         integer(&row[attribute]).and_then(|id| self.by_id.get(&id).map(|a| (id, a)))
-    }
-
-    /// Replays the catalog topic's records (decoded, in partition and offset order) that
-    /// committed before `confirmed`: the slot never sends those again, so after a restart the
-    /// names are the ones valid at the resume position rather than today's. Returns how many
-    /// records were applied.
-    pub fn restore(&mut self, records: &[serde_json::Value], confirmed: Lsn) -> usize {
-        let mut applied = 0;
-        // Identity order: one attribute's changes may span partitions when its id changed.
-        let mut ordered: Vec<(Lsn, u64, &serde_json::Value)> = records
-            .iter()
-            .filter_map(|r| {
-                let lsn = r["lsn"].as_str()?.parse::<Lsn>().ok()?;
-                Some((lsn, r["seq"].as_u64().unwrap_or(0), r))
-            })
-            .collect();
-        ordered.sort_by_key(|(lsn, seq, _)| (*lsn, *seq));
-        for (lsn, _, r) in ordered {
-            if lsn >= confirmed || !matches!(r["op"].as_str(), Some("c" | "u" | "r")) {
-                continue;
-            }
-            let after = &r["after"];
-            let Some(id) = after[&self.attribute_column].as_i64() else {
-                continue;
-            };
-            let unchanged = |c: &str| {
-                r["unchanged"]
-                    .as_array()
-                    .is_some_and(|u| u.iter().any(|x| x == c))
-            };
-            let previous = self.by_id.get(&id).cloned();
-            let text = |column: &str, old: Option<String>| match after[column].as_str() {
-                Some(s) => s.to_owned(),
-                None if unchanged(column) => old.unwrap_or_default(),
-                None => String::new(),
-            };
-            let attribute = Attribute {
-                name: text(&self.name_column, previous.as_ref().map(|p| p.name.clone())),
-                data_type: text(&self.type_column, previous.map(|p| p.data_type)),
-            };
-            self.by_id.insert(id, attribute);
-            applied += 1;
-        }
-        applied
     }
 
     pub fn len(&self) -> usize {
@@ -233,9 +292,6 @@ mod tests {
     use crate::lsn::ChangeId;
 
     fn eav() -> Catalog {
-        let yaml = "name: t\nsource:\n  url: postgresql://x@127.0.0.1/db\n  tables: [atlasco.attributes, atlasco.entity_values]\ntransform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
-        let p = crate::config::parse(std::path::Path::new("t.yaml"), yaml, Default::default())
-            .expect("pipeline");
         let initial = HashMap::from([(
             2,
             Attribute {
@@ -243,7 +299,14 @@ mod tests {
                 data_type: "float".into(),
             },
         )]);
-        Catalog::new(p.transform.eav.as_ref().expect("eav"), initial)
+        Catalog::loaded(&eav_config(), initial)
+    }
+
+    fn eav_config() -> Eav {
+        let yaml = "name: t\nsource:\n  url: postgresql://x@127.0.0.1/db\n  tables: [atlasco.attributes, atlasco.entity_values]\ntransform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
+        let p = crate::config::parse(std::path::Path::new("t.yaml"), yaml, Default::default())
+            .expect("pipeline");
+        p.transform.eav.expect("eav")
     }
 
     fn attributes() -> Arc<Table> {
@@ -321,24 +384,62 @@ mod tests {
     }
 
     #[test]
-    fn restore_applies_only_what_the_slot_will_not_send_again() {
+    fn histories_restore_the_version_valid_at_the_confirmed_position() {
         let mut c = eav();
-        let record = |lsn: &str, op: &str, id: i64, name: &str| {
-            serde_json::json!({"lsn": lsn, "op": op, "unchanged": [],
-                "after": {"attribute_id": id, "name": name, "data_type": "float"}})
+        let t = attributes();
+        let Role::Catalog(cols) = c.role(&t).unwrap() else {
+            panic!("the catalog table has the catalog role")
         };
-        let records = [
-            record("0/10", "r", 2, "temperature"),
-            record("0/20", "u", 2, "temp_c"),
-            record("0/30", "u", 2, "temp_k"),
-        ];
-        // Confirmed 0/25: the rename at 0/30 is replayed from the slot, not restored.
-        assert_eq!(c.restore(&records, Lsn(0x25)), 2);
-        let got = c
-            .lookup(&row(2, Datum::Null, "x"), 0)
-            .map(|(_, a)| a.name.clone());
-        assert_eq!(got.as_deref(), Some("temp_c"));
-        assert_eq!(c.len(), 1);
+        let at = |lsn: u64, name: &str| Change {
+            id: ChangeId {
+                commit_lsn: Lsn(lsn),
+                seq: 0,
+            },
+            ..change(
+                Op::Update,
+                Some(row(2, Datum::Value(Value::Text(name.into())), "float")),
+            )
+        };
+        assert!(c.apply(&at(0x20, "temp_c"), cols).is_some());
+        let last = c.apply(&at(0x30, "temp_k"), cols).expect("a new version");
+        let names: Vec<(Lsn, &str)> = last
+            .versions
+            .iter()
+            .map(|v| (v.lsn, v.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Lsn(0), "temperature"),
+                (Lsn(0x20), "temp_c"),
+                (Lsn(0x30), "temp_k")
+            ]
+        );
+        // The same name again (a snapshot read of the row) is no new version.
+        assert!(c.apply(&at(0x40, "temp_k"), cols).is_none());
+
+        // The state topic holds an older record of the attribute, then the latest; confirmed
+        // 0/25: the rename at 0/30 is streamed again, so it is not restored.
+        let older = History {
+            id: 2,
+            versions: last.versions[..2].to_vec(),
+        };
+        let name = |c: &Catalog| {
+            c.lookup(&row(2, Datum::Null, "x"), 0)
+                .map(|(_, a)| a.name.clone())
+        };
+        let restored = Catalog::restored(&eav_config(), [older.clone(), last.clone()], Lsn(0x25));
+        assert_eq!(name(&restored).as_deref(), Some("temp_c"));
+        let restored = Catalog::restored(&eav_config(), [older, last.clone()], Lsn(0x31));
+        assert_eq!(name(&restored).as_deref(), Some("temp_k"));
+        // Confirmed before the attribute existed (its first version at 0/20): unknown.
+        let created = History {
+            id: 2,
+            versions: last.versions[1..].to_vec(),
+        };
+        let restored = Catalog::restored(&eav_config(), [created], Lsn(0x10));
+        assert_eq!(name(&restored), None);
+        assert!(restored.is_empty());
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct Transform {
     topic_prefix: String,
     encoding: Encoding,
     catalog: Option<eav::Catalog>,
+    /// Where the attribute catalog's state lives, and the records it still needs there.
+    state_topic: Arc<str>,
+    pending_state: Vec<Record>,
     /// Primary-key column names by (schema, table) of the captured tables (those in
     /// `source.tables`), read at start-up.
     primary_keys: HashMap<(String, String), Vec<String>>,
@@ -117,19 +120,21 @@ struct Txn {
 }
 
 impl Transform {
+    /// A transform without an attribute catalog yet ([`Transform::set_catalog`]).
     pub fn new(
         pipeline: &str,
         topic_prefix: &str,
         encoding: Encoding,
-        catalog: Option<eav::Catalog>,
         primary_keys: HashMap<(String, String), Vec<String>>,
         captured: HashSet<(String, String)>,
     ) -> Transform {
         Transform {
             pipeline: pipeline.to_owned(),
             topic_prefix: topic_prefix.to_owned(),
+            state_topic: eav::state_topic(topic_prefix).into(),
+            pending_state: Vec::new(),
             encoding,
-            catalog,
+            catalog: None,
             primary_keys,
             captured,
             decided: HashMap::new(),
@@ -137,16 +142,30 @@ impl Transform {
         }
     }
 
-    /// The catalog table whose topic restores the attribute state, when there is one.
-    pub fn catalog_table(&self) -> Option<&(String, String)> {
-        self.catalog.as_ref().map(|c| &c.catalog)
+    /// Sets the attribute catalog (see [`eav::Catalog::loaded`], [`eav::Catalog::restored`]);
+    /// with `publish`, every attribute's history goes to the state topic before anything else
+    /// (a state topic that holds none yet).
+    pub fn set_catalog(&mut self, catalog: eav::Catalog, publish: bool) {
+        if publish {
+            self.pending_state = catalog
+                .histories()
+                .map(|h| self.state_record(&h, Lsn(0), 0))
+                .collect();
+        }
+        self.catalog = Some(catalog);
     }
 
-    /// See [`eav::Catalog::restore`].
-    pub fn restore_catalog(&mut self, records: &[serde_json::Value], confirmed: Lsn) -> usize {
-        self.catalog
-            .as_mut()
-            .map_or(0, |c| c.restore(records, confirmed))
+    /// An attribute's history as the state topic's record, keyed by the attribute id; the
+    /// identity headers are those of the change that made the newest version.
+    fn state_record(&self, history: &eav::History, commit_lsn: Lsn, seq: u32) -> Record {
+        Record {
+            topic: self.state_topic.clone(),
+            key: Some(history.id.to_string().into_bytes()),
+            value: serde_json::to_vec(history).unwrap_or_default(),
+            routing: Routing::Partition(0),
+            commit_lsn,
+            seq,
+        }
     }
 
     pub async fn run(
@@ -158,6 +177,11 @@ impl Transform {
             xid: 0,
             commit_ts: 0,
         };
+        for r in std::mem::take(&mut self.pending_state) {
+            out.send(Output::Record(r))
+                .await
+                .map_err(|_| TransformError::Closed)?;
+        }
         while let Some(event) = events.recv().await {
             match event {
                 SourceEvent::Begin { xid, commit_ts, .. } => txn = Txn { xid, commit_ts },
@@ -205,8 +229,9 @@ impl Transform {
             return Ok((schema_records, Vec::new()));
         };
         let mut eav_attr = None;
+        let mut state = None;
         match (v.role, &mut self.catalog) {
-            (eav::Role::Catalog(columns), Some(catalog)) => catalog.apply(change, columns),
+            (eav::Role::Catalog(columns), Some(catalog)) => state = catalog.apply(change, columns),
             (eav::Role::Values { attribute }, Some(catalog)) => {
                 if let Some(row) = change.after.as_ref().or(change.before.as_ref()) {
                     eav_attr = catalog.lookup(row, attribute);
@@ -280,6 +305,13 @@ impl Transform {
                 (None, None) => vec![record(None, Routing::Partition(0), value)],
             }
         };
+        // The attribute's new history goes first: it is delivered before the commit that
+        // depends on it is acknowledged.
+        let records = state
+            .map(|h| self.state_record(&h, change.id.commit_lsn, change.id.seq))
+            .into_iter()
+            .chain(records)
+            .collect();
         Ok((schema_records, records))
     }
 

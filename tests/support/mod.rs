@@ -308,10 +308,11 @@ impl Drop for Daemon {
     }
 }
 
-/// Returns a row once the slot is streaming to a walsender. A slot shows as active while it
-/// is still being created (waiting for running transactions to reach a consistent point),
-/// and writes made then are before its start; only a walsender holding it means streaming.
-pub const SLOT_STREAMING: &str = "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1";
+/// Returns a row once the slot is streaming to a walsender. Freshet creates the slot on its
+/// replication session, whose walsender holds the slot (in state `startup`) while it waits
+/// for running transactions to reach a consistent point; writes made then are before its
+/// start. Only a walsender past START_REPLICATION (catching up or streaming) means streaming.
+pub const SLOT_STREAMING: &str = "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming')";
 
 /// The captured lines, parsed.
 pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
