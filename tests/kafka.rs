@@ -1143,3 +1143,78 @@ async fn an_update_that_moves_a_row_to_another_key_is_in_both_keys_histories() {
         (moved[1]["lsn"].clone(), moved[1]["seq"].clone())
     );
 }
+
+#[tokio::test]
+async fn a_changed_partition_count_stops_capture_and_a_restart_refuses_until_told() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    let (s, broker, pipeline, mut daemon) = Setup::one_table(
+        "kafka_partitions",
+        "CREATE TABLE t (id int PRIMARY KEY)",
+        "t",
+        Engine::Memory,
+        None,
+    )
+    .await;
+    s.client
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 10)")
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    let topic = format!("{}.public.t", s.slot);
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    // Tansu has no CreatePartitions: the topic is made again with 8, as an operator might.
+    let deleted = admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+    let made = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 8, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(made.iter().all(|r| r.is_ok()), "{made:?}");
+    let said =
+        format!("kafka topic {topic} has 8 partitions, but Freshet has been writing it with 4");
+    let status = support::wait_for(
+        "freshet to notice the new partitions and exit",
+        Duration::from_secs(120),
+        || {
+            let exited = daemon.child.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    let log = daemon.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains(&said), "{log}");
+
+    // A restart refuses too, until the operator says to move on by deleting the record.
+    let mut daemon = s.start(&pipeline);
+    let status = exit_status(&mut daemon).await;
+    assert_eq!(status.code(), Some(1), "{}", daemon.log_text());
+    let record = s
+        .dir
+        .path()
+        .join(format!("state/new/{}.topics.json", s.slot));
+    assert!(daemon.log_text().contains(&record.display().to_string()));
+    std::fs::remove_file(&record).unwrap();
+    let mut daemon = s.start(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO t VALUES (11)")
+        .await
+        .unwrap();
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(recorded[&topic], 8, "the new count is recorded: {recorded}");
+}

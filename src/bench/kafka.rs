@@ -26,7 +26,8 @@ pub async fn run(pipeline: &Pipeline, slot: &str, until: Lsn) -> Result<KafkaRun
         .await
         .map_err(SourceError::from)?;
     let confirmed_flush = crate::source::slot::confirmed(&catalog, slot).await?;
-    let (mut sink, _) = kafka_stages(pipeline, &catalog).await?;
+    // A benchmark keeps no state: its topics are made for the run.
+    let (mut sink, _) = kafka_stages(pipeline, &catalog, None).await?;
     if let Sink::Kafka { transform, .. } = &mut sink {
         if let Some((eav, publish)) =
             attribute_catalog(pipeline, &catalog, confirmed_flush, None).await?

@@ -44,6 +44,20 @@ pub enum Error {
         code: RDKafkaErrorCode,
         reason: String,
     },
+    #[error(
+        "kafka topic {topic} has {now} partitions, but Freshet has been writing it with {was}: \
+         keys would move to other partitions (out of order with their earlier records) and a \
+         TRUNCATE would not reach the new ones. Nothing written after the change was noticed is \
+         acknowledged. Either give the topic {was} partitions again (recreate it and re-snapshot), \
+         or move on to {now}: let every consumer read the topic to its end, then delete {state} \
+         and start Freshet again"
+    )]
+    PartitionsChanged {
+        topic: String,
+        was: i32,
+        now: i32,
+        state: String,
+    },
 }
 
 impl Error {
@@ -71,7 +85,7 @@ impl Error {
             Error::Delivery { error, .. } => !error
                 .rdkafka_error_code()
                 .is_some_and(|c| PERMANENT.contains(&c)),
-            Error::Topic { .. } | Error::Config(_) => false,
+            Error::Topic { .. } | Error::Config(_) | Error::PartitionsChanged { .. } => false,
         }
     }
 }

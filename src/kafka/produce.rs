@@ -26,6 +26,8 @@ use crate::transform::{Output, Record, Routing};
 const RECORD_OVERHEAD: usize = 512;
 /// How often a stalled broker is reported.
 const STALL_REPORT: Duration = Duration::from_secs(5);
+/// How often the topics' partition counts are compared with the ones records are routed by.
+const PARTITION_CHECK: Duration = Duration::from_secs(30);
 
 enum Pending {
     Delivery {
@@ -46,12 +48,17 @@ pub struct Producer {
     partitions: HashMap<String, i32>,
     max_in_flight_bytes: usize,
     brokers: String,
+    /// Where the partition counts are recorded, for the error that says what to do.
+    partitions_state: String,
 }
 
 impl Producer {
+    /// `partitions_state` names where the partition counts are recorded (for the error a
+    /// changed count stops with).
     pub fn new(
         kafka: &crate::config::Kafka,
         partitions: HashMap<String, i32>,
+        partitions_state: String,
     ) -> Result<Producer, Error> {
         let producer: FutureProducer<Context> = super::producer_config(kafka)?
             .create_with_context(super::Context)
@@ -77,7 +84,13 @@ impl Producer {
             max_in_flight_bytes: usize::try_from(kafka.producer.max_in_flight_bytes)
                 .unwrap_or(usize::MAX),
             brokers: kafka.brokers.0.clone(),
+            partitions_state,
         })
+    }
+
+    /// Each topic's partition count, as records are routed by.
+    pub fn partitions(&self) -> &HashMap<String, i32> {
+        &self.partitions
     }
 
     /// Produces until the input closes and everything sent is delivered; publishes each
@@ -95,6 +108,13 @@ impl Producer {
         let mut latency = Latency::new();
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (changed_tx, mut changed) = mpsc::channel(1);
+        let _watch = AbortOnDrop(tokio::spawn(watch_partitions(
+            self.producer.clone(),
+            self.partitions.clone(),
+            self.partitions_state.clone(),
+            changed_tx,
+        )));
         loop {
             while let Some(&Pending::Commit {
                 end,
@@ -119,6 +139,7 @@ impl Producer {
             };
             tokio::select! {
                 biased;
+                Some(e) = changed.recv() => return Err(e),
                 // First, so a steady stream of input cannot starve the reports.
                 _ = report.tick() => {
                     latency.report_window();
@@ -325,5 +346,67 @@ impl Latency {
             steady_arrival_p99_ms = ms(self.steady_arrival.value_at_quantile(0.99)),
             "commit to delivery latency since start"
         );
+    }
+}
+
+/// Compares each topic's partition count with `routed` every [`PARTITION_CHECK`]; sends the
+/// error for the first that changed. A failed metadata request is retried at the next check
+/// (an outage is reported by the produce loop).
+async fn watch_partitions(
+    producer: FutureProducer<Context>,
+    routed: HashMap<String, i32>,
+    state: String,
+    changed: mpsc::Sender<Error>,
+) {
+    let mut tick = tokio::time::interval(PARTITION_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let producer = producer.clone();
+        let topics: Vec<String> = routed.keys().cloned().collect();
+        let counts = tokio::task::spawn_blocking(move || {
+            topics
+                .into_iter()
+                .filter_map(|topic| {
+                    let metadata = producer
+                        .client()
+                        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                        .ok()?;
+                    let count = metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map(|t| t.partitions().len())?;
+                    Some((topic, i32::try_from(count).ok()?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, now) in counts {
+            let was = routed.get(&topic).copied().unwrap_or(now);
+            // A topic that shows no partitions is a metadata hiccup, not a change.
+            if now != was && now > 0 {
+                let _ = changed
+                    .send(Error::PartitionsChanged {
+                        topic,
+                        was,
+                        now,
+                        state: state.clone(),
+                    })
+                    .await;
+                return;
+            }
+        }
+    }
+}
+
+/// Aborts a task when the produce loop ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,6 +1,7 @@
 //! The capture half: source → transform → kafka (or source → jsonl), acknowledgements back,
 //! heartbeats beside.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -118,7 +119,9 @@ pub async fn run(
             let (jsonl, resuming) = JsonlSink::open(path)?;
             (Sink::Jsonl(jsonl), resuming)
         }
-        SinkSpec::Kafka { .. } => kafka_stages(pipeline, &catalog).await?,
+        SinkSpec::Kafka { .. } => {
+            kafka_stages(pipeline, &catalog, Some(&state.path("topics"))).await?
+        }
     };
     let found = slot::find(&catalog, source, known.as_ref(), resuming).await?;
     let resume_from = match &found {
@@ -314,6 +317,7 @@ const RECORD_BUFFER: usize = 1024;
 pub(crate) async fn kafka_stages(
     pipeline: &Pipeline,
     catalog: &tokio_postgres::Client,
+    topics_state: Option<&std::path::Path>,
 ) -> Result<(Sink, bool), PipelineError> {
     let Some(k) = &pipeline.kafka else {
         return Err(PipelineError::Config(
@@ -339,6 +343,27 @@ pub(crate) async fn kafka_stages(
         topics.push((eav::state_topic(&k.topic_prefix), true));
     }
     let partitions = kafka::ensure_topics(k, &topics).await?;
+    // Keys are placed by the partition count they were first written with: a count changed
+    // since (while Freshet was down) stops the start, with what to do.
+    if let Some(at) = topics_state {
+        let recorded: Option<BTreeMap<String, i32>> = state::read(at).map_err(SourceError::from)?;
+        for (topic, was) in recorded.iter().flatten() {
+            if let Some(&now) = partitions.get(topic).filter(|&&now| now != *was) {
+                return Err(kafka::Error::PartitionsChanged {
+                    topic: topic.clone(),
+                    was: *was,
+                    now,
+                    state: at.display().to_string(),
+                }
+                .into());
+            }
+        }
+        let counts: BTreeMap<&String, &i32> = partitions.iter().collect();
+        state::write(at, &counts).map_err(SourceError::from)?;
+    }
+    let state_hint = topics_state.map_or("the recorded partition counts".into(), |p| {
+        p.display().to_string()
+    });
     let resuming = kafka::holds_data(k, &data_topics).await?;
     let mut encoding = Encoding::from_config(k).map_err(TransformError::from)?;
     if k.schema_registry.is_none() && resuming {
@@ -368,7 +393,7 @@ pub(crate) async fn kafka_stages(
         primary_keys,
         captured,
     );
-    let producer = kafka::produce::Producer::new(k, partitions)?;
+    let producer = kafka::produce::Producer::new(k, partitions, state_hint)?;
     Ok((
         Sink::Kafka {
             transform: Box::new(transform),
