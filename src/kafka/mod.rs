@@ -47,8 +47,8 @@ pub enum Error {
     #[error(
         "kafka topic {topic} has {now} partitions, but Freshet has been writing it with {was}: \
          keys would move to other partitions (out of order with their earlier records) and a \
-         TRUNCATE would not reach the new ones. Nothing written after the change was noticed is \
-         acknowledged. Either give the topic {was} partitions again (recreate it and re-snapshot), \
+         TRUNCATE would not reach the new ones. Records produced since the last check (at most \
+         30 s) may already be on the new partitions; nothing after this one is acknowledged. Either give the topic {was} partitions again (recreate it and re-snapshot), \
          or move on to {now}: let every consumer read the topic to its end, then delete {state} \
          and start Freshet again"
     )]
