@@ -53,8 +53,9 @@ pub async fn connect(config: &Config) -> Result<Client, ConnectError> {
     let (client, connection) = config.connect(NoTls).await.map_err(|error| ConnectError {
         endpoint: endpoint(config),
         why: describe(&error),
-        // A server that answered with an error (auth, missing database) needs an operator.
-        transient: error.as_db_error().is_none(),
+        // A server that answered with an error (auth, missing database) needs an operator,
+        // unless it is starting up, shutting down or out of connections.
+        transient: is_transient(&error),
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -62,6 +63,25 @@ pub async fn connect(config: &Config) -> Result<Client, ConnectError> {
         }
     });
     Ok(client)
+}
+
+/// Whether a retry can get past `error`: no answer from the server (network), or an answer
+/// that says "not now": connection failures (class 08), the server starting, stopping or
+/// restarting (57P01–57P03), too many connections (53300), a serialization failure or
+/// deadlock (40001, 40P01), a lock not available (55P03). Anything else the server says is
+/// about the data or the setup.
+pub fn is_transient(error: &tokio_postgres::Error) -> bool {
+    match error.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03"
+                )
+        }
+    }
 }
 
 /// An identifier quoted for SQL text.

@@ -418,7 +418,7 @@ async fn partition_blind_spots_are_warned_and_a_snapshot_after_attach_converges(
 /// invisible until its wait is cancelled. Everything else commits locally.
 #[tokio::test]
 async fn a_committed_but_invisible_transaction_above_xmax_makes_the_chunk_stale() {
-    use freshet::source::snapshot::{Invisible, Watermark, Windows};
+    use freshet::source::snapshot::{read_chunk, Watermark, Windows};
 
     let cluster = support::OwnCluster::start(&[
         "synchronous_standby_names=nobody",
@@ -484,29 +484,36 @@ async fn a_committed_but_invisible_transaction_above_xmax_makes_the_chunk_stale(
         .await
         .unwrap()
         .get(0);
-    // The chunk's SELECT, as the worker runs it: one REPEATABLE READ transaction.
-    let rows = admin
-        .simple_query(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-             SELECT pg_current_snapshot()::text; SELECT v FROM t WHERE id = 1; COMMIT",
-        )
+    // What any snapshot taken now sees: the held xid is at or above xmax, in no list.
+    let snapshot_text: String = admin
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut parts = snapshot_text.split(':');
+    let (_, xmax, xip) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    assert!(
+        xmax.parse::<i64>().unwrap() <= held_xid
+            && !xip.split(',').any(|x| x == held_xid.to_string()),
+        "the held xid {held_xid} is at or above the xmax of {snapshot_text}, in no in-progress list"
+    );
+    // The worker's own read of a chunk.
+    let table = freshet::config::TableName {
+        schema: "public".into(),
+        table: "t".into(),
+    };
+    let (invisible, _, rows) = read_chunk(&admin, &table, &["id".into()], None, 10)
         .await
         .unwrap();
-    let texts: Vec<String> = rows
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(texts[1], "old", "the held update is invisible to the chunk");
-    let snapshot_text = &texts[0];
-    let xip = snapshot_text.rsplit(':').next().unwrap();
-    assert!(
-        !xip.split(',').any(|x| x == held_xid.to_string()),
-        "the held xid {held_xid} is not in the in-progress list of {snapshot_text}"
+    assert_eq!(
+        rows[0].1[1].as_deref(),
+        Some("old"),
+        "the held update is invisible to the chunk"
     );
-    let invisible = Invisible::parse(snapshot_text).unwrap();
     assert!(invisible.contains(held_xid as u32), "{snapshot_text}");
 
     let mut windows = Windows::default();

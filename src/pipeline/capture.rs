@@ -139,7 +139,6 @@ pub async fn run(
                 slot: source.slot.clone(),
                 database,
                 first_lsn: created.consistent_point,
-                created_by_freshet: true,
             };
             let state = SlotState {
                 confirmed_flush: created.consistent_point,
@@ -404,11 +403,13 @@ pub(crate) async fn kafka_stages(
 }
 
 /// The attribute catalog for a transform about to stream from the slot's `confirmed`
-/// position (None without an EAV mapping), and whether its state must be published. From the
-/// state topic when it holds any: each attribute as it was at `confirmed`. Otherwise from the
-/// database: as of the slot's start through the snapshot it `exported` when it was just
-/// created, else as it is now (a state topic lost or never written: names of changes the slot
-/// still holds may then be today's, which is logged).
+/// position (None without an EAV mapping), and whether its state must be published.
+/// - A slot just created: the database as of the slot's start, through the snapshot its
+///   creation `exported`; published, replacing whatever an earlier slot left in the topic.
+/// - Otherwise the state topic, when it holds a complete write: each attribute as it was at
+///   `confirmed`.
+/// - Otherwise (the topic lost, or its first write cut short) the database as it is now,
+///   published: names of changes the slot still holds may then be today's, which is logged.
 pub(crate) async fn attribute_catalog(
     pipeline: &Pipeline,
     catalog: &tokio_postgres::Client,
@@ -418,13 +419,38 @@ pub(crate) async fn attribute_catalog(
     let (Some(eav), Some(k)) = (&pipeline.transform.eav, &pipeline.kafka) else {
         return Ok(None);
     };
+    let what = format!("reading the attribute catalog {}", eav.catalog.value);
+    let err = |error| SourceError::Catalog {
+        what: what.clone(),
+        error,
+    };
+    if let Some(snapshot) = exported {
+        catalog
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
+            ))
+            .await
+            .map_err(err)?;
+        let loaded = eav::load(catalog, eav).await;
+        let _ = catalog.batch_execute("COMMIT").await;
+        let initial = loaded.map_err(err)?;
+        info!(
+            attributes = initial.len(),
+            "attribute catalog read as of the slot's start"
+        );
+        return Ok(Some((eav::Catalog::loaded(eav, initial), true)));
+    }
     let topic = eav::state_topic(&k.topic_prefix);
     let records = kafka::tail::read_all(k, &topic)
         .await
         .map_err(PipelineError::Restore)?;
-    if !records.is_empty() {
+    let complete = records
+        .iter()
+        .any(|r| r.key.as_deref() == Some(eav::COMPLETE_KEY));
+    if complete {
         let histories = records
             .iter()
+            .filter(|r| r.key.as_deref() != Some(eav::COMPLETE_KEY))
             .filter_map(|r| Some((r, r.value.as_deref()?)))
             .map(|(r, value)| {
                 serde_json::from_slice::<eav::History>(value).map_err(|e| {
@@ -441,33 +467,9 @@ pub(crate) async fn attribute_catalog(
         info!(%topic, attributes = restored.len(), %confirmed, "attribute catalog restored as of the confirmed position");
         return Ok(Some((restored, false)));
     }
-    let what = format!("reading the attribute catalog {}", eav.catalog.value);
-    let err = |error| SourceError::Catalog {
-        what: what.clone(),
-        error,
-    };
-    let initial = match exported {
-        Some(snapshot) => {
-            catalog
-                .batch_execute(&format!(
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
-                ))
-                .await
-                .map_err(err)?;
-            let loaded = eav::load(catalog, eav).await;
-            let _ = catalog.batch_execute("COMMIT").await;
-            loaded.map_err(err)?
-        }
-        None => {
-            warn!(%topic, "no attribute state in its topic: starting from the catalog as it is now; changes the slot still holds are named with today's names");
-            eav::load(catalog, eav).await.map_err(err)?
-        }
-    };
-    info!(
-        attributes = initial.len(),
-        as_of_slot_start = exported.is_some(),
-        "attribute catalog loaded"
-    );
+    warn!(%topic, "no complete attribute state in its topic: starting from the catalog as it is now; changes the slot still holds are named with today's names");
+    let initial = eav::load(catalog, eav).await.map_err(err)?;
+    info!(attributes = initial.len(), "attribute catalog loaded");
     Ok(Some((eav::Catalog::loaded(eav, initial), true)))
 }
 

@@ -172,21 +172,9 @@ async fn privileges(client: &Client, found: &mut Vec<Finding>) {
 }
 
 async fn publication(client: &Client, source: &Source, found: &mut Vec<Finding>) {
-    let exists = match client
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&source.publication],
-        )
-        .await
-    {
-        Ok(r) => r.is_some(),
-        Err(e) => {
-            found.push(Finding::bad(
-                format!("reading pg_publication: {}", pg::describe(&e)),
-                "see the server log",
-            ));
-            return;
-        }
+    let exists = match publication::exists(client, &source.publication).await {
+        Ok(exists) => exists,
+        Err(e) => return found.push(Finding::bad(e.to_string(), "see the server log")),
     };
     if !exists {
         found.push(if source.create_publication {

@@ -133,7 +133,7 @@ impl SourceError {
                 pgwire_replication::PgWireError::Server(_)
                     | pgwire_replication::PgWireError::Auth(_)
             ),
-            SourceError::Catalog { error, .. } => error.as_db_error().is_none(),
+            SourceError::Catalog { error, .. } => crate::pg::is_transient(error),
             _ => false,
         }
     }

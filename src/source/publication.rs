@@ -26,13 +26,6 @@ pub enum Gap {
 }
 
 impl Gap {
-    pub fn table(&self) -> &TableName {
-        match self {
-            Gap::NoTable(t) | Gap::NotPublished(t) | Gap::NotViaRoot(t) => t,
-            Gap::Filtered { table, .. } => table,
-        }
-    }
-
     /// What is wrong, in one line.
     pub fn what(&self, publication: &str) -> String {
         match self {
@@ -68,7 +61,7 @@ impl Gap {
     }
 }
 
-/// Creates the publication when it is missing and allowed to. Returns whether it exists now.
+/// Creates the publication when it is missing and allowed to.
 pub async fn ensure(client: &Client, source: &Source) -> Result<(), SourceError> {
     if exists(client, &source.publication).await? {
         return Ok(());
@@ -130,7 +123,7 @@ pub const BLIND_SPOT: &str = "TRUNCATE of a single partition and ATTACH PARTITIO
     populated table are not replicated when publishing via the root: truncate the root \
     instead, and after an ATTACH run `freshet snapshot --table` on the root";
 
-async fn exists(client: &Client, publication: &str) -> Result<bool, SourceError> {
+pub async fn exists(client: &Client, publication: &str) -> Result<bool, SourceError> {
     Ok(client
         .query_opt(
             "SELECT 1 FROM pg_publication WHERE pubname = $1",

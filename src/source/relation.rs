@@ -62,14 +62,9 @@ const ARRAYS: &[(u32, u32)] = &[
     (3807, oid::JSONB),
 ];
 
-struct Entry {
-    table: Arc<Table>,
-    types: Vec<TypeInfo>,
-}
-
 #[derive(Default)]
 pub struct Relations {
-    relations: HashMap<u32, Entry>,
+    relations: HashMap<u32, Arc<Table>>,
     types: HashMap<u32, TypeInfo>,
 }
 
@@ -81,11 +76,21 @@ impl Relations {
         rel: pgoutput::Relation,
         catalog: &Client,
     ) -> Result<Arc<Table>, SourceError> {
+        let table = self.build(rel, catalog).await?;
+        self.relations.insert(table.oid, table.clone());
+        Ok(table)
+    }
+
+    async fn build(
+        &mut self,
+        rel: pgoutput::Relation,
+        catalog: &Client,
+    ) -> Result<Arc<Table>, SourceError> {
         let mut types = Vec::with_capacity(rel.columns.len());
         for c in &rel.columns {
             types.push(self.resolve(c.type_oid, catalog, 0).await?);
         }
-        let table = Arc::new(Table {
+        Ok(Arc::new(Table {
             oid: rel.oid,
             schema: rel.namespace,
             name: rel.name,
@@ -93,98 +98,55 @@ impl Relations {
             columns: rel
                 .columns
                 .into_iter()
-                .zip(&types)
+                .zip(types)
                 .map(|(c, ty)| Column {
-                    ty: ty.clone(),
+                    ty,
                     name: c.name,
                     type_oid: c.type_oid,
                     type_modifier: c.type_modifier,
                     key: c.flags & 1 == 1,
                 })
                 .collect(),
-        });
-        self.relations.insert(
-            table.oid,
-            Entry {
-                table: table.clone(),
-                types,
-            },
-        );
-        Ok(table)
+        }))
     }
 
     pub fn table(&self, oid: u32) -> Result<&Arc<Table>, SourceError> {
         self.relations
             .get(&oid)
-            .map(|e| &e.table)
             .ok_or(SourceError::UnknownRelation(oid))
     }
 
     /// Decodes a tuple of relation `oid` into typed datums.
     pub fn row(&self, oid: u32, tuple: &Tuple) -> Result<Row, SourceError> {
-        let entry = self
-            .relations
-            .get(&oid)
-            .ok_or(SourceError::UnknownRelation(oid))?;
-        if tuple.len() != entry.types.len() {
-            return Err(SourceError::Shape {
-                table: format!("{}.{}", entry.table.schema, entry.table.name),
-                expected: entry.types.len(),
-                got: tuple.len(),
-            });
-        }
-        tuple
-            .iter()
-            .zip(&entry.types)
-            .enumerate()
-            .map(|(i, (v, ty))| match v {
-                TupleValue::Null => Ok(Datum::Null),
-                TupleValue::Unchanged => Ok(Datum::Unchanged),
-                TupleValue::Text(bytes) | TupleValue::Binary(bytes) => {
-                    let column = || {
-                        format!(
-                            "{}.{}.{}",
-                            entry.table.schema, entry.table.name, entry.table.columns[i].name
-                        )
-                    };
-                    let text = std::str::from_utf8(bytes)
-                        .map_err(|_| SourceError::NotUtf8 { column: column() })?;
-                    value::parse_text(ty, text)
-                        .map(Datum::Value)
-                        .map_err(|error| SourceError::Value {
-                            column: column(),
-                            error,
-                        })
-                }
-            })
-            .collect()
+        decode(self.table(oid)?, tuple)
     }
 
-    /// The relation a snapshot chunk was read with (from the catalog, in the chunk's own
-    /// transaction). The cached one when the stream described the same columns; otherwise it
-    /// replaces it, a new version like any Relation message: snapshot rows can precede any
-    /// change to their table, or follow an ADD or DROP COLUMN that no change has yet carried.
+    /// The table a snapshot chunk was read with (from the catalog, in the chunk's own
+    /// transaction): the cached one when the stream described the same columns. Otherwise a
+    /// table of the chunk's own, which the stream's cache never takes: an ADD or DROP COLUMN
+    /// that no change has carried yet reaches the chunk's rows, and a chunk read before a DDL
+    /// that the stream has already seen cannot put the older shape back.
     pub async fn for_snapshot(
         &mut self,
         relation: pgoutput::Relation,
         catalog: &Client,
     ) -> Result<Arc<Table>, SourceError> {
-        if let Some(e) = self.relations.get(&relation.oid) {
-            let same = e.table.columns.len() == relation.columns.len()
-                && e.table.columns.iter().zip(&relation.columns).all(|(a, b)| {
+        if let Some(cached) = self.relations.get(&relation.oid) {
+            let same = cached.columns.len() == relation.columns.len()
+                && cached.columns.iter().zip(&relation.columns).all(|(a, b)| {
                     a.name == b.name
                         && a.type_oid == b.type_oid
                         && a.type_modifier == b.type_modifier
                 });
             if same {
-                return Ok(e.table.clone());
+                return Ok(cached.clone());
             }
         }
-        self.apply(relation, catalog).await
+        self.build(relation, catalog).await
     }
 
-    /// Decodes column texts (None: NULL) of relation `oid`, as a snapshot selected them.
-    pub fn row_from_texts(&self, oid: u32, texts: &[Option<String>]) -> Result<Row, SourceError> {
+    /// Decodes column texts (None: NULL) of `table`, as a snapshot selected them.
+    pub fn row_from_texts(table: &Table, texts: &[Option<String>]) -> Result<Row, SourceError> {
         let tuple: Tuple = texts
             .iter()
             .map(|t| match t {
@@ -192,7 +154,7 @@ impl Relations {
                 None => TupleValue::Null,
             })
             .collect();
-        self.row(oid, &tuple)
+        decode(table, &tuple)
     }
 
     async fn resolve(
@@ -256,4 +218,33 @@ impl Relations {
         self.types.insert(oid, info.clone());
         Ok(info)
     }
+}
+
+fn decode(table: &Table, tuple: &Tuple) -> Result<Row, SourceError> {
+    if tuple.len() != table.columns.len() {
+        return Err(SourceError::Shape {
+            table: format!("{}.{}", table.schema, table.name),
+            expected: table.columns.len(),
+            got: tuple.len(),
+        });
+    }
+    tuple
+        .iter()
+        .zip(&table.columns)
+        .map(|(v, c)| match v {
+            TupleValue::Null => Ok(Datum::Null),
+            TupleValue::Unchanged => Ok(Datum::Unchanged),
+            TupleValue::Text(bytes) | TupleValue::Binary(bytes) => {
+                let column = || format!("{}.{}.{}", table.schema, table.name, c.name);
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| SourceError::NotUtf8 { column: column() })?;
+                value::parse_text(&c.ty, text)
+                    .map(Datum::Value)
+                    .map_err(|error| SourceError::Value {
+                        column: column(),
+                        error,
+                    })
+            }
+        })
+        .collect()
 }

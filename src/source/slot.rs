@@ -30,7 +30,6 @@ pub struct SlotIdentity {
     /// Where the slot started: its consistent point when Freshet created it, else its
     /// confirmed position when Freshet first found it.
     pub first_lsn: Lsn,
-    pub created_by_freshet: bool,
 }
 
 /// What [`find`] found.
@@ -154,7 +153,6 @@ pub async fn find(
             slot: source.slot.clone(),
             database: current,
             first_lsn: confirmed_flush,
-            created_by_freshet: false,
         },
     };
     let state = SlotState {

@@ -26,6 +26,8 @@ use crate::state;
 
 /// Prefix of the watermark messages; the content says which chunk and which mark.
 pub const WATERMARK_PREFIX: &str = "freshet.snapshot";
+/// The pause before a stale chunk is read again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Prefix of signals written by `freshet snapshot`: `{"snapshot": "schema.table"}`.
 pub const SIGNAL_PREFIX: &str = "freshet.signal";
 
@@ -145,7 +147,8 @@ pub async fn worker(
             what: "preparing the snapshot session".into(),
             error,
         })?;
-    let mut next_chunk: u64 = rand_chunk_base();
+    // Unique within the run; the run id tells runs apart.
+    let mut next_chunk: u64 = 1;
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
         let job = match queue.pop_front() {
@@ -187,15 +190,8 @@ pub async fn worker(
                 key: key.clone(),
             };
             emit(&client, &mark(false)).await?;
-            let read = read_chunk(&client, &job.table, &key, after.as_deref(), chunk_rows).await;
-            let (invisible, relation, rows) = match read {
-                Ok(read) => read,
-                Err(e) => {
-                    // Leave the session usable for the next job.
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(e);
-                }
-            };
+            let (invisible, relation, rows) =
+                read_chunk(&client, &job.table, &key, after.as_deref(), chunk_rows).await?;
             let last = rows.len() < chunk_rows as usize;
             let next_key = rows.last().map(|(k, _)| k.1.clone()).or(after.clone());
             let count = rows.len() as u64;
@@ -221,6 +217,9 @@ pub async fn worker(
                 Ok(Outcome::Emitted) => {}
                 Ok(Outcome::Retry) => {
                     debug!(table = %job.table, chunk = id, "chunk read again: a transaction committed before its low watermark was not yet visible to it");
+                    // Such a transaction becomes visible in milliseconds, unless it waits
+                    // for a synchronous standby: then do not spin.
+                    tokio::time::sleep(RETRY_PAUSE).await;
                     continue;
                 }
             }
@@ -234,11 +233,6 @@ pub async fn worker(
             }
         }
     }
-}
-
-/// Chunk ids only need to differ between runs that share a slot's WAL.
-fn rand_chunk_base() -> u64 {
-    run_id() << 8
 }
 
 /// An id for one run of the capture and its worker: watermarks in the WAL that carry another
@@ -399,7 +393,7 @@ impl Invisible {
 /// in one short REPEATABLE READ transaction together with its snapshot and the table's shape.
 /// The table is locked (ACCESS SHARE, as any SELECT does) before the shape is read, so no DDL
 /// can land between the shape and the rows.
-async fn read_chunk(
+pub async fn read_chunk(
     client: &Client,
     table: &TableName,
     key: &[String],

@@ -48,6 +48,11 @@ pub fn state_topic(prefix: &str) -> String {
     format!("{prefix}._attributes")
 }
 
+/// The state topic's last record of a complete write of the whole catalog (key, value); a
+/// topic without it holds a write that was cut short.
+pub const COMPLETE_KEY: &[u8] = b"complete";
+pub const COMPLETE_VALUE: &[u8] = br#"{"complete":true}"#;
+
 /// One attribute's versions, oldest first: the state topic's record for it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct History {

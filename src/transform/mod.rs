@@ -147,9 +147,19 @@ impl Transform {
     /// (a state topic that holds none yet).
     pub fn set_catalog(&mut self, catalog: eav::Catalog, publish: bool) {
         if publish {
+            // The marker last: a topic without it holds a write cut short, not the state.
+            let marker = Record {
+                topic: self.state_topic.clone(),
+                key: Some(eav::COMPLETE_KEY.to_vec()),
+                value: eav::COMPLETE_VALUE.to_vec(),
+                routing: Routing::Partition(0),
+                commit_lsn: Lsn(0),
+                seq: 0,
+            };
             self.pending_state = catalog
                 .histories()
                 .map(|h| self.state_record(&h, Lsn(0), 0))
+                .chain([marker])
                 .collect();
         }
         self.catalog = Some(catalog);
