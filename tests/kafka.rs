@@ -1075,6 +1075,24 @@ async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition(
     let state = support::replay(&identities_only(&readings), |_| vec!["id"], true);
     assert_eq!(state["readings"].len(), 1, "{:?}", state["readings"]);
     assert!(state["readings"].contains_key("100"));
+    // Keyed records sit where Kafka's default partitioner (the Java client's) puts their key.
+    let p = freshet::config::load(&pipeline).unwrap();
+    let raw = freshet::kafka::tail::read_all(
+        p.kafka.as_ref().unwrap(),
+        &format!("{}.public.readings", s.slot),
+    )
+    .await
+    .unwrap();
+    let keyed: Vec<_> = raw.iter().filter(|r| r.key.is_some()).collect();
+    assert_eq!(keyed.len(), 21);
+    for r in keyed {
+        let key = r.key.as_deref().unwrap();
+        assert_eq!(
+            r.partition,
+            freshet::kafka::partition::for_key(key, 4),
+            "{key:?}"
+        );
+    }
 
     let log = topic_lines(&pipeline, "public.log").await;
     assert_eq!(log.len(), 10);

@@ -2,6 +2,7 @@
 //! records with an idempotent producer, and turns delivery reports into the acknowledgement
 //! watermark, in commit order.
 
+pub mod partition;
 pub mod produce;
 pub mod tail;
 
@@ -46,9 +47,9 @@ pub enum Error {
     },
     #[error(
         "kafka topic {topic} has {now} partitions, but Freshet has been writing it with {was}: \
-         keys would move to other partitions (out of order with their earlier records) and a \
-         TRUNCATE would not reach the new ones. Records produced since the last check (at most \
-         30 s) may already be on the new partitions; nothing after this one is acknowledged. Either give the topic {was} partitions again (recreate it and re-snapshot), \
+         placed by {now}, keys would move to other partitions (out of order with their earlier \
+         records) and a TRUNCATE would not reach the new ones; up to here every key was placed \
+         by {was}. Either give the topic {was} partitions again (recreate it and re-snapshot), \
          or move on to {now}: let every consumer read the topic to its end, then delete {state} \
          and start Freshet again"
     )]

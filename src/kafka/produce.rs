@@ -16,7 +16,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::{Context, Error};
+use super::{partition, Context, Error};
 use crate::change::PgTimestamp;
 use crate::lsn::Lsn;
 use crate::transform::{Output, Record, Routing};
@@ -215,7 +215,12 @@ impl Producer {
             });
         // (first explicit partition, how many): the partitioner picks for a keyed record.
         let (first, count) = match r.routing {
-            Routing::ByKey => (None, 1),
+            // Placed here, by the count recorded for the topic, not by librdkafka's view of
+            // the topic: a count changed behind Freshet's back moves no key.
+            Routing::ByKey => match (&r.key, self.partitions.get(&*r.topic)) {
+                (Some(key), Some(&n)) => (Some(partition::for_key(key, n)), 1),
+                _ => (None, 1),
+            },
             Routing::Partition(p) => (Some(p), 1),
             Routing::AllPartitions => (
                 Some(0),
