@@ -4,6 +4,8 @@ export FRESHET_CACHE=${FRESHET_CACHE:-$HOME/.cache/freshet}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$FRESHET_CACHE/target}
 export FRESHET_TANSU=${FRESHET_TANSU:-$FRESHET_CACHE/tansu/bin/tansu}
 export FRESHET_CARGO_FUZZ=${FRESHET_CARGO_FUZZ:-$FRESHET_CACHE/cargo-fuzz/bin/cargo-fuzz}
+# The consumers' side of the tests: Python with the official Confluent client and fastavro.
+export FRESHET_VENV=${FRESHET_VENV:-$FRESHET_CACHE/venv}
 # The fuzz build (sanitizer flags) keeps its own output, so it never invalidates the main one.
 export FRESHET_FUZZ_TARGET=${FRESHET_FUZZ_TARGET:-$FRESHET_CACHE/fuzz-target}
 mkdir -p "$FRESHET_CACHE"

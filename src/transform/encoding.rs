@@ -1,8 +1,10 @@
 //! How a record names its schema: the Confluent wire format (magic 0, registry id) with a
-//! Schema Registry, or Avro single-object encoding (C3 01, CRC-64-AVRO fingerprint) without one,
-//! each schema then published once to a compacted schema topic so consumers can decode.
+//! Schema Registry, or Avro single-object encoding without one: C3 01 and the CRC-64-AVRO
+//! fingerprint of the schema's Parsing Canonical Form, as the Avro specification defines it,
+//! each schema then published once to a compacted schema topic (keyed by that fingerprint) so
+//! consumers can decode.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +68,8 @@ pub enum Encoding {
     },
     SingleObject {
         schema_topic: Arc<str>,
-        published: HashSet<Vec<u8>>,
+        /// Canonical fingerprint → the schema published under it, by this run or earlier ones.
+        fingerprints: HashMap<[u8; 8], String>,
         /// Per value subject, the last schema an earlier run published to the schema topic:
         /// the first version of this run must read its data too.
         earlier: HashMap<String, Schema>,
@@ -90,7 +93,7 @@ impl Encoding {
             },
             None => Encoding::SingleObject {
                 schema_topic: schema_topic(&kafka.topic_prefix).into(),
-                published: HashSet::new(),
+                fingerprints: HashMap::new(),
                 earlier: HashMap::new(),
             },
         })
@@ -99,11 +102,21 @@ impl Encoding {
     /// Seeds the compatibility check of a registry-less pipeline with what earlier runs
     /// published: the schema topic's records (subject and schema JSON), in offset order.
     pub fn remember(&mut self, published: impl IntoIterator<Item = (String, String)>) {
-        if let Encoding::SingleObject { earlier, .. } = self {
+        if let Encoding::SingleObject {
+            earlier,
+            fingerprints,
+            ..
+        } = self
+        {
             for (subject, schema) in published {
-                if let Ok(parsed) = Schema::parse_str(&schema) {
-                    earlier.insert(subject, parsed);
-                }
+                let (Ok(json), Ok(parsed)) = (
+                    serde_json::from_str::<serde_json::Value>(&schema),
+                    Schema::parse_str(&schema),
+                ) else {
+                    continue;
+                };
+                fingerprints.insert(canonical_fingerprint(&json), schema);
+                earlier.insert(subject, parsed);
             }
         }
     }
@@ -189,41 +202,16 @@ impl Encoding {
             }
             Encoding::SingleObject {
                 schema_topic,
-                published,
+                fingerprints,
                 ..
             } => {
                 let mut records = Vec::new();
-                let mut publish = |subject: &str, json: &serde_json::Value| -> Vec<u8> {
-                    // Of the schema as published: the Parsing Canonical Form drops logical
-                    // types and `pg_type`, so timestamp and timestamptz, or text and jsonb,
-                    // would share a fingerprint and one would overwrite the other.
-                    let fingerprint = crc64_avro(json.to_string().as_bytes())
-                        .to_le_bytes()
-                        .to_vec();
-                    let mut prefix = SINGLE_OBJECT_MAGIC.to_vec();
-                    prefix.extend_from_slice(&fingerprint);
-                    if published.insert(fingerprint.clone()) {
-                        let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
-                        records.push(Record {
-                            topic: schema_topic.clone(),
-                            key: Some(hex.clone().into_bytes()),
-                            // The schema as built, with the pg_type attributes a reader needs.
-                            value: json!({"subject": subject, "fingerprint": hex, "schema": json.to_string()})
-                                .to_string()
-                                .into_bytes(),
-                            routing: Routing::Partition(0),
-                            commit_lsn: Lsn(0),
-                            seq: 0,
-                        });
-                    }
-                    prefix
+                let mut publish = |subject: &str, json: &serde_json::Value| {
+                    single_object(fingerprints, schema_topic, &mut records, subject, json)
                 };
-                let value_prefix = publish(&value_subject, &schema.value);
+                let value_prefix = publish(&value_subject, &schema.value)?;
                 let key_prefix = match key {
-                    Some((subject, json)) => {
-                        parse(&subject, json)?;
-                        publish(&subject, json)
-                    }
+                    Some((subject, json)) => publish(&subject, json)?,
                     None => Vec::new(),
                 };
                 Ok(Registered {
@@ -344,6 +332,161 @@ fn row_fields(envelope: &Schema) -> Option<&[apache_avro::schema::RecordField]> 
     })
 }
 
+/// The single-object header of `json` under `subject`, adding the schema topic's record when
+/// it is new. The fingerprint is of the Parsing Canonical Form, which drops logical types and
+/// Freshet's `pg_type` attributes: two versions that differ only there (timestamp and
+/// timestamptz, a decimal's scale) would share it, and one would overwrite the other in the
+/// compacted topic. The later one then gets a record name of its own (the name plus a hash of
+/// its full text, the same in every run), so no fingerprint maps to two schemas.
+fn single_object(
+    fingerprints: &mut HashMap<[u8; 8], String>,
+    schema_topic: &Arc<str>,
+    records: &mut Vec<Record>,
+    subject: &str,
+    json: &serde_json::Value,
+) -> Result<Vec<u8>, SchemaError> {
+    let original = json.to_string();
+    let mut json = json.clone();
+    for _ in 0..4 {
+        let text = json.to_string();
+        parse(subject, &json)?;
+        let fingerprint = canonical_fingerprint(&json);
+        let mut prefix = SINGLE_OBJECT_MAGIC.to_vec();
+        prefix.extend_from_slice(&fingerprint);
+        match fingerprints.get(&fingerprint) {
+            Some(published) if *published == text => return Ok(prefix),
+            Some(_) => {
+                let name = json["name"].as_str().unwrap_or("Schema");
+                let hash = crc64_avro(format!("{original}{text}").as_bytes());
+                json["name"] = format!("{name}_{hash:016x}").into();
+            }
+            None => {
+                let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+                records.push(Record {
+                    topic: schema_topic.clone(),
+                    key: Some(hex.clone().into_bytes()),
+                    // The schema as built, with the pg_type attributes a reader needs.
+                    value: json!({"subject": subject, "fingerprint": hex, "schema": text})
+                        .to_string()
+                        .into_bytes(),
+                    routing: Routing::Partition(0),
+                    commit_lsn: Lsn(0),
+                    seq: 0,
+                });
+                fingerprints.insert(fingerprint, text);
+                return Ok(prefix);
+            }
+        }
+    }
+    Err(SchemaError::Invalid {
+        subject: subject.to_owned(),
+        error: "its canonical fingerprint keeps colliding with other schemas".into(),
+    })
+}
+
+/// The Avro specification's single-object fingerprint: CRC-64-AVRO of the Parsing Canonical
+/// Form, little-endian.
+pub fn canonical_fingerprint(schema: &serde_json::Value) -> [u8; 8] {
+    crc64_avro(canonical_form(schema).as_bytes()).to_le_bytes()
+}
+
+const PRIMITIVES: [&str; 8] = [
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+];
+
+/// The Parsing Canonical Form of a schema, as the Avro specification defines it: full names,
+/// only `name`, `type`, `fields`, `symbols`, `items`, `values` and `size`, in that order, no
+/// whitespace. (apache-avro's own keeps logical types and a decimal's precision and scale, so
+/// its fingerprints differ from the Java and Python implementations'.)
+pub fn canonical_form(schema: &serde_json::Value) -> String {
+    let mut out = String::new();
+    canonical(schema, "", &mut out);
+    out
+}
+
+fn canonical(schema: &serde_json::Value, namespace: &str, out: &mut String) {
+    use serde_json::Value;
+    let quote = |s: &str| Value::from(s).to_string();
+    let fullname = |name: &str, namespace: &str| {
+        if name.contains('.') || namespace.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{namespace}.{name}")
+        }
+    };
+    match schema {
+        Value::String(name) if PRIMITIVES.contains(&name.as_str()) => out.push_str(&quote(name)),
+        Value::String(name) => out.push_str(&quote(&fullname(name, namespace))),
+        Value::Array(branches) => {
+            out.push('[');
+            for (i, b) in branches.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(b, namespace, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            let kind = o.get("type").cloned().unwrap_or(Value::Null);
+            match kind.as_str() {
+                Some(kind @ ("record" | "error" | "enum" | "fixed")) => {
+                    let own = o
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(namespace);
+                    let name = fullname(o.get("name").and_then(Value::as_str).unwrap_or(""), own);
+                    let inner = name.rsplit_once('.').map_or("", |(ns, _)| ns).to_owned();
+                    out.push_str(&format!(
+                        "{{\"name\":{},\"type\":{}",
+                        quote(&name),
+                        quote(kind)
+                    ));
+                    match kind {
+                        "enum" => {
+                            let symbols = o.get("symbols").cloned().unwrap_or(Value::Null);
+                            out.push_str(&format!(",\"symbols\":{symbols}"));
+                        }
+                        "fixed" => {
+                            let size = o.get("size").cloned().unwrap_or(Value::Null);
+                            out.push_str(&format!(",\"size\":{size}"));
+                        }
+                        _ => {
+                            out.push_str(",\"fields\":[");
+                            let fields = o.get("fields").and_then(Value::as_array);
+                            for (i, f) in fields.into_iter().flatten().enumerate() {
+                                if i > 0 {
+                                    out.push(',');
+                                }
+                                let fname = f.get("name").and_then(Value::as_str).unwrap_or("");
+                                out.push_str(&format!("{{\"name\":{},\"type\":", quote(fname)));
+                                canonical(f.get("type").unwrap_or(&Value::Null), &inner, out);
+                                out.push('}');
+                            }
+                            out.push(']');
+                        }
+                    }
+                    out.push('}');
+                }
+                Some("array") => {
+                    out.push_str("{\"type\":\"array\",\"items\":");
+                    canonical(o.get("items").unwrap_or(&Value::Null), namespace, out);
+                    out.push('}');
+                }
+                Some("map") => {
+                    out.push_str("{\"type\":\"map\",\"values\":");
+                    canonical(o.get("values").unwrap_or(&Value::Null), namespace, out);
+                    out.push('}');
+                }
+                // A primitive with attributes (a logical type, a decimal's precision), or a
+                // nested type: only the type counts.
+                _ => canonical(&kind, namespace, out),
+            }
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// CRC-64-AVRO, the Avro specification's Rabin fingerprint, of `bytes`.
 pub fn crc64_avro(bytes: &[u8]) -> u64 {
     const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
@@ -366,14 +509,105 @@ pub fn crc64_avro(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn single_object_fingerprints_are_of_the_canonical_form_and_never_shared() {
+        let topic: Arc<str> = "p._schemas".into();
+        let version = |logical: &str| {
+            json!({"type": "record", "name": "Envelope", "namespace": "p.public.t", "fields": [
+                {"name": "at", "type": {"type": "long", "logicalType": logical}}]})
+        };
+        let (v1, v2) = (
+            version("timestamp-micros"),
+            version("local-timestamp-micros"),
+        );
+        let mut fingerprints = HashMap::new();
+        let mut records = Vec::new();
+        let header = |fingerprints: &mut HashMap<[u8; 8], String>,
+                      records: &mut Vec<Record>,
+                      json: &serde_json::Value| {
+            single_object(fingerprints, &topic, records, "p.public.t-value", json).unwrap()
+        };
+        let h1 = header(&mut fingerprints, &mut records, &v1);
+        // fastavro's fingerprint(to_parsing_canonical_form(v1), "CRC-64-AVRO"), as bytes.
+        // (apache-avro's differs: its canonical form keeps the logical type.)
+        assert_eq!(h1[..2], SINGLE_OBJECT_MAGIC);
+        assert_eq!(h1[2..], [136, 167, 156, 19, 51, 38, 232, 71]);
+        // Same canonical form, another schema: published under a name of its own.
+        let h2 = header(&mut fingerprints, &mut records, &v2);
+        assert_ne!(h1, h2);
+        assert_eq!(records.len(), 2);
+        let published = |r: &Record| -> serde_json::Value {
+            let doc: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            serde_json::from_str(doc["schema"].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(published(&records[0]), v1);
+        let renamed = published(&records[1]);
+        assert!(renamed["name"].as_str().unwrap().starts_with("Envelope_"));
+        assert_eq!(renamed["fields"], v2["fields"]);
+        // Registered again, in this run or in a new one that read the schema topic: the same
+        // headers, nothing new to publish.
+        assert_eq!(header(&mut fingerprints, &mut records, &v1), h1);
+        assert_eq!(header(&mut fingerprints, &mut records, &v2), h2);
+        assert_eq!(records.len(), 2);
+        let mut next_run = HashMap::new();
+        for r in &records {
+            let json = published(r);
+            next_run.insert(canonical_fingerprint(&json), json.to_string());
+        }
+        let mut none = Vec::new();
+        assert_eq!(header(&mut next_run, &mut none, &v2), h2);
+        assert_eq!(header(&mut next_run, &mut none, &v1), h1);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_parsing_canonical_form_is_the_specification_s() {
+        let schema = json!({
+            "type": "record", "name": "Envelope", "namespace": "p.public.t", "doc": "dropped",
+            "fields": [
+                {"name": "n", "default": null, "pg_type": {"oid": 1700},
+                 "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2},
+                          {"type": "enum", "name": "NonFinite", "namespace": "freshet", "symbols": ["NaN"]}]},
+                {"name": "again", "type": ["null", "freshet.NonFinite"]},
+                {"name": "inner", "type": {"type": "record", "name": "Inner", "fields": [
+                    {"name": "tags", "type": {"type": "array", "items": "string"}},
+                    {"name": "attrs", "type": {"type": "map", "values": {"type": "long", "logicalType": "timestamp-micros"}}},
+                    {"name": "id", "type": {"type": "fixed", "name": "Id", "size": 16}}]}}
+            ]
+        });
+        // What fastavro's to_parsing_canonical_form prints for the same schema (checked).
+        let expected = concat!(
+            r#"{"name":"p.public.t.Envelope","type":"record","fields":["#,
+            r#"{"name":"n","type":["null","bytes",{"name":"freshet.NonFinite","type":"enum","symbols":["NaN"]}]},"#,
+            r#"{"name":"again","type":["null","freshet.NonFinite"]},"#,
+            r#"{"name":"inner","type":{"name":"p.public.t.Inner","type":"record","fields":["#,
+            r#"{"name":"tags","type":{"type":"array","items":"string"}},"#,
+            r#"{"name":"attrs","type":{"type":"map","values":"long"}},"#,
+            r#"{"name":"id","type":{"name":"p.public.t.Id","type":"fixed","size":16}}]}}]}"#
+        );
+        assert_eq!(canonical_form(&schema), expected);
+        // Where apache-avro's form is the specification's (no decimal), they agree.
+        let plain = json!({"type": "record", "name": "r", "namespace": "n", "fields": [
+            {"name": "a", "type": ["null", "long"]}, {"name": "b", "type": {"type": "enum", "name": "E", "symbols": ["X", "Y"]}}]});
+        let theirs = Schema::parse(&plain).unwrap().canonical_form();
+        assert_eq!(canonical_form(&plain), theirs);
+    }
+
     #[test]
     fn crc64_avro_is_the_specification_s_rabin_fingerprint() {
-        let schema = apache_avro::Schema::parse_str(
+        let schema = Schema::parse_str(
             r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long"}]}"#,
         )
         .unwrap();
         let theirs = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
-        let ours = super::crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes();
+        let ours = crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes();
         assert_eq!(theirs, ours);
     }
 }
