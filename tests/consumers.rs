@@ -33,7 +33,8 @@ fn consume(script: &str, args: &[&str]) -> Vec<Json> {
 }
 
 #[tokio::test]
-async fn registry_less_records_decode_with_fastavro_by_their_canonical_fingerprint() {
+async fn registry_less_records_decode_with_fastavro_by_their_canonical_fingerprint_and_deletes_leave_tombstones(
+) {
     let s = Setup::new(
         "consumers_single",
         "CREATE TABLE t (id int PRIMARY KEY, v text, n numeric(10,2), at timestamptz)",
@@ -65,6 +66,7 @@ async fn registry_less_records_decode_with_fastavro_by_their_canonical_fingerpri
         "INSERT INTO t VALUES (1, 'one', 1.50, '2026-01-02 03:04:05+00'), (2, NULL, -2.25, NULL)",
         "ALTER TABLE t ALTER COLUMN at TYPE timestamp",
         "INSERT INTO t VALUES (3, 'three', 3.00, '2026-01-02 03:04:05')",
+        "DELETE FROM t WHERE id = 2",
     ] {
         s.client.batch_execute(sql).await.unwrap();
     }
@@ -77,13 +79,29 @@ async fn registry_less_records_decode_with_fastavro_by_their_canonical_fingerpri
             &broker.brokers(),
             &format!("{}.public.t", s.slot),
             &format!("{}._schemas", s.slot),
-            "3",
+            "5",
         ],
     );
-    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(records.len(), 5, "{records:?}");
+    // The delete, then its tombstone: the same key, no value, next on the same partition.
+    let delete = records
+        .iter()
+        .find(|r| r["value"]["record"]["op"] == "d")
+        .expect("the delete");
+    assert_eq!(delete["value"]["record"]["before"]["id"], 2);
+    let tombstone = records
+        .iter()
+        .find(|r| r["value"].is_null())
+        .expect("a tombstone");
+    assert_eq!(tombstone["key"], delete["key"]);
+    assert_eq!(tombstone["partition"], delete["partition"]);
+    assert_eq!(
+        tombstone["offset"].as_i64(),
+        delete["offset"].as_i64().map(|o| o + 1)
+    );
     let mut rows = BTreeMap::new();
     let mut envelopes = std::collections::BTreeSet::new();
-    for r in &records {
+    for r in records.iter().filter(|r| r["value"]["record"]["op"] == "c") {
         let value = &r["value"];
         envelopes.insert(value["schema"].as_str().unwrap().to_owned());
         let after = &value["record"]["after"];

@@ -111,11 +111,24 @@ pub enum SnapshotMode {
     Never,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transform {
     /// The entity-attribute-value layout, when the source has one.
     pub eav: Option<Eav>,
+    /// After a delete, a tombstone (the key with a null value), so compacted topics and
+    /// KTables forget the key: Debezium's `tombstones.on.delete`, on by default as there.
+    #[serde(default = "yes")]
+    pub tombstones_on_delete: bool,
+}
+
+impl Default for Transform {
+    fn default() -> Self {
+        Transform {
+            eav: None,
+            tombstones_on_delete: true,
+        }
+    }
 }
 
 /// An EAV value table whose rows name their attribute by id, and the catalog that maps the id

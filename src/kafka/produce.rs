@@ -227,12 +227,15 @@ impl Producer {
                 self.partitions.get(&*r.topic).copied().unwrap_or(1),
             ),
         };
-        let size = r.value.len() + r.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+        let size = r.value.as_ref().map_or(0, Vec::len)
+            + r.key.as_ref().map_or(0, Vec::len)
+            + RECORD_OVERHEAD;
         let mut total = 0;
         for i in 0..count {
-            let mut record = FutureRecord::to(&r.topic)
-                .payload(&r.value)
-                .headers(headers.clone());
+            let mut record = FutureRecord::to(&r.topic).headers(headers.clone());
+            if let Some(v) = &r.value {
+                record = record.payload(v);
+            }
             if let Some(k) = &r.key {
                 record = record.key(k);
             }

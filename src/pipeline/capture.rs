@@ -391,6 +391,7 @@ pub(crate) async fn kafka_stages(
         encoding,
         primary_keys,
         captured,
+        pipeline.transform.tombstones_on_delete,
     );
     let producer = kafka::produce::Producer::new(k, partitions, state_hint)?;
     Ok((

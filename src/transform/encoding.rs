@@ -366,9 +366,11 @@ fn single_object(
                     topic: schema_topic.clone(),
                     key: Some(hex.clone().into_bytes()),
                     // The schema as built, with the pg_type attributes a reader needs.
-                    value: json!({"subject": subject, "fingerprint": hex, "schema": text})
-                        .to_string()
-                        .into_bytes(),
+                    value: Some(
+                        json!({"subject": subject, "fingerprint": hex, "schema": text})
+                            .to_string()
+                            .into_bytes(),
+                    ),
                     routing: Routing::Partition(0),
                     commit_lsn: Lsn(0),
                     seq: 0,
@@ -544,7 +546,8 @@ mod tests {
         assert_ne!(h1, h2);
         assert_eq!(records.len(), 2);
         let published = |r: &Record| -> serde_json::Value {
-            let doc: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            let doc: serde_json::Value =
+                serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
             serde_json::from_str(doc["schema"].as_str().unwrap()).unwrap()
         };
         assert_eq!(published(&records[0]), v1);

@@ -36,7 +36,8 @@ pub enum Routing {
 pub struct Record {
     pub topic: Arc<str>,
     pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
+    /// None: a tombstone.
+    pub value: Option<Vec<u8>>,
     pub routing: Routing,
     /// The change identity, carried in the headers.
     pub commit_lsn: Lsn,
@@ -101,6 +102,8 @@ pub struct Transform {
     topic_prefix: String,
     encoding: Encoding,
     catalog: Option<eav::Catalog>,
+    /// A tombstone after each delete.
+    tombstones: bool,
     /// Where the attribute catalog's state lives, and the records it still needs there.
     state_topic: Arc<str>,
     pending_state: Vec<Record>,
@@ -127,8 +130,10 @@ impl Transform {
         encoding: Encoding,
         primary_keys: HashMap<(String, String), Vec<String>>,
         captured: HashSet<(String, String)>,
+        tombstones: bool,
     ) -> Transform {
         Transform {
+            tombstones,
             pipeline: pipeline.to_owned(),
             topic_prefix: topic_prefix.to_owned(),
             state_topic: eav::state_topic(topic_prefix).into(),
@@ -151,7 +156,7 @@ impl Transform {
             let marker = Record {
                 topic: self.state_topic.clone(),
                 key: Some(eav::COMPLETE_KEY.to_vec()),
-                value: eav::COMPLETE_VALUE.to_vec(),
+                value: Some(eav::COMPLETE_VALUE.to_vec()),
                 routing: Routing::Partition(0),
                 commit_lsn: Lsn(0),
                 seq: 0,
@@ -171,7 +176,7 @@ impl Transform {
         Record {
             topic: self.state_topic.clone(),
             key: Some(history.id.to_string().into_bytes()),
-            value: serde_json::to_vec(history).unwrap_or_default(),
+            value: Some(serde_json::to_vec(history).unwrap_or_default()),
             routing: Routing::Partition(0),
             commit_lsn,
             seq,
@@ -277,7 +282,7 @@ impl Transform {
             attribute,
             &mut value,
         )?;
-        let record = |key: Option<Vec<u8>>, routing: Routing, value: Vec<u8>| Record {
+        let record = |key: Option<Vec<u8>>, routing: Routing, value: Option<Vec<u8>>| Record {
             topic: v.topic.clone(),
             key,
             value,
@@ -291,6 +296,7 @@ impl Transform {
             v.schema.encode_key(row, &mut key)?;
             Ok(key)
         };
+        let value = Some(value);
         let records = if change.op == Op::Truncate {
             vec![record(None, Routing::AllPartitions, value)]
         } else if !v.schema.has_key() {
@@ -308,6 +314,12 @@ impl Transform {
                 (Some(new), Some(old)) if new != old => vec![
                     record(Some(old), Routing::ByKey, value.clone()),
                     record(Some(new), Routing::ByKey, value),
+                ],
+                // A delete, then its tombstone (the key, no value): compaction and KTables
+                // forget the key, as after Debezium's delete.
+                (None, Some(key)) if self.tombstones => vec![
+                    record(Some(key.clone()), Routing::ByKey, value),
+                    record(Some(key), Routing::ByKey, None),
                 ],
                 (Some(key), _) | (None, Some(key)) => {
                     vec![record(Some(key), Routing::ByKey, value)]
