@@ -196,11 +196,14 @@ pub fn table_schema(table: &Table, key_columns: Option<&[usize]>, eav: bool) -> 
             .collect(),
     };
     let keyed = !key_columns.is_empty();
+    // Key fields are required, the column's type alone, as Debezium writes them: a key is
+    // never NULL and never unchanged (the source takes it from the old row when the new one
+    // leaves it out), so key bytes are the same for the same row whatever the change.
     let key = keyed.then(|| {
         let mut defined = HashSet::new();
         let fields: Vec<Json> = key_columns
             .iter()
-            .map(|&i| column_field(&table.columns[i], &mut defined).0)
+            .map(|&i| key_field(&table.columns[i], &mut defined))
             .collect();
         json!({"type": "record", "name": "Key", "namespace": ns, "fields": fields})
     });
@@ -251,6 +254,15 @@ fn column_field(c: &Column, defined: &mut HashSet<&'static str>) -> (Json, Layou
         field["pg_name"] = json!(c.name);
     }
     (field, layout)
+}
+
+fn key_field(c: &Column, defined: &mut HashSet<&'static str>) -> Json {
+    let (main, ..) = main_type(&c.ty, c.type_modifier, defined);
+    let mut field = json!({"name": avro_name(&c.name), "type": main, "pg_type": type_json(&c.ty)});
+    if avro_name(&c.name) != c.name {
+        field["pg_name"] = json!(c.name);
+    }
+    field
 }
 
 fn named_enum(defined: &mut HashSet<&'static str>, name: &'static str, symbols: &[&str]) -> Json {
@@ -388,7 +400,7 @@ impl TableSchema {
                 None => put_long(out, 0),
                 Some(row) => {
                     put_long(out, 1);
-                    self.encode_row(row, None, out)?;
+                    self.encode_row(row, out)?;
                 }
             }
         }
@@ -419,11 +431,22 @@ impl TableSchema {
     }
 
     /// Writes the key of a row; `None` when the table has no key.
+    /// Writes the key of `row`: each key column's value alone (no union). A NULL, unchanged
+    /// or non-finite key value has no key form and is an error naming the column.
     pub fn encode_key(&self, row: &Row, out: &mut Vec<u8>) -> Result<bool, EncodeError> {
         if self.key_columns.is_empty() {
             return Ok(false);
         }
-        self.encode_row(row, Some(&self.key_columns), out)?;
+        for &i in &self.key_columns {
+            match row.get(i) {
+                Some(Datum::Value(v)) => put_main(out, &self.layouts[i].enc, v)
+                    .map_err(|why| self.error(i, format!("as a key: {why}")))?,
+                Some(other) => {
+                    return Err(self.error(i, format!("a key column cannot be {other:?}")))
+                }
+                None => return Err(self.error(i, "the row has no such column".into())),
+            }
+        }
         Ok(true)
     }
 
@@ -431,12 +454,7 @@ impl TableSchema {
         !self.key_columns.is_empty()
     }
 
-    fn encode_row(
-        &self,
-        row: &Row,
-        only: Option<&[usize]>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), EncodeError> {
+    fn encode_row(&self, row: &Row, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if row.len() != self.layouts.len() {
             return Err(self.error(
                 0,
@@ -447,7 +465,7 @@ impl TableSchema {
                 ),
             ));
         }
-        let mut write = |i: usize| -> Result<(), EncodeError> {
+        let write = |i: usize| -> Result<(), EncodeError> {
             let layout = &self.layouts[i];
             match &row[i] {
                 Datum::Null => put_long(out, 0),
@@ -469,10 +487,7 @@ impl TableSchema {
             }
             Ok(())
         };
-        match only {
-            Some(cols) => cols.iter().try_for_each(|&i| write(i)),
-            None => (0..row.len()).try_for_each(write),
-        }
+        (0..row.len()).try_for_each(write)
     }
 
     fn error(&self, column: usize, why: String) -> EncodeError {

@@ -237,6 +237,33 @@ fn unchanged_on_a_fixed_width_type_is_an_error_naming_the_column() {
 }
 
 #[test]
+fn keys_are_required_fields_with_the_same_bytes_whatever_the_rest_of_the_row() {
+    let t = table();
+    let s = table_schema(&t, None, false);
+    let key = s.key.as_ref().unwrap();
+    assert_eq!(key["fields"][0]["type"], "int", "no union: {key}");
+    assert!(key["fields"][0].get("default").is_none());
+    let bytes = |r: &[Datum]| {
+        let mut out = Vec::new();
+        s.encode_key(&r.to_vec(), &mut out).unwrap();
+        out
+    };
+    let mut other = row();
+    other[1] = Datum::Null;
+    other[2] = Datum::Unchanged;
+    // -7 as an Avro int (zig-zag varint), nothing else.
+    assert_eq!(bytes(&row()), [13]);
+    assert_eq!(bytes(&other), bytes(&row()));
+    let mut keyless = row();
+    keyless[0] = Datum::Unchanged;
+    let err = s.encode_key(&keyless, &mut Vec::new()).unwrap_err();
+    assert_eq!(
+        (err.table.as_str(), err.column.as_str()),
+        ("public.t-1", "id")
+    );
+}
+
+#[test]
 fn full_identity_tables_key_only_by_an_explicit_primary_key() {
     let mut t = table();
     t.replica_identity = b'f';
