@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -82,22 +81,6 @@ impl Setup {
     }
 }
 
-fn check(pipeline: &std::path::Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["check", "--pipeline"])
-        .arg(pipeline)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// `parts` after the captured changes (lenient: snapshot reads may follow changes).
 fn replay_parts(lines: &[Json]) -> BTreeMap<String, Json> {
     support::replay(lines, |_| vec!["tenant", "id"], false)
@@ -125,7 +108,7 @@ async fn a_publication_of_partitions_under_their_own_names_is_refused_before_str
         .unwrap();
     let pipeline = s.guarded(&["public.parts", "public.plain"], "never");
 
-    let (code, out) = check(&pipeline);
+    let (code, out) = support::check(&pipeline);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains(&format!(
@@ -352,7 +335,7 @@ async fn partition_blind_spots_are_warned_and_a_snapshot_after_attach_converges(
     // Freshet creates the publication, via the root.
     let mut daemon = s.run(&pipeline);
     s.slot_ready(&daemon).await;
-    let (code, out) = check(&pipeline);
+    let (code, out) = support::check(&pipeline);
     assert_eq!(code, Some(0), "a warning is not a problem: {out}");
     assert!(
         out.contains("WARN  public.parts is published via its partition root")
@@ -389,13 +372,14 @@ async fn partition_blind_spots_are_warned_and_a_snapshot_after_attach_converges(
     assert_ne!(before, s.parts().await);
 
     // The documented remedy: snapshot the root again.
-    let requested = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["snapshot", "--pipeline"])
-        .arg(&pipeline)
-        .args(["--table", "public.parts"])
-        .output()
-        .unwrap();
-    assert!(requested.status.success(), "{requested:?}");
+    let (code, out) = support::freshet(&[
+        "snapshot".as_ref(),
+        "--pipeline".as_ref(),
+        pipeline.as_os_str(),
+        "--table".as_ref(),
+        "public.parts".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
     let expected = s.parts().await;
     let lines = s
         .lines_where("the attached rows", &daemon, |l| {
@@ -631,13 +615,14 @@ async fn snapshot_rows_take_the_tables_shape_at_chunk_time_and_filtered_publicat
         .unwrap();
     s.lines_where("the update", &daemon, |l| l.len() == 1).await;
     let snapshot = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .args(["snapshot", "--pipeline"])
-            .arg(&pipeline)
-            .args(["--table", "public.t"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let (code, out) = support::freshet(&[
+            "snapshot".as_ref(),
+            "--pipeline".as_ref(),
+            pipeline.as_os_str(),
+            "--table".as_ref(),
+            "public.t".as_ref(),
+        ]);
+        assert_eq!(code, Some(0), "{out}");
     };
     let reads = |lines: &[Json]| -> Vec<Json> {
         lines

@@ -2,25 +2,7 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{OwnCluster, TestDb};
-
-fn check(pipeline: &std::path::Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["check", "--pipeline"])
-        .arg(pipeline)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn write_pipeline(
     dir: &tempfile::TempDir,
@@ -50,7 +32,7 @@ async fn a_ready_database_passes() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = write_pipeline(&dir, &db.url, &db.name, &db.name, &["public.t"], true);
-    let (code, out) = check(&p);
+    let (code, out) = support::check(&p);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("ready to run"), "{out}");
 }
@@ -72,7 +54,7 @@ async fn missing_publication_and_uncapturable_updates_are_reported() {
         &["public.keyless", "public.other"],
         false,
     );
-    let (code, out) = check(&p);
+    let (code, out) = support::check(&p);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("FIX   publication \"nope\" does not exist"),
@@ -91,7 +73,7 @@ async fn missing_publication_and_uncapturable_updates_are_reported() {
         .batch_execute("CREATE PUBLICATION nope FOR TABLE other")
         .await
         .unwrap();
-    let (_, out) = check(&p);
+    let (_, out) = support::check(&p);
     assert!(
         out.contains("ALTER PUBLICATION \"nope\" ADD TABLE public.keyless"),
         "{out}"
@@ -108,7 +90,7 @@ async fn wal_level_replica_and_no_free_slot_are_reported() {
         .await
         .unwrap();
     let p = write_pipeline(&dir, &replica.url, "s", "p", &["public.t"], true);
-    let (code, out) = check(&p);
+    let (code, out) = support::check(&p);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FIX   wal_level = replica"), "{out}");
 
@@ -123,7 +105,7 @@ async fn wal_level_replica_and_no_free_slot_are_reported() {
         .await
         .unwrap();
     let p = write_pipeline(&dir, &full.url, "mine", "p", &["public.t"], true);
-    let (code, out) = check(&p);
+    let (code, out) = support::check(&p);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("replication slots: all 1 are used"), "{out}");
 }

@@ -482,3 +482,28 @@ pub async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
     )
     .await
 }
+
+/// `freshet ARGS…` to its end: the exit code and everything it printed.
+pub fn freshet<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(args)
+        .output()
+        .expect("run freshet");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `freshet check --pipeline FILE`.
+pub fn check(pipeline: &std::path::Path) -> (Option<i32>, String) {
+    freshet(&[
+        std::ffi::OsStr::new("check"),
+        std::ffi::OsStr::new("--pipeline"),
+        pipeline.as_os_str(),
+    ])
+}
