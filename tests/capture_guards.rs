@@ -153,6 +153,19 @@ async fn a_publication_of_partitions_under_their_own_names_is_refused_before_str
     assert!(lines.iter().all(|l| l["table"] == "parts"), "{lines:?}");
     assert_eq!(daemon.terminate(), Some(0));
 
+    // A partition configured in place of its root, which is published via the root: its
+    // changes would arrive as the root's, so the fix is to capture the root.
+    let leaf = s.guarded(&["public.parts_1"], "never");
+    let (code, out) = support::check(&leaf);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("public.parts_1 is a partition of public.parts")
+            && out.contains("capture public.parts instead")
+            && !out.contains("ADD TABLE public.parts_1"),
+        "{out}"
+    );
+    let pipeline = s.guarded(&["public.parts", "public.plain"], "never");
+
     // A captured table dropped from the publication while Freshet was down.
     s.client
         .batch_execute(&format!("ALTER PUBLICATION {} DROP TABLE plain", s.slot))

@@ -20,6 +20,9 @@ pub enum Gap {
     /// A partitioned table whose partitions are published under their own names: pgoutput
     /// would name every change after its leaf partition.
     NotViaRoot(TableName),
+    /// A partition whose root the publication publishes via the root: its changes arrive
+    /// under the root's name, never under its own.
+    UnderRoot { table: TableName, root: String },
     /// A PostgreSQL 15 column list or row filter: the stream would carry part of the table
     /// while the snapshot reads all of it.
     Filtered { table: TableName, what: String },
@@ -36,6 +39,10 @@ impl Gap {
                  names (publish_via_partition_root is off), so its changes would not be \
                  recognised as {t}'s"
             ),
+            Gap::UnderRoot { table, root } => format!(
+                "{table} is a partition of {root}, which publication {publication:?} publishes \
+                 via the root: its changes arrive as {root}'s"
+            ),
             Gap::Filtered { table, what } => {
                 format!("publication {publication:?} sends only part of {table}: {what}")
             }
@@ -50,6 +57,9 @@ impl Gap {
                 "create it, or remove it from source.tables (a renamed table is a new table)".into()
             }
             Gap::NotPublished(t) => format!("ALTER PUBLICATION {p} ADD TABLE {t}"),
+            Gap::UnderRoot { root, .. } => {
+                format!("capture {root} instead: put it in source.tables in place of the partition")
+            }
             Gap::NotViaRoot(_) => {
                 format!("ALTER PUBLICATION {p} SET (publish_via_partition_root = true)")
             }
@@ -161,7 +171,14 @@ pub async fn gaps(client: &Client, source: &Source) -> Result<Vec<Gap>, SourceEr
                                 JOIN pg_namespace ln ON ln.oid = lc.relnamespace
                                 JOIN pg_publication_tables lp ON lp.pubname = $3
                                   AND lp.schemaname = ln.nspname AND lp.tablename = lc.relname
-                                WHERE leaf.relid <> c.oid)
+                                WHERE leaf.relid <> c.oid),
+                        (SELECT format('%I.%I', rn.nspname, rc.relname)
+                         FROM pg_partition_ancestors(c.oid) up
+                         JOIN pg_class rc ON rc.oid = up.relid
+                         JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+                         JOIN pg_publication_tables rp ON rp.pubname = $3
+                           AND rp.schemaname = rn.nspname AND rp.tablename = rc.relname
+                         WHERE up.relid <> c.oid LIMIT 1)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  LEFT JOIN pg_publication_tables pt ON pt.pubname = $3
                    AND pt.schemaname = n.nspname AND pt.tablename = c.relname
@@ -174,18 +191,29 @@ pub async fn gaps(client: &Client, source: &Source) -> Result<Vec<Gap>, SourceEr
             gaps.push(Gap::NoTable(t.clone()));
             continue;
         };
-        let (kind, published, rowfilter, left_out, leaves_published): (
+        let (kind, published, rowfilter, left_out, leaves_published, published_root): (
             String,
             bool,
             Option<String>,
             Option<Vec<String>>,
             bool,
-        ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            Option<String>,
+        ) = (
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        );
         if !published {
-            gaps.push(if kind == "p" && leaves_published {
-                Gap::NotViaRoot(t.clone())
-            } else {
-                Gap::NotPublished(t.clone())
+            gaps.push(match published_root {
+                Some(root) => Gap::UnderRoot {
+                    table: t.clone(),
+                    root,
+                },
+                None if kind == "p" && leaves_published => Gap::NotViaRoot(t.clone()),
+                None => Gap::NotPublished(t.clone()),
             });
             continue;
         }
