@@ -191,21 +191,12 @@ pub async fn gaps(client: &Client, source: &Source) -> Result<Vec<Gap>, SourceEr
             gaps.push(Gap::NoTable(t.clone()));
             continue;
         };
-        let (kind, published, rowfilter, left_out, leaves_published, published_root): (
-            String,
-            bool,
-            Option<String>,
-            Option<Vec<String>>,
-            bool,
-            Option<String>,
-        ) = (
-            row.get(0),
-            row.get(1),
-            row.get(2),
-            row.get(3),
-            row.get(4),
-            row.get(5),
-        );
+        let kind: String = row.get(0);
+        let published: bool = row.get(1);
+        let rowfilter: Option<String> = row.get(2);
+        let left_out: Option<Vec<String>> = row.get(3);
+        let leaves_published: bool = row.get(4);
+        let published_root: Option<String> = row.get(5);
         if !published {
             gaps.push(match published_root {
                 Some(root) => Gap::UnderRoot {
