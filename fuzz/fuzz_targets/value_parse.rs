@@ -5,29 +5,9 @@
 #![no_main]
 
 use freshet::change::{TypeInfo, TypeKind};
-use freshet::source::value::{oid, parse_text};
+use freshet::source::relation::SCALARS;
+use freshet::source::value::parse_text;
 use libfuzzer_sys::fuzz_target;
-
-const TYPES: &[u32] = &[
-    oid::BOOL,
-    oid::BYTEA,
-    oid::CHAR,
-    oid::INT2,
-    oid::INT4,
-    oid::INT8,
-    oid::TEXT,
-    oid::OID,
-    oid::JSON,
-    oid::JSONB,
-    oid::FLOAT4,
-    oid::FLOAT8,
-    oid::DATE,
-    oid::TIME,
-    oid::TIMESTAMP,
-    oid::TIMESTAMPTZ,
-    oid::NUMERIC,
-    oid::UUID,
-];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
@@ -37,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let scalar = TypeInfo {
-        oid: TYPES[usize::from(pick) % TYPES.len()],
+        oid: SCALARS[usize::from(pick) % SCALARS.len()],
         kind: TypeKind::Scalar,
     };
     // The high bit picks the array of the type.
@@ -53,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         // Compared as text: NaN is a value too.
         let printed = value.to_pg_text();
         let again = parse_text(&ty, &printed).map(|v| v.to_pg_text());
-        assert_eq!(again, Ok(printed.clone()), "{text:?} printed as {printed:?}");
+        assert_eq!(
+            again,
+            Ok(printed.clone()),
+            "{text:?} printed as {printed:?}"
+        );
         let _ = value.to_json();
     }
 });

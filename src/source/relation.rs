@@ -11,8 +11,8 @@ use super::value::{self, oid, TypeInfo, TypeKind};
 use super::SourceError;
 use crate::change::{Column, Datum, Row, Table};
 
-/// Built-in scalar types the value decoder knows by OID.
-const SCALARS: &[u32] = &[
+/// Built-in scalar types the value decoder knows by OID (the fuzz target feeds it each).
+pub const SCALARS: &[u32] = &[
     oid::BOOL,
     oid::BYTEA,
     oid::CHAR,
