@@ -33,6 +33,9 @@ pub struct Column {
     pub ty: TypeInfo,
     /// Part of the replica identity (the key for DEFAULT / INDEX identity).
     pub key: bool,
+    /// Not declared NOT NULL (as the catalog said when the Relation arrived; the stream
+    /// itself does not say).
+    pub nullable: bool,
 }
 
 /// What the decoder needs to know of a column's type.
@@ -144,6 +147,8 @@ impl Op {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub id: ChangeId,
+    /// The WAL position of the change's own record (a snapshot read: its window's).
+    pub lsn: Lsn,
     pub op: Op,
     pub table: Arc<Table>,
     /// The old row: the key (DEFAULT/INDEX identity) or the whole row (FULL), when sent.

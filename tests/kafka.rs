@@ -1025,7 +1025,7 @@ async fn an_incompatible_change_made_while_freshet_was_down_is_caught_too() {
 }
 
 #[tokio::test]
-async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition() {
+async fn truncate_is_one_record_ordered_by_identity_and_keyless_tables_keep_one_partition() {
     let s = Setup::new(
         "kafka_truncate",
         "CREATE TABLE readings (id int PRIMARY KEY, v text);
@@ -1057,21 +1057,15 @@ async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition(
 
     let readings = topic_lines(&pipeline, "public.readings").await;
     let truncates: Vec<&Json> = readings.iter().filter(|l| l["op"] == "t").collect();
-    let mut partitions: Vec<i64> = truncates
-        .iter()
-        .map(|l| l["partition"].as_i64().unwrap())
-        .collect();
-    partitions.sort();
     assert_eq!(
-        partitions,
-        [0, 1, 2, 3],
-        "one TRUNCATE record per partition"
+        truncates.len(),
+        1,
+        "one TRUNCATE record per table: {truncates:?}"
     );
-    assert!(truncates
-        .iter()
-        .all(|t| t["lsn"] == truncates[0]["lsn"] && t["key"].is_null()));
-    // In every partition the barrier comes after that partition's earlier inserts and before
-    // the later one: replaying the topic leaves only the row written after it.
+    assert_eq!(truncates[0]["partition"], 0);
+    assert!(truncates[0]["key"].is_null());
+    // Replayed in change-identity order across partitions (as Freshet's own sink orders
+    // them), the topic leaves only the row written after the TRUNCATE.
     let state = support::replay(&identities_only(&readings), |_| vec!["id"], true);
     assert_eq!(state["readings"].len(), 1, "{:?}", state["readings"]);
     assert!(state["readings"].contains_key("100"));
@@ -1112,7 +1106,7 @@ async fn truncate_reaches_every_partition_and_keyless_tables_keep_one_partition(
 }
 
 #[tokio::test]
-async fn an_update_that_moves_a_row_to_another_key_is_in_both_keys_histories() {
+async fn an_update_that_moves_a_row_to_another_key_is_a_delete_a_tombstone_and_a_create() {
     let (s, _broker, pipeline, mut daemon) = Setup::one_table(
         "kafka_rekey",
         "CREATE TABLE accounts (id int PRIMARY KEY, owner text);",
@@ -1137,29 +1131,99 @@ async fn an_update_that_moves_a_row_to_another_key_is_in_both_keys_histories() {
         h.sort_by_key(|l| l["offset"].as_i64());
         h.iter()
             .map(|l| {
-                (
-                    l["op"].as_str().unwrap().to_owned(),
-                    l["after"]["owner"].clone(),
-                )
+                let row = if l["op"] == "d" {
+                    &l["before"]
+                } else {
+                    &l["after"]
+                };
+                (l["op"].as_str().unwrap().to_owned(), row["owner"].clone())
             })
             .collect()
     };
-    // Key 1's partition: the insert, the move away (its `before` is key 1), the new insert.
+    // Key 1's partition: the insert, the move away as a delete, the new insert; key 2's the
+    // create the move made there.
     assert_eq!(
         history(1),
         [
             ("c".to_owned(), Json::from("a")),
-            ("u".to_owned(), Json::from("a")),
+            ("d".to_owned(), Json::Null),
             ("c".to_owned(), Json::from("b"))
         ]
     );
-    assert_eq!(history(2), [("u".to_owned(), Json::from("a"))]);
-    let moved: Vec<&Json> = lines.iter().filter(|l| l["op"] == "u").collect();
-    assert_eq!(moved[0]["before"]["id"], 1);
+    assert_eq!(history(2), [("c".to_owned(), Json::from("a"))]);
+    // Raw records: the delete, then its tombstone, on key 1's partition, each naming the new
+    // key; the create on key 2's, naming the old one. Both keep the move's identity.
+    let p = freshet::config::load(&pipeline).unwrap();
+    let k = p.kafka.as_ref().unwrap();
+    let raw = freshet::kafka::tail::read_all(k, &format!("{}.public.accounts", s.slot))
+        .await
+        .unwrap();
+    let mut schemas = freshet::kafka::tail::Schemas::new(k).unwrap();
+    let mut key_ids = Vec::new();
+    for r in &raw {
+        let (schema, value) = schemas.decode(k, r.key.as_deref().unwrap()).await.unwrap();
+        key_ids.push(freshet::transform::decode::key_json(&schema, &value).unwrap()["id"].clone());
+    }
+    let key_id = |r: &freshet::kafka::tail::Raw| {
+        key_ids[raw
+            .iter()
+            .position(|x| x.offset == r.offset && x.partition == r.partition)
+            .unwrap()]
+        .clone()
+    };
+    let header = |r: &freshet::kafka::tail::Raw, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let moved: Vec<&freshet::kafka::tail::Raw> = raw
+        .iter()
+        .filter(|r| {
+            header(r, "__debezium.newkey").is_some() || header(r, "__debezium.oldkey").is_some()
+        })
+        .collect();
+    assert_eq!(moved.len(), 3, "delete, tombstone, create");
+    // By role: the keys' partitions, not the roles, order the raw records.
+    let tombstone = *moved
+        .iter()
+        .find(|r| r.value.is_none())
+        .expect("the tombstone");
+    let delete = *moved
+        .iter()
+        .find(|r| r.value.is_some() && header(r, "__debezium.newkey").is_some())
+        .expect("the delete");
+    let create = *moved
+        .iter()
+        .find(|r| header(r, "__debezium.oldkey").is_some())
+        .expect("the create");
+    assert!(delete.value.is_some() && tombstone.value.is_none() && create.value.is_some());
+    assert_eq!(delete.partition, tombstone.partition);
+    assert_eq!(tombstone.offset, delete.offset + 1);
+    assert_eq!(key_id(delete), 1);
+    assert_eq!(key_id(tombstone), 1);
+    assert_eq!(key_id(create), 2);
     assert_eq!(
-        (moved[0]["lsn"].clone(), moved[0]["seq"].clone()),
-        (moved[1]["lsn"].clone(), moved[1]["seq"].clone())
+        delete.partition,
+        freshet::kafka::partition::for_key(delete.key.as_deref().unwrap(), 4)
     );
+    assert_eq!(
+        create.partition,
+        freshet::kafka::partition::for_key(create.key.as_deref().unwrap(), 4)
+    );
+    // The headers hold the other key's record key bytes, as the key converter wrote them.
+    assert_eq!(
+        header(delete, "__debezium.newkey").unwrap().as_slice(),
+        create.key.as_deref().unwrap()
+    );
+    assert_eq!(
+        header(create, "__debezium.oldkey").unwrap().as_slice(),
+        delete.key.as_deref().unwrap()
+    );
+    for r in [delete, tombstone, create] {
+        assert_eq!(header(r, "freshet.lsn"), header(delete, "freshet.lsn"));
+        assert_eq!(header(r, "freshet.seq"), header(delete, "freshet.seq"));
+    }
 }
 
 #[tokio::test]

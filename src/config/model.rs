@@ -111,6 +111,7 @@ pub enum SnapshotMode {
     Never,
 }
 
+/// How changes become records: Debezium's PostgreSQL connector options, under its names.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transform {
@@ -120,6 +121,28 @@ pub struct Transform {
     /// KTables forget the key: Debezium's `tombstones.on.delete`, on by default as there.
     #[serde(default = "yes")]
     pub tombstones_on_delete: bool,
+    /// Debezium's `time.precision.mode`.
+    #[serde(default)]
+    pub time_precision: TimePrecision,
+    /// Debezium's `decimal.handling.mode`.
+    #[serde(default)]
+    pub decimal_handling: DecimalHandling,
+    /// Operations not written to the table topics (Debezium's `skipped.operations`).
+    /// TRUNCATE is written unless listed: Freshet's warehouse needs it.
+    #[serde(default)]
+    pub skipped_operations: Vec<SkippedOperation>,
+    /// What a TOASTed column an update left untouched holds (Debezium's
+    /// `unavailable.value.placeholder`); the envelope's `freshet` field lists it exactly.
+    #[serde(default = "placeholder")]
+    pub unavailable_value_placeholder: String,
+    /// BEGIN/END records on `{topic_prefix}.transaction` and the envelope's `transaction`
+    /// block (Debezium's `provide.transaction.metadata`).
+    #[serde(default)]
+    pub provide_transaction_metadata: bool,
+}
+
+fn placeholder() -> String {
+    "__debezium_unavailable_value".into()
 }
 
 impl Default for Transform {
@@ -127,8 +150,45 @@ impl Default for Transform {
         Transform {
             eav: None,
             tombstones_on_delete: true,
+            time_precision: TimePrecision::default(),
+            decimal_handling: DecimalHandling::default(),
+            skipped_operations: Vec::new(),
+            unavailable_value_placeholder: placeholder(),
+            provide_transaction_metadata: false,
         }
     }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePrecision {
+    /// Each column's own precision: milli- or microsecond types (`io.debezium.time.*`).
+    #[default]
+    Adaptive,
+    /// Kafka Connect's millisecond Date, Time and Timestamp.
+    Connect,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecimalHandling {
+    /// Exact: Connect's Decimal, or `io.debezium.data.VariableScaleDecimal` unconstrained.
+    #[default]
+    Precise,
+    Double,
+    String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SkippedOperation {
+    #[serde(rename = "c")]
+    Create,
+    #[serde(rename = "u")]
+    Update,
+    #[serde(rename = "d")]
+    Delete,
+    #[serde(rename = "t")]
+    Truncate,
 }
 
 /// An EAV value table whose rows name their attribute by id, and the catalog that maps the id

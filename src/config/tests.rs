@@ -159,6 +159,18 @@ fn shipped_pipelines_parse() {
         ("ATLASCO_MSK_USER".to_string(), "freshet".to_string()),
         ("ATLASCO_MSK_PASSWORD".to_string(), "pw".to_string()),
         (
+            "ATLASCO_SCHEMA_REGISTRY_URL".to_string(),
+            "https://registry.example".to_string(),
+        ),
+        (
+            "ATLASCO_SCHEMA_REGISTRY_USER".to_string(),
+            "freshet".to_string(),
+        ),
+        (
+            "ATLASCO_SCHEMA_REGISTRY_PASSWORD".to_string(),
+            "pw".to_string(),
+        ),
+        (
             "ATLASCO_LAKE_BUCKET".to_string(),
             "atlasco-lake".to_string(),
         ),

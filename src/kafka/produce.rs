@@ -202,9 +202,9 @@ impl Producer {
         }
     }
 
-    /// Hands one record (one per partition for a barrier) to librdkafka.
+    /// Hands one record to librdkafka.
     async fn send(&self, r: Record, pending: &mut VecDeque<Pending>) -> Result<usize, Error> {
-        let headers = OwnedHeaders::new_with_capacity(2)
+        let mut headers = OwnedHeaders::new_with_capacity(2 + r.headers.len())
             .insert(Header {
                 key: "freshet.lsn",
                 value: Some(&r.commit_lsn.to_string()),
@@ -213,53 +213,50 @@ impl Producer {
                 key: "freshet.seq",
                 value: Some(&r.seq.to_string()),
             });
-        // (first explicit partition, how many): the partitioner picks for a keyed record.
-        let (first, count) = match r.routing {
+        for (key, value) in &r.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let partition = match r.routing {
             // Placed here, by the count recorded for the topic, not by librdkafka's view of
             // the topic: a count changed behind Freshet's back moves no key.
             Routing::ByKey => match (&r.key, self.partitions.get(&*r.topic)) {
-                (Some(key), Some(&n)) => (Some(partition::for_key(key, n)), 1),
-                _ => (None, 1),
+                (Some(key), Some(&n)) => Some(partition::for_key(key, n)),
+                _ => None,
             },
-            Routing::Partition(p) => (Some(p), 1),
-            Routing::AllPartitions => (
-                Some(0),
-                self.partitions.get(&*r.topic).copied().unwrap_or(1),
-            ),
+            Routing::Partition(p) => Some(p),
         };
         let size = r.value.as_ref().map_or(0, Vec::len)
             + r.key.as_ref().map_or(0, Vec::len)
             + RECORD_OVERHEAD;
-        let mut total = 0;
-        for i in 0..count {
-            let mut record = FutureRecord::to(&r.topic).headers(headers.clone());
-            if let Some(v) = &r.value {
-                record = record.payload(v);
-            }
-            if let Some(k) = &r.key {
-                record = record.key(k);
-            }
-            if let Some(p) = first {
-                record = record.partition(p + i);
-            }
-            let future = loop {
-                match self.producer.send_result(record) {
-                    Ok(f) => break f,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((error, _)) => return Err(self.failure(&r.topic, error)),
-                }
-            };
-            pending.push_back(Pending::Delivery {
-                future,
-                bytes: size,
-                topic: r.topic.clone(),
-            });
-            total += size;
+        let mut record = FutureRecord::to(&r.topic).headers(headers);
+        if let Some(v) = &r.value {
+            record = record.payload(v);
         }
-        Ok(total)
+        if let Some(k) = &r.key {
+            record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let future = loop {
+            match self.producer.send_result(record) {
+                Ok(f) => break f,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => return Err(self.failure(&r.topic, error)),
+            }
+        };
+        pending.push_back(Pending::Delivery {
+            future,
+            bytes: size,
+            topic: r.topic.clone(),
+        });
+        Ok(size)
     }
 
     fn failure(&self, topic: &str, error: KafkaError) -> Error {

@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 
 use super::Error;
 use crate::config::Kafka;
-use crate::transform::decode::{envelope_json, key_json};
+use crate::transform::decode::{key_json, read_change};
 use crate::transform::encoding::{registry_settings, schema_topic, SINGLE_OBJECT_MAGIC};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -152,7 +152,7 @@ pub struct Raw {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// Every record of `topic` up to the end it had when the read started, in partition order.
@@ -239,9 +239,7 @@ fn read_blocking(
                             .map(|h| {
                                 (
                                     h.key.to_owned(),
-                                    h.value
-                                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                                        .unwrap_or_default(),
+                                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
                                 )
                             })
                             .collect()
@@ -294,7 +292,9 @@ pub async fn decode_topic(k: &Kafka, topic: &str) -> Result<Vec<Json>, TailError
         };
         let Some(value) = &raw.value else { continue };
         let (schema, avro) = schemas.decode(k, value).await.map_err(err)?;
-        let mut line = envelope_json(&schema, &avro).map_err(|e| err(e.to_string()))?;
+        let mut line = read_change(&schema, &avro)
+            .map_err(|e| err(e.to_string()))?
+            .to_json();
         let key = match &raw.key {
             Some(bytes) => {
                 let (schema, avro) = schemas.decode(k, bytes).await.map_err(err)?;
@@ -305,7 +305,18 @@ pub async fn decode_topic(k: &Kafka, topic: &str) -> Result<Vec<Json>, TailError
         line["partition"] = json!(raw.partition);
         line["offset"] = json!(raw.offset);
         line["key"] = key;
-        line["headers"] = json!(raw.headers.iter().cloned().collect::<HashMap<_, _>>());
+        // Text headers as text; binary ones (Debezium's key headers hold key bytes) in hex.
+        line["headers"] = json!(raw
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = match std::str::from_utf8(v) {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => format!("0x{}", hex(v)),
+                };
+                (k.clone(), v)
+            })
+            .collect::<HashMap<_, _>>());
         out.push(line);
     }
     Ok(out)

@@ -341,6 +341,9 @@ pub(crate) async fn kafka_stages(
     if pipeline.transform.eav.is_some() {
         topics.push((eav::state_topic(&k.topic_prefix), true));
     }
+    if pipeline.transform.provide_transaction_metadata {
+        topics.push((crate::transform::transaction::topic(&k.topic_prefix), false));
+    }
     let partitions = kafka::ensure_topics(k, &topics).await?;
     // Keys are placed by the partition count they were first written with: a count changed
     // since (while Freshet was down) stops the start, with what to do.
@@ -385,13 +388,21 @@ pub(crate) async fn kafka_stages(
         .iter()
         .map(|t| (t.value.schema.clone(), t.value.table.clone()))
         .collect();
+    let db: String = catalog
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(|error| SourceError::Catalog {
+            what: "reading the database's name".into(),
+            error,
+        })?
+        .get(0);
     let transform = Transform::new(
-        &pipeline.name,
         &k.topic_prefix,
+        &db,
         encoding,
         primary_keys,
         captured,
-        pipeline.transform.tombstones_on_delete,
+        &pipeline.transform,
     );
     let producer = kafka::produce::Producer::new(k, partitions, state_hint)?;
     Ok((

@@ -90,6 +90,21 @@ impl Relations {
         for c in &rel.columns {
             types.push(self.resolve(c.type_oid, catalog, 0).await?);
         }
+        // The catalog as of now, not as of the Relation message: a column made NOT NULL
+        // since may still stream older NULLs, which the transform takes in its stride.
+        let not_null: Vec<String> = catalog
+            .query(
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped AND attnotnull",
+                &[&i64::from(rel.oid)],
+            )
+            .await
+            .map_err(|error| SourceError::Catalog {
+                what: format!("reading the NOT NULL columns of {}.{}", rel.namespace, rel.name),
+                error,
+            })?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         Ok(Arc::new(Table {
             oid: rel.oid,
             schema: rel.namespace,
@@ -101,10 +116,11 @@ impl Relations {
                 .zip(types)
                 .map(|(c, ty)| Column {
                     ty,
-                    name: c.name,
                     type_oid: c.type_oid,
                     type_modifier: c.type_modifier,
                     key: c.flags & 1 == 1,
+                    nullable: !not_null.contains(&c.name),
+                    name: c.name,
                 })
                 .collect(),
         }))

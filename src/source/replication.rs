@@ -344,7 +344,8 @@ impl Capture {
                         lsn: wal_start.into(),
                         error,
                     })?;
-                    self.apply(message, txn.as_mut(), out).await?;
+                    self.apply(message, wal_start.into(), txn.as_mut(), out)
+                        .await?;
                 }
                 // Heartbeats travel as their own transactions: their Begin and Commit above
                 // are what moves the acknowledged position.
@@ -369,6 +370,7 @@ impl Capture {
     async fn apply(
         &mut self,
         message: Message,
+        lsn: Lsn,
         txn: Option<&mut Txn>,
         out: &mpsc::Sender<SourceEvent>,
     ) -> Result<(), SourceError> {
@@ -394,6 +396,7 @@ impl Capture {
                     let id = txn.next_id();
                     let change = Change {
                         id,
+                        lsn,
                         op: Op::Truncate,
                         table,
                         before: None,
@@ -431,6 +434,7 @@ impl Capture {
         let id = txn.next_id();
         let change = Change {
             id,
+            lsn,
             op,
             table,
             before,
@@ -583,6 +587,7 @@ impl Capture {
                 out,
                 SourceEvent::Change(Change {
                     id,
+                    lsn: txn.commit_lsn,
                     op: Op::Read,
                     table: table.clone(),
                     before: None,
@@ -734,6 +739,7 @@ mod tests {
                 kind: TypeKind::Scalar,
             },
             key,
+            nullable: !key,
         };
         Table {
             oid: 1,

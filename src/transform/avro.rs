@@ -1,41 +1,31 @@
-//! Avro schemas derived from a table's Relation, and the binary encoding of its changes.
+//! Avro schemas of a table in Debezium's PostgreSQL record format, and the binary encoding of
+//! its changes.
 //!
-//! Type mapping (every column is a union whose first branch is `null`, default null, so an
-//! added column is a BACKWARD-compatible change):
+//! The envelope is Debezium's (`before`, `after`, `source`, `transaction`, `op`, `ts_ms`,
+//! `ts_us`, `ts_ns`), its schemas named `{topic_prefix}.{schema}.{table}.Key / Value /
+//! Envelope` and annotated as Confluent's AvroConverter writes Debezium's Connect schemas, so
+//! a Debezium consumer reads Freshet's records as they are. Columns are `T` when NOT NULL and
+//! `["null", T]` otherwise, typed as [`column`] says.
 //!
-//! | PostgreSQL | Avro |
-//! |---|---|
-//! | bool | boolean |
-//! | int2, int4 | int |
-//! | int8, oid | long |
-//! | float4 / float8 | float / double (NaN and ±Infinity are IEEE values) |
-//! | numeric(p,s) | bytes, logicalType decimal(p,s); NaN/±Infinity in a `freshet.NonFinite` branch |
-//! | numeric (unconstrained) | string, the exact decimal text |
-//! | text, varchar, bpchar, name, char | string |
-//! | bytea | bytes |
-//! | date | int, logicalType date; ±infinity in `freshet.NonFinite` |
-//! | time | long, logicalType time-micros |
-//! | timestamp / timestamptz | long, local-timestamp-micros / timestamp-micros; ±infinity in `freshet.NonFinite` |
-//! | uuid | string, logicalType uuid |
-//! | json, jsonb, enums, other types | string (PostgreSQL's text form) |
-//! | one-dimensional arrays | array of [null, element]; a multi-dimensional value goes in a string branch as PostgreSQL's array text |
-//!
-//! A TOASTed value that an update did not touch is the `freshet.Unchanged` branch of its
-//! column, present on every type PostgreSQL can TOAST: never NULL, never a placeholder.
-//! Each field carries `pg_type` (oid, kind, element) so a reader can restore the exact value.
+//! One optional field is Freshet's own, `freshet` (readers that do not know it skip it under
+//! Avro resolution): the change identity (commit LSN, position in the transaction), the
+//! columns a TOASTed update left unchanged (their column holds Debezium's placeholder), the
+//! exact PostgreSQL text of every value Debezium's form loses (NaN, ±infinity, money, …),
+//! and for the EAV value table the attribute. Freshet's own stages read that field, never the
+//! placeholder. Each field carries `pg_type` so a reader can restore the exact value.
 //!
 //! The hot path writes Avro's binary encoding directly from the change (it is a small,
 //! fixed format); `apache-avro` parses every schema Freshet builds, fingerprints it, checks
 //! compatibility and decodes, and the tests decode what this encoder writes with it.
 
+pub mod column;
+
 use std::collections::HashSet;
 
 use serde_json::{json, Value as Json};
 
-use crate::change::{
-    Column, DateValue, Datum, Row, Table, TimestampValue, TypeInfo, TypeKind, Value,
-};
-use crate::source::value::oid;
+use crate::change::{Column, Datum, Row, Table, TypeInfo, TypeKind};
+pub use column::{decimal_text, numeric_typmod, Enc, Options};
 
 /// Where an encoded value goes wrong: names the table and column.
 #[derive(Debug, thiserror::Error)]
@@ -46,31 +36,11 @@ pub struct EncodeError {
     pub why: String,
 }
 
-/// How one column is written.
-#[derive(Clone, Debug, PartialEq)]
-enum Enc {
-    Bool,
-    Int,
-    Long,
-    Float,
-    Double,
-    Decimal { scale: u32 },
-    String,
-    Bytes,
-    Date,
-    TimeMicros,
-    TimestampMicros,
-    Array(Box<Layout>),
-}
-
-/// A column's union: `null` at 0, the main type at 1, then the optional branches.
+/// How one column of the row record is written.
 #[derive(Clone, Debug, PartialEq)]
 struct Layout {
     enc: Enc,
-    non_finite: Option<i64>,
-    /// Multi-dimensional array text.
-    text: Option<i64>,
-    unchanged: Option<i64>,
+    nullable: bool,
 }
 
 /// The schemas of one table version, and how to write its rows.
@@ -82,19 +52,53 @@ pub struct TableSchema {
     key_columns: Vec<usize>,
     table: String,
     columns: Vec<String>,
+    placeholder: String,
+    eav: bool,
+}
+
+/// The Debezium `source` fields that are the same for every change of a pipeline.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The logical server name: the topic prefix, as Debezium's `name`.
+    pub name: String,
+    pub db: String,
+}
+
+/// `source.snapshot`: Freshet's snapshot reads interleave with the stream under watermarks,
+/// as Debezium's incremental snapshots do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshot {
+    False,
+    Incremental,
+}
+
+/// Debezium's `transaction` block.
+pub struct Block<'a> {
+    /// `{xid}:{commit LSN as a number}`.
+    pub id: &'a str,
+    pub total_order: i64,
+    pub data_collection_order: i64,
 }
 
 /// What the envelope says about where a change came from.
 pub struct Meta<'a> {
-    pub pipeline: &'a str,
+    pub origin: &'a Origin,
     pub schema: &'a str,
     pub table: &'a str,
     pub op: char,
+    pub snapshot: Snapshot,
+    /// The change's own WAL position (Debezium's `source.lsn`).
+    pub lsn: u64,
+    /// Debezium's `source.sequence`: `["<last commit LSN>","<lsn>"]`.
+    pub sequence: &'a str,
     pub commit_lsn: u64,
     pub seq: u32,
     pub xid: u32,
-    pub commit_ts_ms: i64,
-    pub now_ms: i64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub commit_ts_us: i64,
+    /// When Freshet wrote the record, nanoseconds since the Unix epoch.
+    pub now_ns: i64,
+    pub transaction: Option<Block<'a>>,
 }
 
 /// The EAV enrichment of a value change.
@@ -104,9 +108,14 @@ pub struct Attribute<'a> {
     pub data_type: &'a str,
 }
 
-const NON_FINITE: &str = "freshet.NonFinite";
-const UNCHANGED: &str = "freshet.Unchanged";
-const NON_FINITE_SYMBOLS: &[&str] = &["NaN", "Infinity", "NegInfinity"];
+/// One row image's exactness: the unchanged columns and the exact text of lossy values.
+#[derive(Default)]
+struct Image {
+    unchanged: Vec<usize>,
+    /// None: SQL NULL where the column is NOT NULL (the old row of a non-FULL identity,
+    /// whose other columns PostgreSQL does not send).
+    exact: Vec<(usize, Option<String>)>,
+}
 
 /// Avro names are `[A-Za-z_][A-Za-z0-9_]*`; PostgreSQL identifiers are wider.
 pub fn avro_name(s: &str) -> String {
@@ -126,60 +135,130 @@ pub fn avro_name(s: &str) -> String {
     out
 }
 
-pub fn namespace(table: &Table) -> String {
-    format!(
-        "freshet.{}.{}",
-        avro_name(&table.schema),
-        avro_name(&table.name)
-    )
+/// `{topic_prefix}.{schema}.{table}`, each part an Avro name: the namespace of a table's
+/// Key, Value and Envelope.
+pub fn namespace(prefix: &str, table: &Table) -> String {
+    prefix
+        .split('.')
+        .chain([table.schema.as_str(), table.name.as_str()])
+        .map(avro_name)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
-/// Builds the schemas of `table`; `key_columns` overrides the replica identity as the key
-/// (the primary key, or for the EAV value table a prefix of it); `eav` adds the attribute
-/// field.
-pub fn table_schema(table: &Table, key_columns: Option<&[usize]>, eav: bool) -> TableSchema {
-    let ns = namespace(table);
-    let mut defined = HashSet::new();
-    let mut fields = Vec::with_capacity(table.columns.len());
-    let mut layouts = Vec::with_capacity(table.columns.len());
-    for c in &table.columns {
-        let (field, layout) = column_field(c, &mut defined);
-        fields.push(field);
-        layouts.push(layout);
-    }
-    let value_record =
-        json!({"type": "record", "name": "Value", "namespace": ns, "fields": fields});
-    let mut envelope_fields = vec![
-        json!({"name": "before", "type": ["null", value_record], "default": null}),
-        json!({"name": "after", "type": ["null", format!("{ns}.Value")], "default": null}),
-        json!({"name": "op", "type": "string", "doc": "c insert, u update, d delete, r snapshot read, t truncate"}),
-        json!({"name": "ts_ms", "type": "long", "doc": "when Freshet processed the change"}),
-        json!({"name": "source", "type": {"type": "record", "name": "Source", "namespace": "freshet", "fields": [
+const SOURCE: &str = "io.debezium.connector.postgresql.Source";
+
+fn source_schema() -> Json {
+    let optional =
+        |name: &str, ty: &str| json!({"name": name, "type": ["null", ty], "default": null});
+    json!({
+        "type": "record", "name": "Source", "namespace": "io.debezium.connector.postgresql",
+        "fields": [
             {"name": "version", "type": "string"},
             {"name": "connector", "type": "string"},
             {"name": "name", "type": "string"},
-            {"name": "ts_ms", "type": "long", "doc": "commit time"},
+            {"name": "ts_ms", "type": "long"},
+            {"name": "snapshot", "type": [{"type": "string", "connect.version": 1,
+                "connect.parameters": {"allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},
+                "connect.default": "false", "connect.name": "io.debezium.data.Enum"}, "null"],
+             "default": "false"},
+            {"name": "db", "type": "string"},
+            optional("sequence", "string"),
+            optional("ts_us", "long"),
+            optional("ts_ns", "long"),
             {"name": "schema", "type": "string"},
             {"name": "table", "type": "string"},
-            {"name": "txId", "type": "long"},
-            {"name": "lsn", "type": "long", "doc": "commit LSN"},
-            {"name": "sequence", "type": "long", "doc": "position of the change in its transaction"}
-        ]}}),
+            optional("txId", "long"),
+            optional("lsn", "long"),
+            optional("xmin", "long"),
+        ],
+        "connect.version": 1,
+        "connect.name": SOURCE,
+    })
+}
+
+fn change_schema(eav: bool) -> Json {
+    let image = |name: &str| {
+        json!({"name": name, "type": {"type": "record", "name": format!("{}Image", capitalise(name)), "fields": [
+            {"name": "unchanged", "type": {"type": "array", "items": "string"},
+             "doc": "TOASTed columns the update did not touch: their column holds the placeholder"},
+            {"name": "exact", "type": {"type": "map", "values": ["null", "string"]},
+             "doc": "PostgreSQL's text of each value Debezium's form does not hold exactly (null: NULL)"}
+        ]}})
+    };
+    let mut fields = vec![
+        json!({"name": "lsn", "type": "long", "doc": "commit LSN of the change's transaction"}),
+        json!({"name": "sequence", "type": "long", "doc": "position of the change in its transaction"}),
+        image("before"),
+        image("after"),
     ];
     if eav {
-        envelope_fields.push(
+        fields.push(
             json!({"name": "attribute", "default": null, "type": ["null", {
-            "type": "record", "name": "Attribute", "namespace": "freshet", "fields": [
+            "type": "record", "name": "Attribute", "fields": [
                 {"name": "id", "type": "long"},
                 {"name": "name", "type": "string"},
                 {"name": "data_type", "type": "string"}
             ]}]}),
         );
     }
+    json!({"type": "record", "name": "Change", "namespace": "freshet",
+           "doc": "Freshet's exact account of the change", "fields": fields})
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// Builds the schemas of `table`; `key_columns` overrides the replica identity as the key
+/// (the primary key, or for the EAV value table a prefix of it); `eav` adds the attribute
+/// to Freshet's field; `nullable` forces columns nullable whatever the catalog says.
+pub fn table_schema(
+    prefix: &str,
+    table: &Table,
+    key_columns: Option<&[usize]>,
+    eav: bool,
+    options: &Options,
+    nullable: &HashSet<String>,
+) -> TableSchema {
+    let ns = namespace(prefix, table);
+    let mut defined = HashSet::new();
+    let mut fields = Vec::with_capacity(table.columns.len());
+    let mut layouts = Vec::with_capacity(table.columns.len());
+    for c in &table.columns {
+        let (ty, enc) = column::column_type(&c.ty, c.type_modifier, options, &mut defined);
+        let optional = c.nullable || nullable.contains(&c.name);
+        fields.push(field(c, ty, optional));
+        layouts.push(Layout {
+            enc,
+            nullable: optional,
+        });
+    }
+    let value_record = json!({"type": "record", "name": "Value", "namespace": ns, "fields": fields,
+                              "connect.name": format!("{ns}.Value")});
+    let block = json!({"type": "record", "name": "block", "namespace": "event", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "total_order", "type": "long"},
+        {"name": "data_collection_order", "type": "long"}
+    ], "connect.version": 1, "connect.name": "event.block"});
     let value = json!({
         "type": "record", "name": "Envelope", "namespace": ns,
-        "doc": format!("Changes of {}.{} (Debezium envelope)", table.schema, table.name),
-        "fields": envelope_fields,
+        "fields": [
+            {"name": "before", "type": ["null", value_record], "default": null},
+            {"name": "after", "type": ["null", format!("{ns}.Value")], "default": null},
+            {"name": "source", "type": source_schema()},
+            {"name": "transaction", "type": ["null", block], "default": null},
+            {"name": "op", "type": "string"},
+            {"name": "ts_ms", "type": ["null", "long"], "default": null},
+            {"name": "ts_us", "type": ["null", "long"], "default": null},
+            {"name": "ts_ns", "type": ["null", "long"], "default": null},
+            {"name": "freshet", "type": ["null", change_schema(eav)], "default": null},
+        ],
+        "connect.version": 2,
+        "connect.name": format!("{ns}.Envelope"),
     });
 
     // FULL identity flags every column: only an explicit key (the primary key read from the
@@ -195,173 +274,49 @@ pub fn table_schema(table: &Table, key_columns: Option<&[usize]>, eav: bool) -> 
             .map(|(i, _)| i)
             .collect(),
     };
-    let keyed = !key_columns.is_empty();
     // Key fields are required, the column's type alone, as Debezium writes them: a key is
     // never NULL and never unchanged (the source takes it from the old row when the new one
     // leaves it out), so key bytes are the same for the same row whatever the change.
-    let key = keyed.then(|| {
+    let key = (!key_columns.is_empty()).then(|| {
         let mut defined = HashSet::new();
         let fields: Vec<Json> = key_columns
             .iter()
-            .map(|&i| key_field(&table.columns[i], &mut defined))
+            .map(|&i| {
+                let c = &table.columns[i];
+                let (ty, _) = column::column_type(&c.ty, c.type_modifier, options, &mut defined);
+                field(c, ty, false)
+            })
             .collect();
-        json!({"type": "record", "name": "Key", "namespace": ns, "fields": fields})
+        json!({"type": "record", "name": "Key", "namespace": ns, "fields": fields,
+               "connect.name": format!("{ns}.Key")})
     });
     TableSchema {
         value,
         key,
         layouts,
-        key_columns: if keyed { key_columns } else { Vec::new() },
+        key_columns,
         table: format!("{}.{}", table.schema, table.name),
         columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+        placeholder: options.placeholder.clone(),
+        eav,
     }
 }
 
-fn column_field(c: &Column, defined: &mut HashSet<&'static str>) -> (Json, Layout) {
-    let (main, enc, non_finite, toastable) = main_type(&c.ty, c.type_modifier, defined);
-    let mut branches = vec![json!("null"), main];
-    let mut layout = Layout {
-        enc,
-        non_finite: None,
-        text: None,
-        unchanged: None,
+fn field(c: &Column, ty: Json, optional: bool) -> Json {
+    let mut field = if optional {
+        json!({"name": avro_name(&c.name), "type": ["null", ty], "default": null})
+    } else {
+        json!({"name": avro_name(&c.name), "type": ty})
     };
-    if non_finite {
-        layout.non_finite = Some(branches.len() as i64);
-        branches.push(named_enum(defined, NON_FINITE, NON_FINITE_SYMBOLS));
+    field["pg_type"] = type_json(&c.ty);
+    if c.type_modifier >= 0 {
+        // The reader's key to a decimal's scale and a timestamp's unit.
+        field["pg_typmod"] = json!(c.type_modifier);
     }
-    if matches!(c.ty.kind, TypeKind::Array(_)) {
-        layout.text = Some(branches.len() as i64);
-        branches.push(json!("string"));
-    }
-    if toastable {
-        layout.unchanged = Some(branches.len() as i64);
-        branches.push(named_enum(defined, UNCHANGED, &["UNCHANGED"]));
-    }
-    let mut field = json!({
-        "name": avro_name(&c.name),
-        "type": branches,
-        "default": null,
-        "pg_type": type_json(&c.ty),
-    });
-    if let Some((_, scale)) = (c.ty.oid == oid::NUMERIC)
-        .then(|| numeric_typmod(c.type_modifier))
-        .flatten()
-    {
-        field["pg_scale"] = json!(scale);
-    }
-    if avro_name(&c.name) != c.name {
-        field["pg_name"] = json!(c.name);
-    }
-    (field, layout)
-}
-
-fn key_field(c: &Column, defined: &mut HashSet<&'static str>) -> Json {
-    let (main, ..) = main_type(&c.ty, c.type_modifier, defined);
-    let mut field = json!({"name": avro_name(&c.name), "type": main, "pg_type": type_json(&c.ty)});
     if avro_name(&c.name) != c.name {
         field["pg_name"] = json!(c.name);
     }
     field
-}
-
-fn named_enum(defined: &mut HashSet<&'static str>, name: &'static str, symbols: &[&str]) -> Json {
-    if defined.insert(name) {
-        json!({"type": "enum", "name": name, "symbols": symbols})
-    } else {
-        json!(name)
-    }
-}
-
-/// The main branch: (schema, encoding, has a NonFinite branch, can be TOASTed).
-fn main_type(
-    ty: &TypeInfo,
-    typmod: i32,
-    defined: &mut HashSet<&'static str>,
-) -> (Json, Enc, bool, bool) {
-    match &ty.kind {
-        TypeKind::Enum => (json!("string"), Enc::String, false, false),
-        TypeKind::Other => (json!("string"), Enc::String, false, true),
-        TypeKind::Array(elem) => {
-            let (main, enc, non_finite, _) = main_type(elem, -1, defined);
-            let mut items = vec![json!("null"), main];
-            let mut layout = Layout {
-                enc,
-                non_finite: None,
-                text: None,
-                unchanged: None,
-            };
-            if non_finite {
-                layout.non_finite = Some(2);
-                items.push(named_enum(defined, NON_FINITE, NON_FINITE_SYMBOLS));
-            }
-            (
-                json!({"type": "array", "items": items}),
-                Enc::Array(Box::new(layout)),
-                false,
-                true,
-            )
-        }
-        TypeKind::Scalar => match ty.oid {
-            oid::BOOL => (json!("boolean"), Enc::Bool, false, false),
-            oid::INT2 | oid::INT4 => (json!("int"), Enc::Int, false, false),
-            oid::INT8 | oid::OID => (json!("long"), Enc::Long, false, false),
-            oid::FLOAT4 => (json!("float"), Enc::Float, false, false),
-            oid::FLOAT8 => (json!("double"), Enc::Double, false, false),
-            oid::NUMERIC => match numeric_typmod(typmod) {
-                Some((precision, scale)) => (
-                    json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}),
-                    Enc::Decimal { scale },
-                    true,
-                    true,
-                ),
-                None => (json!("string"), Enc::String, false, true),
-            },
-            oid::BYTEA => (json!("bytes"), Enc::Bytes, false, true),
-            oid::DATE => (
-                json!({"type": "int", "logicalType": "date"}),
-                Enc::Date,
-                true,
-                false,
-            ),
-            oid::TIME => (
-                json!({"type": "long", "logicalType": "time-micros"}),
-                Enc::TimeMicros,
-                false,
-                false,
-            ),
-            oid::TIMESTAMP => (
-                json!({"type": "long", "logicalType": "local-timestamp-micros"}),
-                Enc::TimestampMicros,
-                true,
-                false,
-            ),
-            oid::TIMESTAMPTZ => (
-                json!({"type": "long", "logicalType": "timestamp-micros"}),
-                Enc::TimestampMicros,
-                true,
-                false,
-            ),
-            oid::UUID => (
-                json!({"type": "string", "logicalType": "uuid"}),
-                Enc::String,
-                false,
-                false,
-            ),
-            oid::NAME | oid::CHAR => (json!("string"), Enc::String, false, false),
-            _ => (json!("string"), Enc::String, false, true),
-        },
-    }
-}
-
-/// numeric(p,s) as PostgreSQL packs it; a negative or oversized scale has no Avro decimal.
-pub fn numeric_typmod(typmod: i32) -> Option<(u32, u32)> {
-    if typmod < 4 {
-        return None;
-    }
-    let t = (typmod - 4) as u32;
-    let (precision, scale) = (t >> 16 & 0xffff, t & 0x7ff);
-    (t & 0xffff <= 0x3ff && scale <= precision && precision > 0).then_some((precision, scale))
 }
 
 pub fn type_json(ty: &TypeInfo) -> Json {
@@ -392,31 +347,90 @@ impl TableSchema {
         meta: &Meta<'_>,
         before: Option<&Row>,
         after: Option<&Row>,
-        attribute: Option<Option<Attribute<'_>>>,
+        attribute: Option<Attribute<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<(), EncodeError> {
-        for row in [before, after] {
+        let mut images = [Image::default(), Image::default()];
+        for (row, image) in [before, after].into_iter().zip(&mut images) {
             match row {
                 None => put_long(out, 0),
                 Some(row) => {
                     put_long(out, 1);
-                    self.encode_row(row, out)?;
+                    self.encode_row(row, image, out)?;
                 }
+            }
+        }
+        let some_long = |out: &mut Vec<u8>, v: i64| {
+            put_long(out, 1);
+            put_long(out, v);
+        };
+        // source
+        let o = meta.origin;
+        put_str(out, env!("CARGO_PKG_VERSION"));
+        put_str(out, "postgresql");
+        put_str(out, &o.name);
+        put_long(out, meta.commit_ts_us.div_euclid(1000));
+        put_long(out, 0);
+        put_str(
+            out,
+            match meta.snapshot {
+                Snapshot::False => "false",
+                Snapshot::Incremental => "incremental",
+            },
+        );
+        put_str(out, &o.db);
+        put_long(out, 1);
+        put_str(out, meta.sequence);
+        some_long(out, meta.commit_ts_us);
+        some_long(out, meta.commit_ts_us.saturating_mul(1000));
+        put_str(out, meta.schema);
+        put_str(out, meta.table);
+        some_long(out, i64::from(meta.xid));
+        some_long(out, meta.lsn as i64);
+        put_long(out, 0);
+        // transaction
+        match &meta.transaction {
+            None => put_long(out, 0),
+            Some(b) => {
+                put_long(out, 1);
+                put_str(out, b.id);
+                put_long(out, b.total_order);
+                put_long(out, b.data_collection_order);
             }
         }
         let mut op = [0u8; 4];
         put_str(out, meta.op.encode_utf8(&mut op));
-        put_long(out, meta.now_ms);
-        put_str(out, env!("CARGO_PKG_VERSION"));
-        put_str(out, "freshet");
-        put_str(out, meta.pipeline);
-        put_long(out, meta.commit_ts_ms);
-        put_str(out, meta.schema);
-        put_str(out, meta.table);
-        put_long(out, i64::from(meta.xid));
+        some_long(out, meta.now_ns.div_euclid(1_000_000));
+        some_long(out, meta.now_ns.div_euclid(1000));
+        some_long(out, meta.now_ns);
+        // freshet
+        put_long(out, 1);
         put_long(out, meta.commit_lsn as i64);
         put_long(out, i64::from(meta.seq));
-        if let Some(attribute) = attribute {
+        for image in &images {
+            if !image.unchanged.is_empty() {
+                put_long(out, image.unchanged.len() as i64);
+                for &i in &image.unchanged {
+                    put_str(out, &self.columns[i]);
+                }
+            }
+            put_long(out, 0);
+            if !image.exact.is_empty() {
+                put_long(out, image.exact.len() as i64);
+                for (i, text) in &image.exact {
+                    put_str(out, &self.columns[*i]);
+                    match text {
+                        None => put_long(out, 0),
+                        Some(text) => {
+                            put_long(out, 1);
+                            put_str(out, text);
+                        }
+                    }
+                }
+            }
+            put_long(out, 0);
+        }
+        if self.eav {
             match attribute {
                 None => put_long(out, 0),
                 Some(a) => {
@@ -430,17 +444,26 @@ impl TableSchema {
         Ok(())
     }
 
-    /// Writes the key of a row; `None` when the table has no key.
     /// Writes the key of `row`: each key column's value alone (no union). A NULL, unchanged
-    /// or non-finite key value has no key form and is an error naming the column.
+    /// or inexact key value has no key form and is an error naming the column.
     pub fn encode_key(&self, row: &Row, out: &mut Vec<u8>) -> Result<bool, EncodeError> {
         if self.key_columns.is_empty() {
             return Ok(false);
         }
         for &i in &self.key_columns {
             match row.get(i) {
-                Some(Datum::Value(v)) => put_main(out, &self.layouts[i].enc, v)
-                    .map_err(|why| self.error(i, format!("as a key: {why}")))?,
+                Some(Datum::Value(v)) => {
+                    match column::put_value(out, &self.layouts[i].enc, v)
+                        .map_err(|why| self.error(i, format!("as a key: {why}")))?
+                    {
+                        column::Exact::Yes => {}
+                        column::Exact::No => {
+                            return Err(
+                                self.error(i, format!("{} has no exact key form", v.to_pg_text()))
+                            )
+                        }
+                    }
+                }
                 Some(other) => {
                     return Err(self.error(i, format!("a key column cannot be {other:?}")))
                 }
@@ -454,7 +477,32 @@ impl TableSchema {
         !self.key_columns.is_empty()
     }
 
-    fn encode_row(&self, row: &Row, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    /// Names of the columns written as `["null", T]`.
+    pub fn nullable_columns(&self) -> impl Iterator<Item = String> + '_ {
+        self.columns
+            .iter()
+            .zip(&self.layouts)
+            .filter(|(_, l)| l.nullable)
+            .map(|(c, _)| c.clone())
+    }
+
+    /// Names of the NOT NULL columns a new row holds a NULL in: the catalog said NOT NULL
+    /// after the row was written (a column made NOT NULL since), and the schema must widen.
+    pub fn nulls_in_required(&self, row: &Row) -> Vec<String> {
+        row.iter()
+            .zip(&self.layouts)
+            .zip(&self.columns)
+            .filter(|((d, l), _)| matches!(d, Datum::Null) && !l.nullable)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    fn encode_row(
+        &self,
+        row: &Row,
+        image: &mut Image,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         if row.len() != self.layouts.len() {
             return Err(self.error(
                 0,
@@ -465,29 +513,47 @@ impl TableSchema {
                 ),
             ));
         }
-        let write = |i: usize| -> Result<(), EncodeError> {
-            let layout = &self.layouts[i];
-            match &row[i] {
-                Datum::Null => put_long(out, 0),
-                Datum::Unchanged => match layout.unchanged {
-                    Some(branch) => {
-                        put_long(out, branch);
-                        put_long(out, 0);
+        for (i, (datum, layout)) in row.iter().zip(&self.layouts).enumerate() {
+            match datum {
+                Datum::Null if layout.nullable => put_long(out, 0),
+                // As Debezium: the type's zero. Freshet's field says it is NULL.
+                Datum::Null => {
+                    column::put_zero(out, &layout.enc);
+                    image.exact.push((i, None));
+                }
+                Datum::Unchanged => {
+                    image.unchanged.push(i);
+                    let mark = out.len();
+                    if layout.nullable {
+                        put_long(out, 1);
                     }
-                    None => {
-                        return Err(self.error(
-                            i,
-                            "TOAST-unchanged value on a type that cannot be TOASTed".into(),
-                        ))
+                    if !column::put_placeholder(out, &layout.enc, &self.placeholder) {
+                        out.truncate(mark);
+                        if layout.nullable {
+                            put_long(out, 0);
+                        } else {
+                            column::put_zero(out, &layout.enc);
+                        }
                     }
-                },
+                }
                 Datum::Value(v) => {
-                    put_union_value(out, layout, v).map_err(|why| self.error(i, why))?
+                    let mark = out.len();
+                    if layout.nullable {
+                        put_long(out, 1);
+                    }
+                    let exact =
+                        column::put_value(out, &layout.enc, v).map_err(|why| self.error(i, why))?;
+                    if exact == column::Exact::No {
+                        if layout.nullable && column::null_in_debezium(&layout.enc, v) {
+                            out.truncate(mark);
+                            put_long(out, 0);
+                        }
+                        image.exact.push((i, Some(v.to_pg_text())));
+                    }
                 }
             }
-            Ok(())
-        };
-        (0..row.len()).try_for_each(write)
+        }
+        Ok(())
     }
 
     fn error(&self, column: usize, why: String) -> EncodeError {
@@ -497,105 +563,6 @@ impl TableSchema {
             why,
         }
     }
-}
-
-fn put_union_value(out: &mut Vec<u8>, layout: &Layout, v: &Value) -> Result<(), String> {
-    let non_finite = |out: &mut Vec<u8>, symbol: i64| match layout.non_finite {
-        Some(branch) => {
-            put_long(out, branch);
-            put_long(out, symbol);
-            Ok(())
-        }
-        None => Err(format!("{v:?} has no Avro branch")),
-    };
-    match (v, &layout.enc) {
-        (Value::Numeric(text), Enc::Decimal { .. })
-            if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") =>
-        {
-            non_finite(
-                out,
-                match text.as_str() {
-                    "NaN" => 0,
-                    "Infinity" => 1,
-                    _ => 2,
-                },
-            )
-        }
-        (Value::Date(DateValue::Infinity), _)
-        | (
-            Value::Timestamp(TimestampValue::Infinity)
-            | Value::TimestampTz(TimestampValue::Infinity),
-            _,
-        ) => non_finite(out, 1),
-        (Value::Date(DateValue::NegInfinity), _)
-        | (
-            Value::Timestamp(TimestampValue::NegInfinity)
-            | Value::TimestampTz(TimestampValue::NegInfinity),
-            _,
-        ) => non_finite(out, 2),
-        (Value::Array(items), Enc::Array(_))
-            if items.iter().any(|i| matches!(i, Some(Value::Array(_)))) =>
-        {
-            match layout.text {
-                Some(branch) => {
-                    put_long(out, branch);
-                    put_str(out, &v.to_pg_text());
-                    Ok(())
-                }
-                None => Err("multi-dimensional array without a text branch".into()),
-            }
-        }
-        _ => {
-            put_long(out, 1);
-            put_main(out, &layout.enc, v)
-        }
-    }
-}
-
-fn put_main(out: &mut Vec<u8>, enc: &Enc, v: &Value) -> Result<(), String> {
-    match (enc, v) {
-        (Enc::Bool, Value::Bool(b)) => out.push(u8::from(*b)),
-        (Enc::Int, Value::Int2(i)) => put_long(out, i64::from(*i)),
-        (Enc::Int, Value::Int4(i)) => put_long(out, i64::from(*i)),
-        (Enc::Long, Value::Int8(i)) => put_long(out, *i),
-        (Enc::Float, Value::Float4(f)) => out.extend_from_slice(&f.to_le_bytes()),
-        (Enc::Double, Value::Float8(f)) => out.extend_from_slice(&f.to_le_bytes()),
-        (Enc::Decimal { scale }, Value::Numeric(text)) => {
-            put_bytes(out, &decimal_bytes(text, *scale)?)
-        }
-        (Enc::Bytes, Value::Bytea(b)) => put_bytes(out, b),
-        (Enc::Date, Value::Date(DateValue::Days(d))) => put_long(out, i64::from(*d)),
-        (Enc::TimeMicros, Value::Time(t)) => put_long(out, *t),
-        (
-            Enc::TimestampMicros,
-            Value::Timestamp(TimestampValue::Micros(t))
-            | Value::TimestampTz(TimestampValue::Micros(t)),
-        ) => put_long(out, *t),
-        (
-            Enc::String,
-            Value::Text(s) | Value::Json(s) | Value::Jsonb(s) | Value::Enum(s) | Value::Numeric(s),
-        ) => put_str(out, s),
-        (Enc::String, Value::Other { text, .. }) => put_str(out, text),
-        (Enc::String, other) => put_str(out, &other.to_pg_text()),
-        (Enc::Array(item), Value::Array(items)) => {
-            if !items.is_empty() {
-                put_long(out, items.len() as i64);
-                for i in items {
-                    match i {
-                        None => put_long(out, 0),
-                        Some(v) => put_union_value(out, item, v)?,
-                    }
-                }
-            }
-            put_long(out, 0);
-        }
-        (enc, v) => {
-            return Err(format!(
-                "value {v:?} does not fit the column's Avro type {enc:?}"
-            ))
-        }
-    }
-    Ok(())
 }
 
 pub fn put_long(out: &mut Vec<u8>, v: i64) {
@@ -614,99 +581,6 @@ pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
-}
-
-/// A decimal's text as the two's-complement big-endian unscaled integer Avro wants.
-fn decimal_bytes(text: &str, scale: u32) -> Result<Vec<u8>, String> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if frac.len() > scale as usize {
-        return Err(format!("{text} has more than {scale} fraction digits"));
-    }
-    // Magnitude in base 256, little-endian, built digit by digit.
-    let mut mag: Vec<u8> = Vec::new();
-    let padding = scale as usize - frac.len();
-    for d in int
-        .bytes()
-        .chain(frac.bytes())
-        .chain(std::iter::repeat_n(b'0', padding))
-    {
-        if !d.is_ascii_digit() {
-            return Err(format!("{text:?} is not a decimal"));
-        }
-        let mut carry = u32::from(d - b'0');
-        for byte in mag.iter_mut() {
-            let x = u32::from(*byte) * 10 + carry;
-            *byte = x as u8;
-            carry = x >> 8;
-        }
-        if carry > 0 {
-            mag.push(carry as u8);
-        }
-    }
-    if negative {
-        // Two's complement: invert and add one.
-        let mut carry = 1u16;
-        for byte in mag.iter_mut() {
-            let x = u16::from(!*byte) + carry;
-            *byte = x as u8;
-            carry = x >> 8;
-        }
-    }
-    mag.reverse();
-    // One sign byte when the top bit disagrees with the sign.
-    let sign = if negative { 0xff } else { 0 };
-    if mag.first().is_none_or(|b| (b & 0x80 != 0) != negative) {
-        mag.insert(0, sign);
-    }
-    // Drop redundant sign bytes.
-    while mag.len() > 1 && mag[0] == sign && (mag[1] & 0x80 != 0) == negative {
-        mag.remove(0);
-    }
-    Ok(mag)
-}
-
-/// The inverse of [`decimal_bytes`]: unscaled two's-complement bytes to decimal text.
-pub fn decimal_text(bytes: &[u8], scale: u32) -> String {
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut mag: Vec<u8> = bytes.to_vec();
-    if negative {
-        // Negate: invert, add one.
-        let mut carry = 1u16;
-        for byte in mag.iter_mut().rev() {
-            let x = u16::from(!*byte) + carry;
-            *byte = x as u8;
-            carry = x >> 8;
-        }
-    }
-    let mut digits = Vec::new();
-    while mag.iter().any(|&b| b != 0) {
-        let mut rem = 0u32;
-        for byte in mag.iter_mut() {
-            let x = (rem << 8) | u32::from(*byte);
-            *byte = (x / 10) as u8;
-            rem = x % 10;
-        }
-        digits.push(b'0' + rem as u8);
-    }
-    while digits.len() <= scale as usize {
-        digits.push(b'0');
-    }
-    digits.reverse();
-    let split = digits.len() - scale as usize;
-    let mut text = String::with_capacity(digits.len() + 2);
-    if negative {
-        text.push('-');
-    }
-    text.push_str(std::str::from_utf8(&digits[..split]).unwrap_or("0"));
-    if scale > 0 {
-        text.push('.');
-        text.push_str(std::str::from_utf8(&digits[split..]).unwrap_or("0"));
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,15 +1,20 @@
-//! Avro records back to changes, as JSON lines in the jsonl sink's shape: `freshet tail` and
-//! the tests read Kafka through here, so what arrived can be compared with what was written.
+//! Freshet's records read back as typed changes: the one reader `freshet tail`, the tests'
+//! oracles and the stages downstream of Kafka decode through. Values come back exact: a
+//! column listed unchanged in the `freshet` field is [`Datum::Unchanged`] (never the
+//! placeholder its column holds), and a value whose Debezium form is lossy is parsed from the
+//! PostgreSQL text the field carries.
+
+use std::collections::HashMap;
 
 use apache_avro::schema::{RecordField, Schema};
 use apache_avro::types::Value as Avro;
 use serde_json::{json, Map, Value as Json};
 
-use crate::change::{DateValue, TimestampValue, TypeInfo, TypeKind, Value};
+use crate::change::{DateValue, Datum, TimestampValue, TypeInfo, TypeKind, Value};
 use crate::lsn::Lsn;
 use crate::source::value::{oid, parse_text};
 
-use super::avro::{decimal_text, type_from_json};
+use super::avro::{decimal_text, numeric_typmod, type_from_json};
 
 /// A record that does not have the shape Freshet writes.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +25,138 @@ fn shape<T>(what: impl Into<String>) -> Result<T, ShapeError> {
     Err(ShapeError(what.into()))
 }
 
-/// The envelope as a JSON object: lsn, seq, xid, op, schema, table, before, after,
-/// unchanged, commit_ts_ms, attribute.
-pub fn envelope_json(schema: &Schema, value: &Avro) -> Result<Json, ShapeError> {
+/// One row image: each column's name (PostgreSQL's) and datum, in column order.
+pub type Image = Vec<(String, Datum)>;
+
+/// A change record as Freshet wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeRecord {
+    /// The change identity: its transaction's commit LSN and its place in it.
+    pub commit_lsn: Lsn,
+    pub seq: u32,
+    /// The change's own WAL position.
+    pub lsn: Lsn,
+    pub xid: i64,
+    /// Debezium's op letter.
+    pub op: String,
+    pub schema: String,
+    pub table: String,
+    pub commit_ts_ms: i64,
+    /// `source.snapshot`.
+    pub snapshot: String,
+    pub before: Option<Image>,
+    pub after: Option<Image>,
+    /// The EAV attribute (id, name, data type) of a value change.
+    pub attribute: Option<(i64, String, String)>,
+}
+
+impl ChangeRecord {
+    /// The jsonl sink's line shape: lsn (the commit's), seq, xid, op, schema, table, before,
+    /// after (unchanged columns left out), unchanged, commit_ts_ms, attribute.
+    pub fn to_json(&self) -> Json {
+        let mut unchanged = Vec::new();
+        let mut image = |row: &Option<Image>| match row {
+            None => Json::Null,
+            Some(row) => {
+                let mut object = Map::with_capacity(row.len());
+                for (name, d) in row {
+                    match d {
+                        Datum::Null => {
+                            object.insert(name.clone(), Json::Null);
+                        }
+                        Datum::Unchanged => unchanged.push(name.clone()),
+                        Datum::Value(v) => {
+                            object.insert(name.clone(), v.to_json());
+                        }
+                    }
+                }
+                Json::Object(object)
+            }
+        };
+        let before = image(&self.before);
+        let after = image(&self.after);
+        json!({
+            "lsn": self.commit_lsn.to_string(),
+            "seq": self.seq,
+            "xid": self.xid,
+            "op": self.op,
+            "schema": self.schema,
+            "table": self.table,
+            "before": before,
+            "after": after,
+            "unchanged": unchanged,
+            "commit_ts_ms": self.commit_ts_ms,
+            "attribute": self.attribute.as_ref().map(|(id, name, data_type)| json!({"id": id, "name": name, "data_type": data_type})),
+        })
+    }
+}
+
+fn get<'a>(fields: &'a [(String, Avro)], name: &str) -> Option<&'a Avro> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+/// The value under an optional union's non-null branch, if any.
+fn present(v: Option<&Avro>) -> Option<&Avro> {
+    match v? {
+        Avro::Null => None,
+        Avro::Union(_, inner) => present(Some(inner)),
+        other => Some(other),
+    }
+}
+
+fn long(v: Option<&Avro>, what: &str) -> Result<i64, ShapeError> {
+    match present(v) {
+        Some(Avro::Long(l)) => Ok(*l),
+        Some(Avro::Int(i)) => Ok(i64::from(*i)),
+        other => shape(format!("{what}: expected a long, got {other:?}")),
+    }
+}
+
+fn string(v: Option<&Avro>, what: &str) -> Result<String, ShapeError> {
+    match present(v) {
+        Some(Avro::String(s) | Avro::Enum(_, s)) => Ok(s.clone()),
+        other => shape(format!("{what}: expected a string, got {other:?}")),
+    }
+}
+
+/// Freshet's account of one image: unchanged columns and exact texts.
+#[derive(Default)]
+struct Exactness {
+    unchanged: Vec<String>,
+    /// None: NULL.
+    exact: HashMap<String, Option<String>>,
+}
+
+fn exactness(v: Option<&Avro>) -> Exactness {
+    let Some(Avro::Record(fields)) = present(v) else {
+        return Exactness::default();
+    };
+    let unchanged = match get(fields, "unchanged") {
+        Some(Avro::Array(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Avro::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let exact = match get(fields, "exact") {
+        Some(Avro::Map(m)) => m
+            .iter()
+            .filter_map(|(k, v)| match present(Some(v)) {
+                Some(Avro::String(s)) => Some((k.clone(), Some(s.clone()))),
+                None => Some((k.clone(), None)),
+                Some(_) => None,
+            })
+            .collect(),
+        _ => HashMap::new(),
+    };
+    Exactness { unchanged, exact }
+}
+
+/// Reads one envelope written by Freshet.
+pub fn read_change(schema: &Schema, value: &Avro) -> Result<ChangeRecord, ShapeError> {
     let Schema::Record(envelope) = schema else {
         return shape("the schema is not a record");
     };
@@ -43,45 +177,43 @@ pub fn envelope_json(schema: &Schema, value: &Avro) -> Result<Json, ShapeError> 
     let Some(row_fields) = row_fields else {
         return shape("no before/after row record");
     };
-    let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let mut unchanged = Vec::new();
-    let before = row_json(row_fields, get("before"), &mut unchanged)?;
-    let after = row_json(row_fields, get("after"), &mut unchanged)?;
-    let Some(Avro::Record(source)) = get("source") else {
+    let Some(Avro::Record(source)) = get(fields, "source") else {
         return shape("no source record");
     };
-    let src = |name: &str| source.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let long = |v: Option<&Avro>| match v {
-        Some(Avro::Long(l)) => Ok(*l),
-        other => shape(format!("expected a long, got {other:?}")),
+    let Some(Avro::Record(freshet)) = present(get(fields, "freshet")) else {
+        return shape("no freshet field: the record was not written by Freshet");
     };
-    let string = |v: Option<&Avro>| match v {
-        Some(Avro::String(s)) => Ok(s.clone()),
-        other => shape(format!("expected a string, got {other:?}")),
+    let attribute = match present(get(freshet, "attribute")) {
+        Some(Avro::Record(a)) => Some((
+            long(get(a, "id"), "attribute.id")?,
+            string(get(a, "name"), "attribute.name")?,
+            string(get(a, "data_type"), "attribute.data_type")?,
+        )),
+        _ => None,
     };
-    let attribute = match get("attribute") {
-        Some(Avro::Union(_, a)) => match a.as_ref() {
-            Avro::Record(f) => {
-                let field = |n: &str| f.iter().find(|(k, _)| k == n).map(|(_, v)| v);
-                json!({"id": long(field("id"))?, "name": string(field("name"))?, "data_type": string(field("data_type"))?})
-            }
-            _ => Json::Null,
-        },
-        _ => Json::Null,
-    };
-    Ok(json!({
-        "lsn": Lsn(long(src("lsn"))? as u64).to_string(),
-        "seq": long(src("sequence"))?,
-        "xid": long(src("txId"))?,
-        "op": string(get("op"))?,
-        "schema": string(src("schema"))?,
-        "table": string(src("table"))?,
-        "before": before,
-        "after": after,
-        "unchanged": unchanged,
-        "commit_ts_ms": long(src("ts_ms"))?,
-        "attribute": attribute,
-    }))
+    Ok(ChangeRecord {
+        commit_lsn: Lsn(long(get(freshet, "lsn"), "freshet.lsn")? as u64),
+        seq: u32::try_from(long(get(freshet, "sequence"), "freshet.sequence")?)
+            .map_err(|e| ShapeError(format!("freshet.sequence: {e}")))?,
+        lsn: Lsn(long(get(source, "lsn"), "source.lsn")? as u64),
+        xid: long(get(source, "txId"), "source.txId")?,
+        op: string(get(fields, "op"), "op")?,
+        schema: string(get(source, "schema"), "source.schema")?,
+        table: string(get(source, "table"), "source.table")?,
+        commit_ts_ms: long(get(source, "ts_ms"), "source.ts_ms")?,
+        snapshot: string(get(source, "snapshot"), "source.snapshot")?,
+        before: image(
+            row_fields,
+            get(fields, "before"),
+            &exactness(get(freshet, "before")),
+        )?,
+        after: image(
+            row_fields,
+            get(fields, "after"),
+            &exactness(get(freshet, "after")),
+        )?,
+        attribute,
+    })
 }
 
 /// A key record as a JSON object of its columns.
@@ -89,135 +221,130 @@ pub fn key_json(schema: &Schema, value: &Avro) -> Result<Json, ShapeError> {
     let Schema::Record(r) = schema else {
         return shape("the key schema is not a record");
     };
-    let mut ignored = Vec::new();
-    row_json(&r.fields, Some(value), &mut ignored)
+    let row = image(&r.fields, Some(value), &Exactness::default())?;
+    Ok(Json::Object(
+        row.into_iter()
+            .flatten()
+            .map(|(name, d)| {
+                let v = match d {
+                    Datum::Value(v) => v.to_json(),
+                    _ => Json::Null,
+                };
+                (name, v)
+            })
+            .collect(),
+    ))
 }
 
-fn row_json(
+fn image(
     fields: &[RecordField],
     value: Option<&Avro>,
-    unchanged: &mut Vec<String>,
-) -> Result<Json, ShapeError> {
-    let value = match value {
-        None | Some(Avro::Null) => return Ok(Json::Null),
-        Some(Avro::Union(_, v)) if matches!(v.as_ref(), Avro::Null) => return Ok(Json::Null),
-        Some(Avro::Union(_, v)) => v.as_ref(),
-        Some(v) => v,
+    exactness: &Exactness,
+) -> Result<Option<Image>, ShapeError> {
+    let Some(value) = present(value) else {
+        return Ok(None);
     };
     let Avro::Record(values) = value else {
         return shape("a row is not a record");
     };
-    let mut object = Map::with_capacity(values.len());
+    let mut row = Vec::with_capacity(values.len());
     for (field, (_, v)) in fields.iter().zip(values) {
-        let name = field
-            .custom_attributes
-            .get("pg_name")
+        let attr = |name: &str| field.custom_attributes.get(name);
+        let name = attr("pg_name")
             .and_then(Json::as_str)
             .unwrap_or(&field.name)
             .to_owned();
-        let Some(ty) = field
-            .custom_attributes
-            .get("pg_type")
-            .and_then(type_from_json)
-        else {
+        let Some(ty) = attr("pg_type").and_then(type_from_json) else {
             return shape(format!("field {} has no pg_type", field.name));
         };
-        let scale = field
-            .custom_attributes
-            .get("pg_scale")
-            .and_then(Json::as_u64)
-            .unwrap_or(0) as u32;
-        match datum(&ty, scale, v).map_err(|e| ShapeError(format!("{name}: {e}")))? {
-            Decoded::Null => {
-                object.insert(name, Json::Null);
+        let typmod = attr("pg_typmod")
+            .and_then(Json::as_i64)
+            .and_then(|t| i32::try_from(t).ok())
+            .unwrap_or(-1);
+        let datum = if exactness.unchanged.contains(&name) {
+            Datum::Unchanged
+        } else if let Some(text) = exactness.exact.get(&name) {
+            match text {
+                None => Datum::Null,
+                Some(text) => Datum::Value(
+                    parse_text(&ty, text).map_err(|e| ShapeError(format!("{name}: {e}")))?,
+                ),
             }
-            Decoded::Unchanged => unchanged.push(name),
-            Decoded::Value(v) => {
-                object.insert(name, v.to_json());
+        } else {
+            match present(Some(v)) {
+                None => Datum::Null,
+                Some(v) => Datum::Value(
+                    column(&ty, typmod, v).map_err(|e| ShapeError(format!("{name}: {e}")))?,
+                ),
             }
-        }
+        };
+        row.push((name, datum));
     }
-    Ok(Json::Object(object))
+    Ok(Some(row))
 }
 
-pub enum Decoded {
-    Null,
-    Unchanged,
-    Value(Value),
-}
-
-/// One column's Avro value back to the PostgreSQL value it was written from.
-pub fn datum(ty: &TypeInfo, scale: u32, v: &Avro) -> Result<Decoded, String> {
-    match v {
-        Avro::Null => Ok(Decoded::Null),
-        Avro::Union(_, inner) => datum(ty, scale, inner),
-        Avro::Enum(_, symbol) if symbol == "UNCHANGED" => Ok(Decoded::Unchanged),
-        v => value(ty, scale, v).map(Decoded::Value),
-    }
-}
-
-fn value(ty: &TypeInfo, scale: u32, v: &Avro) -> Result<Value, String> {
-    let non_finite = |symbol: &str| -> Result<Value, String> {
-        let (pos, neg) = (symbol == "Infinity", symbol == "NegInfinity");
-        Ok(match ty.oid {
-            oid::NUMERIC => Value::Numeric(
-                match symbol {
-                    "NaN" => "NaN",
-                    "Infinity" => "Infinity",
-                    _ => "-Infinity",
-                }
-                .into(),
-            ),
-            oid::DATE if pos => Value::Date(DateValue::Infinity),
-            oid::DATE if neg => Value::Date(DateValue::NegInfinity),
-            oid::TIMESTAMP if pos => Value::Timestamp(TimestampValue::Infinity),
-            oid::TIMESTAMP if neg => Value::Timestamp(TimestampValue::NegInfinity),
-            oid::TIMESTAMPTZ if pos => Value::TimestampTz(TimestampValue::Infinity),
-            oid::TIMESTAMPTZ if neg => Value::TimestampTz(TimestampValue::NegInfinity),
-            _ => return Err(format!("{symbol} for type {}", ty.oid)),
-        })
-    };
+/// One column's Avro value in Debezium's form back to the PostgreSQL value it was written
+/// from (values whose form is lossy come from the exact text instead).
+fn column(ty: &TypeInfo, typmod: i32, v: &Avro) -> Result<Value, String> {
+    let text = |s: &str| parse_text(ty, s).map_err(|e| e.to_string());
     Ok(match (&ty.kind, v) {
-        (_, Avro::Union(_, inner)) => return value(ty, scale, inner),
-        (_, Avro::Enum(_, symbol)) => return non_finite(symbol),
+        (_, Avro::Union(_, inner)) => return column(ty, typmod, inner),
         (TypeKind::Array(elem), Avro::Array(items)) => Value::Array(
             items
                 .iter()
-                .map(|i| match datum(elem, scale, i)? {
-                    Decoded::Value(v) => Ok(Some(v)),
-                    _ => Ok(None),
+                .map(|i| match present(Some(i)) {
+                    None => Ok(None),
+                    Some(i) => column(elem, -1, i).map(Some),
                 })
                 .collect::<Result<_, String>>()?,
         ),
-        (TypeKind::Array(_), Avro::String(text)) => {
-            parse_text(ty, text).map_err(|e| e.to_string())?
-        }
-        (TypeKind::Enum, Avro::String(s)) => Value::Enum(s.clone()),
-        (TypeKind::Other, Avro::String(s)) => Value::Other {
-            type_oid: ty.oid,
-            text: s.clone(),
+        (_, Avro::Boolean(b)) if ty.oid == oid::BOOL => Value::Bool(*b),
+        (_, Avro::Boolean(b)) => text(if *b { "1" } else { "0" })?,
+        (_, Avro::Int(i)) => match ty.oid {
+            oid::INT2 => Value::Int2(i16::try_from(*i).map_err(|e| e.to_string())?),
+            oid::DATE => Value::Date(DateValue::Days(*i)),
+            oid::TIME => Value::Time(i64::from(*i) * 1000),
+            _ => Value::Int4(*i),
         },
-        (_, Avro::Boolean(b)) => Value::Bool(*b),
-        (_, Avro::Int(i)) if ty.oid == oid::INT2 => {
-            Value::Int2(i16::try_from(*i).map_err(|e| e.to_string())?)
-        }
-        (_, Avro::Int(i)) => Value::Int4(*i),
-        (_, Avro::Long(l)) => Value::Int8(*l),
+        (_, Avro::Date(d)) => Value::Date(DateValue::Days(*d)),
+        (_, Avro::TimeMillis(t)) => Value::Time(i64::from(*t) * 1000),
+        (_, Avro::TimestampMillis(t)) => Value::Timestamp(TimestampValue::Micros(t * 1000)),
+        (_, Avro::Long(l)) => match ty.oid {
+            oid::TIME => Value::Time(*l),
+            oid::TIMESTAMP if (0..=3).contains(&typmod) => {
+                Value::Timestamp(TimestampValue::Micros(l * 1000))
+            }
+            oid::TIMESTAMP => Value::Timestamp(TimestampValue::Micros(*l)),
+            _ => Value::Int8(*l),
+        },
         (_, Avro::Float(f)) => Value::Float4(*f),
-        (_, Avro::Double(f)) => Value::Float8(*f),
+        (_, Avro::Double(f)) if ty.oid == oid::FLOAT8 => Value::Float8(*f),
+        (_, Avro::Double(f)) => Value::Numeric(f.to_string()),
         (_, Avro::Decimal(d)) => {
             let bytes: Vec<u8> = d
                 .try_into()
                 .map_err(|e: apache_avro::Error| e.to_string())?;
+            let scale = numeric_typmod(typmod).map_or(2, |(_, s)| s);
             Value::Numeric(decimal_text(&bytes, scale))
         }
+        (_, Avro::Record(fields)) => {
+            // io.debezium.data.VariableScaleDecimal
+            let scale = match get(fields, "scale") {
+                Some(Avro::Int(s)) => u32::try_from(*s).map_err(|e| e.to_string())?,
+                other => return Err(format!("a VariableScaleDecimal's scale: {other:?}")),
+            };
+            let Some(Avro::Bytes(b)) = get(fields, "value") else {
+                return Err("a VariableScaleDecimal without its value".into());
+            };
+            Value::Numeric(decimal_text(b, scale))
+        }
         (_, Avro::Bytes(b)) => Value::Bytea(b.clone()),
-        (_, Avro::Date(d)) => Value::Date(DateValue::Days(*d)),
-        (_, Avro::TimeMicros(t)) => Value::Time(*t),
-        (_, Avro::TimestampMicros(t)) => Value::TimestampTz(TimestampValue::Micros(*t)),
-        (_, Avro::LocalTimestampMicros(t)) => Value::Timestamp(TimestampValue::Micros(*t)),
-        (_, Avro::Uuid(u)) => Value::Uuid(*u.as_bytes()),
-        (_, Avro::String(s)) => parse_text(ty, s).map_err(|e| e.to_string())?,
+        (_, Avro::String(s)) if ty.oid == oid::TIMESTAMPTZ => {
+            let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{s:?}: {e}"))?;
+            Value::TimestampTz(TimestampValue::Micros(t.timestamp_micros()))
+        }
+        (TypeKind::Enum, Avro::String(s)) => Value::Enum(s.clone()),
+        (_, Avro::String(s)) => text(s)?,
         (_, other) => return Err(format!("unexpected Avro value {other:?}")),
     })
 }

@@ -321,6 +321,7 @@ mod tests {
             type_modifier: -1,
             ty: TypeInfo { oid, kind },
             key: name == "attribute_id",
+            nullable: name != "attribute_id",
         };
         Arc::new(Table {
             oid: 7,
@@ -341,6 +342,7 @@ mod tests {
                 commit_lsn: Lsn(1),
                 seq: 0,
             },
+            lsn: Lsn(1),
             op,
             table: attributes(),
             before: None,

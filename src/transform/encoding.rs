@@ -153,7 +153,25 @@ impl Encoding {
                 }
             }
         }
-        let key = schema.key.as_ref().map(|k| (format!("{topic}-key"), k));
+        self.publish(topic, schema.key.as_ref(), &schema.value, || {
+            previous
+                .map(|(old, _)| difference(old, table))
+                .unwrap_or_else(|| "the registry's latest version differs".into())
+        })
+        .await
+    }
+
+    /// Registers (or publishes) a topic's key and value schemas as they are; `difference`
+    /// says what changed when the registry refuses them.
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        key: Option<&serde_json::Value>,
+        value: &serde_json::Value,
+        difference: impl Fn() -> String,
+    ) -> Result<Registered, SchemaError> {
+        let value_subject = format!("{topic}-value");
+        let key = key.map(|k| (format!("{topic}-key"), k));
         match self {
             Encoding::Registry { url, settings } => {
                 let post = async |subject: &str, json: &serde_json::Value| {
@@ -166,11 +184,7 @@ impl Encoding {
                             if text.contains("409") {
                                 SchemaError::Incompatible {
                                     subject: subject.to_owned(),
-                                    difference: previous
-                                        .map(|(old, _)| difference(old, table))
-                                        .unwrap_or_else(|| {
-                                            "the registry's latest version differs".into()
-                                        }),
+                                    difference: difference(),
                                     detail: text,
                                 }
                             } else {
@@ -189,7 +203,7 @@ impl Encoding {
                             }
                         })
                 };
-                let value_prefix = post(&value_subject, &schema.value).await?;
+                let value_prefix = post(&value_subject, value).await?;
                 let key_prefix = match key {
                     Some((subject, json)) => post(&subject, json).await?,
                     None => Vec::new(),
@@ -209,7 +223,7 @@ impl Encoding {
                 let mut publish = |subject: &str, json: &serde_json::Value| {
                     single_object(fingerprints, schema_topic, &mut records, subject, json)
                 };
-                let value_prefix = publish(&value_subject, &schema.value)?;
+                let value_prefix = publish(&value_subject, value)?;
                 let key_prefix = match key {
                     Some((subject, json)) => publish(&subject, json)?,
                     None => Vec::new(),
@@ -374,6 +388,7 @@ fn single_object(
                     routing: Routing::Partition(0),
                     commit_lsn: Lsn(0),
                     seq: 0,
+                    headers: Vec::new(),
                 });
                 fingerprints.insert(fingerprint, text);
                 return Ok(prefix);

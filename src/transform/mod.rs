@@ -9,6 +9,7 @@ pub mod avro;
 pub mod decode;
 pub mod eav;
 pub mod encoding;
+pub mod transaction;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,10 +27,8 @@ pub use encoding::{Encoding, SchemaError};
 pub enum Routing {
     /// The partitioner hashes the key: one key's changes stay ordered on one partition.
     ByKey,
-    /// Tables without a key keep their order on one partition.
+    /// Tables without a key, TRUNCATE and state records keep their order on one partition.
     Partition(i32),
-    /// A TRUNCATE is a barrier every partition must see.
-    AllPartitions,
 }
 
 #[derive(Debug)]
@@ -42,6 +41,8 @@ pub struct Record {
     /// The change identity, carried in the headers.
     pub commit_lsn: Lsn,
     pub seq: u32,
+    /// Headers beside the identity: Debezium's `__debezium.oldkey` / `__debezium.newkey`.
+    pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -98,12 +99,19 @@ struct Version {
 }
 
 pub struct Transform {
-    pipeline: String,
     topic_prefix: String,
     encoding: Encoding,
+    options: avro::Options,
+    origin: avro::Origin,
     catalog: Option<eav::Catalog>,
     /// A tombstone after each delete.
     tombstones: bool,
+    /// Operations not written (config `skipped_operations`), by op letter.
+    skipped: HashSet<char>,
+    /// The envelope's `transaction` block and the transaction topic's BEGIN and END.
+    transaction_metadata: bool,
+    /// The transaction topic, once its schemas are registered: (topic, key and value prefix).
+    transaction_topic: Option<(Arc<str>, Vec<u8>, Vec<u8>)>,
     /// Where the attribute catalog's state lives, and the records it still needs there.
     state_topic: Arc<str>,
     pending_state: Vec<Record>,
@@ -115,26 +123,86 @@ pub struct Transform {
     /// skipped, each reported once.
     decided: HashMap<u32, bool>,
     versions: HashMap<u32, Version>,
+    /// Per relation, columns the catalog calls NOT NULL that streamed a NULL: nullable in
+    /// every later version.
+    widened: HashMap<u32, HashSet<String>>,
+    /// The commit LSN of the last transaction seen: Debezium's `lastCommitLsn`.
+    last_commit: Lsn,
 }
 
+/// The transaction being transformed.
 struct Txn {
     xid: u32,
+    commit_lsn: Lsn,
     commit_ts: PgTimestamp,
+    /// Debezium's transaction id, `{xid}:{commit LSN}`.
+    id: String,
+    /// Records written so far, in all and per `schema.table`.
+    total: i64,
+    per_table: Vec<(String, i64)>,
+    /// Its BEGIN record is out.
+    began: bool,
+}
+
+impl Txn {
+    fn new(xid: u32, commit_lsn: Lsn, commit_ts: PgTimestamp, ids: bool) -> Txn {
+        Txn {
+            xid,
+            commit_lsn,
+            commit_ts,
+            id: if ids {
+                format!("{xid}:{}", commit_lsn.0)
+            } else {
+                String::new()
+            },
+            total: 0,
+            per_table: Vec::new(),
+            began: false,
+        }
+    }
+
+    fn commit_ts_ms(&self) -> i64 {
+        crate::change::unix_micros(self.commit_ts).div_euclid(1000)
+    }
 }
 
 impl Transform {
-    /// A transform without an attribute catalog yet ([`Transform::set_catalog`]).
+    /// A transform without an attribute catalog yet ([`Transform::set_catalog`]); `db` is
+    /// the source database's name.
     pub fn new(
-        pipeline: &str,
         topic_prefix: &str,
+        db: &str,
         encoding: Encoding,
         primary_keys: HashMap<(String, String), Vec<String>>,
         captured: HashSet<(String, String)>,
-        tombstones: bool,
+        config: &crate::config::Transform,
     ) -> Transform {
         Transform {
-            tombstones,
-            pipeline: pipeline.to_owned(),
+            tombstones: config.tombstones_on_delete,
+            skipped: config
+                .skipped_operations
+                .iter()
+                .map(|op| {
+                    use crate::config::SkippedOperation as S;
+                    match op {
+                        S::Create => 'c',
+                        S::Update => 'u',
+                        S::Delete => 'd',
+                        S::Truncate => 't',
+                    }
+                })
+                .collect(),
+            transaction_metadata: config.provide_transaction_metadata,
+            transaction_topic: None,
+            options: avro::Options {
+                time_precision: config.time_precision,
+                decimal_handling: config.decimal_handling,
+                placeholder: config.unavailable_value_placeholder.clone(),
+            },
+            origin: avro::Origin {
+                name: topic_prefix.to_owned(),
+                db: db.to_owned(),
+            },
             topic_prefix: topic_prefix.to_owned(),
             state_topic: eav::state_topic(topic_prefix).into(),
             pending_state: Vec::new(),
@@ -144,6 +212,8 @@ impl Transform {
             captured,
             decided: HashMap::new(),
             versions: HashMap::new(),
+            widened: HashMap::new(),
+            last_commit: Lsn(0),
         }
     }
 
@@ -160,10 +230,11 @@ impl Transform {
                 routing: Routing::Partition(0),
                 commit_lsn: Lsn(0),
                 seq: 0,
+                headers: Vec::new(),
             };
             self.pending_state = catalog
                 .histories()
-                .map(|h| self.state_record(&h, Lsn(0), 0))
+                .map(|h| Self::state_record(&self.state_topic, &h, Lsn(0), 0))
                 .chain([marker])
                 .collect();
         }
@@ -172,14 +243,15 @@ impl Transform {
 
     /// An attribute's history as the state topic's record, keyed by the attribute id; the
     /// identity headers are those of the change that made the newest version.
-    fn state_record(&self, history: &eav::History, commit_lsn: Lsn, seq: u32) -> Record {
+    fn state_record(topic: &Arc<str>, history: &eav::History, commit_lsn: Lsn, seq: u32) -> Record {
         Record {
-            topic: self.state_topic.clone(),
+            topic: topic.clone(),
             key: Some(history.id.to_string().into_bytes()),
             value: Some(serde_json::to_vec(history).unwrap_or_default()),
             routing: Routing::Partition(0),
             commit_lsn,
             seq,
+            headers: Vec::new(),
         }
     }
 
@@ -188,10 +260,7 @@ impl Transform {
         mut events: mpsc::Receiver<SourceEvent>,
         out: mpsc::Sender<Output>,
     ) -> Result<(), TransformError> {
-        let mut txn = Txn {
-            xid: 0,
-            commit_ts: 0,
-        };
+        let mut txn = Txn::new(0, Lsn(0), 0, false);
         for r in std::mem::take(&mut self.pending_state) {
             out.send(Output::Record(r))
                 .await
@@ -199,10 +268,22 @@ impl Transform {
         }
         while let Some(event) = events.recv().await {
             match event {
-                SourceEvent::Begin { xid, commit_ts, .. } => txn = Txn { xid, commit_ts },
+                SourceEvent::Begin {
+                    xid,
+                    commit_lsn,
+                    commit_ts,
+                } => txn = Txn::new(xid, commit_lsn, commit_ts, self.transaction_metadata),
                 SourceEvent::Commit {
-                    end_lsn, commit_ts, ..
+                    commit_lsn,
+                    end_lsn,
+                    commit_ts,
                 } => {
+                    self.last_commit = commit_lsn;
+                    if let Some(end) = self.transaction_record(&txn, true).filter(|_| txn.began) {
+                        out.send(Output::Record(end))
+                            .await
+                            .map_err(|_| TransformError::Closed)?;
+                    }
                     out.send(Output::Commit { end_lsn, commit_ts })
                         .await
                         .map_err(|_| TransformError::Closed)?;
@@ -219,7 +300,10 @@ impl Transform {
                     if !captured {
                         continue;
                     }
-                    let (schema_records, records) = self.change(&txn, &change).await?;
+                    let (mut schema_records, records) = self.change(&mut txn, &change).await?;
+                    if txn.total > 0 && !txn.began {
+                        schema_records.extend(self.transaction_begin(&mut txn).await?);
+                    }
                     for r in schema_records.into_iter().chain(records) {
                         out.send(Output::Record(r))
                             .await
@@ -234,13 +318,31 @@ impl Transform {
     /// The records of one change, after the schema records a new version needs first.
     async fn change(
         &mut self,
-        txn: &Txn,
+        txn: &mut Txn,
         change: &Change,
     ) -> Result<(Vec<Record>, Vec<Record>), TransformError> {
-        let schema_records = self
-            .ensure_version(&change.table, change.id.commit_lsn)
+        let oid = change.table.oid;
+        let mut schema_records = self
+            .ensure_version(&change.table, change.id.commit_lsn, false)
             .await?;
-        let Some(v) = self.versions.get(&change.table.oid) else {
+        // A NULL where the catalog (read after the fact) says NOT NULL: the column is nullable
+        // from this version on, as the stream shows it was.
+        if let Some(v) = self.versions.get(&oid) {
+            let nulls = change
+                .after
+                .as_ref()
+                .map(|row| v.schema.nulls_in_required(row))
+                .unwrap_or_default();
+            if !nulls.is_empty() {
+                warn!(table = %format_args!("{}.{}", change.table.schema, change.table.name), columns = ?nulls, at = %change.id.commit_lsn, "NULL in a column the catalog says is NOT NULL (made NOT NULL since?): the columns become nullable in a new schema version");
+                self.widened.entry(oid).or_default().extend(nulls);
+                schema_records.extend(
+                    self.ensure_version(&change.table, change.id.commit_lsn, true)
+                        .await?,
+                );
+            }
+        }
+        let Some(v) = self.versions.get(&oid) else {
             return Ok((schema_records, Vec::new()));
         };
         let mut eav_attr = None;
@@ -254,87 +356,193 @@ impl Transform {
             }
             _ => {}
         }
-        let is_values = matches!(v.role, eav::Role::Values { .. });
-        let meta = avro::Meta {
-            pipeline: &self.pipeline,
-            schema: &change.table.schema,
-            table: &change.table.name,
-            op: change.op.letter(),
-            commit_lsn: change.id.commit_lsn.0,
-            seq: change.id.seq,
-            xid: txn.xid,
-            commit_ts_ms: crate::change::unix_micros(txn.commit_ts).div_euclid(1000),
-            now_ms: chrono::Utc::now().timestamp_millis(),
-        };
-        let attribute = is_values.then(|| {
-            eav_attr.map(|(id, a)| avro::Attribute {
-                id,
-                name: &a.name,
-                data_type: &a.data_type,
-            })
-        });
-        let mut value = Vec::with_capacity(v.value_prefix.len() + 256);
-        value.extend_from_slice(&v.value_prefix);
-        v.schema.encode_value(
-            &meta,
-            change.before.as_ref(),
-            change.after.as_ref(),
-            attribute,
-            &mut value,
-        )?;
-        let record = |key: Option<Vec<u8>>, routing: Routing, value: Option<Vec<u8>>| Record {
-            topic: v.topic.clone(),
-            key,
-            value,
-            routing,
-            commit_lsn: change.id.commit_lsn,
-            seq: change.id.seq,
-        };
+        // The attribute's new history goes first: it is delivered before the commit that
+        // depends on it is acknowledged, whatever the table topic skips.
+        let mut records: Vec<Record> = state
+            .map(|h| Self::state_record(&self.state_topic, &h, change.id.commit_lsn, change.id.seq))
+            .into_iter()
+            .collect();
+        if self.skipped.contains(&change.op.letter()) {
+            return Ok((schema_records, records));
+        }
         let encode_key = |row: &crate::change::Row| -> Result<Vec<u8>, TransformError> {
             let mut key = Vec::with_capacity(v.key_prefix.len() + 32);
             key.extend_from_slice(&v.key_prefix);
             v.schema.encode_key(row, &mut key)?;
             Ok(key)
         };
-        let value = Some(value);
-        let records = if change.op == Op::Truncate {
-            vec![record(None, Routing::AllPartitions, value)]
-        } else if !v.schema.has_key() {
-            vec![record(None, Routing::Partition(0), value)]
+        let (new_key, old_key) = if v.schema.has_key() && change.op != Op::Truncate {
+            (
+                change.after.as_ref().map(encode_key).transpose()?,
+                match (&change.before, change.op) {
+                    (Some(before), Op::Update | Op::Delete) => Some(encode_key(before)?),
+                    _ => None,
+                },
+            )
         } else {
-            let new_key = change.after.as_ref().map(&encode_key).transpose()?;
-            let old_key = match (&change.before, change.op) {
-                (Some(before), Op::Update | Op::Delete) => Some(encode_key(before)?),
-                _ => None,
-            };
-            match (new_key, old_key) {
-                // An update that moved the row to another key goes to both keys' partitions,
-                // the same record twice: the old key's history ends with it (its `before`),
-                // and a later insert of the old key lands after it.
-                (Some(new), Some(old)) if new != old => vec![
-                    record(Some(old), Routing::ByKey, value.clone()),
-                    record(Some(new), Routing::ByKey, value),
-                ],
-                // A delete, then its tombstone (the key, no value): compaction and KTables
-                // forget the key, as after Debezium's delete.
-                (None, Some(key)) if self.tombstones => vec![
-                    record(Some(key.clone()), Routing::ByKey, value),
-                    record(Some(key), Routing::ByKey, None),
-                ],
-                (Some(key), _) | (None, Some(key)) => {
-                    vec![record(Some(key), Routing::ByKey, value)]
-                }
-                (None, None) => vec![record(None, Routing::Partition(0), value)],
-            }
+            (None, None)
         };
-        // The attribute's new history goes first: it is delivered before the commit that
-        // depends on it is acknowledged.
-        let records = state
-            .map(|h| self.state_record(&h, change.id.commit_lsn, change.id.seq))
-            .into_iter()
-            .chain(records)
-            .collect();
+        // Debezium's `["<last commit LSN>","<lsn>"]`, null before the first commit seen.
+        let sequence = match self.last_commit {
+            Lsn(0) => format!("[null,\"{}\"]", change.lsn.0),
+            last => format!("[\"{}\",\"{}\"]", last.0, change.lsn.0),
+        };
+        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let snapshot = if change.op == Op::Read {
+            avro::Snapshot::Incremental
+        } else {
+            avro::Snapshot::False
+        };
+        let transaction_metadata = self.transaction_metadata;
+        let collection = format!("{}.{}", change.table.schema, change.table.name);
+        let mut encode = |op: Op,
+                          before: Option<&crate::change::Row>,
+                          after: Option<&crate::change::Row>|
+         -> Result<Vec<u8>, TransformError> {
+            let transaction = transaction_metadata.then(|| {
+                txn.total += 1;
+                let n = match txn.per_table.iter().position(|(t, _)| *t == collection) {
+                    Some(i) => i,
+                    None => {
+                        txn.per_table.push((collection.clone(), 0));
+                        txn.per_table.len() - 1
+                    }
+                };
+                txn.per_table[n].1 += 1;
+                avro::Block {
+                    id: &txn.id,
+                    total_order: txn.total,
+                    data_collection_order: txn.per_table[n].1,
+                }
+            });
+            let meta = avro::Meta {
+                origin: &self.origin,
+                schema: &change.table.schema,
+                table: &change.table.name,
+                op: op.letter(),
+                snapshot,
+                lsn: change.lsn.0,
+                sequence: &sequence,
+                commit_lsn: change.id.commit_lsn.0,
+                seq: change.id.seq,
+                xid: txn.xid,
+                commit_ts_us: crate::change::unix_micros(txn.commit_ts),
+                now_ns,
+                transaction,
+            };
+            let attribute = eav_attr.map(|(id, a)| avro::Attribute {
+                id,
+                name: &a.name,
+                data_type: &a.data_type,
+            });
+            let mut value = Vec::with_capacity(v.value_prefix.len() + 256);
+            value.extend_from_slice(&v.value_prefix);
+            v.schema
+                .encode_value(&meta, before, after, attribute, &mut value)?;
+            Ok(value)
+        };
+        let record = |key: Option<Vec<u8>>, value: Option<Vec<u8>>| Record {
+            topic: v.topic.clone(),
+            routing: if key.is_some() {
+                Routing::ByKey
+            } else {
+                Routing::Partition(0)
+            },
+            key,
+            value,
+            commit_lsn: change.id.commit_lsn,
+            seq: change.id.seq,
+            headers: Vec::new(),
+        };
+        let before = change.before.as_ref();
+        let after = change.after.as_ref();
+        match (new_key, old_key) {
+            // The row moved to another key, as Debezium writes it: a delete under the old
+            // key (and its tombstone), then a create under the new one, each naming the
+            // other key in a header. Upsert sinks keyed by the record key drop the old row.
+            (Some(new), Some(old)) if new != old => {
+                let delete = encode(Op::Delete, before, None)?;
+                let create = encode(Op::Insert, None, after)?;
+                let mut d = record(Some(old.clone()), Some(delete));
+                d.headers.push(("__debezium.newkey", new.clone()));
+                records.push(d);
+                if self.tombstones {
+                    let mut t = record(Some(old.clone()), None);
+                    t.headers.push(("__debezium.newkey", new.clone()));
+                    records.push(t);
+                }
+                let mut c = record(Some(new), Some(create));
+                c.headers.push(("__debezium.oldkey", old));
+                records.push(c);
+            }
+            // A delete, then its tombstone (the key, no value): compaction and KTables
+            // forget the key, as after Debezium's delete.
+            (None, Some(key)) => {
+                records.push(record(
+                    Some(key.clone()),
+                    Some(encode(change.op, before, after)?),
+                ));
+                if self.tombstones {
+                    records.push(record(Some(key), None));
+                }
+            }
+            (Some(key), _) => {
+                records.push(record(Some(key), Some(encode(change.op, before, after)?)))
+            }
+            // TRUNCATE and keyless tables: one record, on partition 0.
+            (None, None) => records.push(record(None, Some(encode(change.op, before, after)?))),
+        }
         Ok((schema_records, records))
+    }
+
+    /// The BEGIN record of `txn` (first registering the transaction topic's schemas, whose
+    /// records come first).
+    async fn transaction_begin(&mut self, txn: &mut Txn) -> Result<Vec<Record>, TransformError> {
+        let mut records = Vec::new();
+        if self.transaction_topic.is_none() {
+            let topic = transaction::topic(&self.topic_prefix);
+            let registered = self
+                .encoding
+                .publish(
+                    &topic,
+                    Some(&transaction::key_schema()),
+                    &transaction::value_schema(),
+                    || "Debezium's transaction metadata schemas".into(),
+                )
+                .await?;
+            records = registered.records;
+            self.transaction_topic =
+                Some((topic.into(), registered.key_prefix, registered.value_prefix));
+        }
+        txn.began = true;
+        records.extend(self.transaction_record(txn, false));
+        Ok(records)
+    }
+
+    /// The BEGIN or END record of `txn` on the transaction topic (None before the topic's
+    /// schemas are registered).
+    fn transaction_record(&self, txn: &Txn, end: bool) -> Option<Record> {
+        let (topic, key_prefix, value_prefix) = self.transaction_topic.as_ref()?;
+        let value = if end {
+            transaction::end(
+                value_prefix,
+                &txn.id,
+                txn.total,
+                &txn.per_table,
+                txn.commit_ts_ms(),
+            )
+        } else {
+            transaction::begin(value_prefix, &txn.id, txn.commit_ts_ms())
+        };
+        Some(Record {
+            topic: topic.clone(),
+            key: Some(transaction::key(key_prefix, &txn.id)),
+            value: Some(value),
+            routing: Routing::ByKey,
+            commit_lsn: txn.commit_lsn,
+            seq: 0,
+            headers: Vec::new(),
+        })
     }
 
     /// Makes sure the table's current shape has a registered schema version.
@@ -342,8 +550,9 @@ impl Transform {
         &mut self,
         table: &Arc<Table>,
         at: Lsn,
+        widen: bool,
     ) -> Result<Vec<Record>, TransformError> {
-        if let Some(v) = self.versions.get_mut(&table.oid) {
+        if let Some(v) = self.versions.get_mut(&table.oid).filter(|_| !widen) {
             if Arc::ptr_eq(&v.table, table) {
                 return Ok(Vec::new());
             }
@@ -371,9 +580,22 @@ impl Transform {
                 (pk, false)
             }
         };
-        let schema = avro::table_schema(table, key_columns.as_deref(), eav);
-        let topic: Arc<str> = topic_name(&self.topic_prefix, &table.schema, &table.name).into();
         let previous = self.versions.get(&table.oid);
+        // A column nullable in the previous version stays nullable: a schema that stopped
+        // taking NULL could not read what the previous one wrote.
+        let mut nullable = self.widened.get(&table.oid).cloned().unwrap_or_default();
+        if let Some(p) = previous {
+            nullable.extend(p.schema.nullable_columns());
+        }
+        let schema = avro::table_schema(
+            &self.topic_prefix,
+            table,
+            key_columns.as_deref(),
+            eav,
+            &self.options,
+            &nullable,
+        );
+        let topic: Arc<str> = topic_name(&self.topic_prefix, &table.schema, &table.name).into();
         let registered = self
             .encoding
             .register(

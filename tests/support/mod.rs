@@ -347,11 +347,12 @@ pub fn lsn_ge(a: &str, b: &str) -> bool {
     parse(a) >= parse(b)
 }
 
-/// The captured lines in identity order (commit LSN, sequence), each identity once. Panics if
-/// an identity was captured with two contents: a replay after a crash may repeat a change,
-/// never alter it.
+/// The captured lines in identity order (commit LSN, sequence; then op, which tells the delete
+/// and the create of a key change apart), each identity once. Panics if an identity was
+/// captured with two contents: a replay after a crash may repeat a change, never alter it.
 pub fn by_identity(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
-    let mut by_id: std::collections::BTreeMap<(u64, u64), &serde_json::Value> = Default::default();
+    let mut by_id: std::collections::BTreeMap<(u64, u64, String), &serde_json::Value> =
+        Default::default();
     for l in lines {
         let (hi, lo) = l["lsn"]
             .as_str()
@@ -360,8 +361,12 @@ pub fn by_identity(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
             .expect("X/Y");
         let lsn = (u64::from_str_radix(hi, 16).expect("hex") << 32)
             | u64::from_str_radix(lo, 16).expect("hex");
-        let id = (lsn, l["seq"].as_u64().expect("seq"));
-        if let Some(prev) = by_id.insert(id, l) {
+        let id = (
+            lsn,
+            l["seq"].as_u64().expect("seq"),
+            l["op"].as_str().expect("op").to_owned(),
+        );
+        if let Some(prev) = by_id.insert(id.clone(), l) {
             assert_eq!(prev, l, "identity {id:?} was captured with two contents");
         }
     }

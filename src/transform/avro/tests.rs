@@ -1,15 +1,26 @@
+use std::collections::HashSet;
+
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use proptest::prelude::*;
 
 use super::*;
-use crate::change::{Column, Datum, Table, TypeInfo, TypeKind, Value};
-use crate::transform::decode::{envelope_json, key_json};
+use crate::change::{Column, DateValue, Datum, Table, TimestampValue, TypeInfo, TypeKind, Value};
+use crate::source::value::oid;
+use crate::transform::decode::{key_json, read_change};
 
 fn scalar(oid: u32) -> TypeInfo {
     TypeInfo {
         oid,
         kind: TypeKind::Scalar,
+    }
+}
+
+fn other(oid: u32) -> TypeInfo {
+    TypeInfo {
+        oid,
+        kind: TypeKind::Other,
     }
 }
 
@@ -20,6 +31,7 @@ fn col(name: &str, ty: TypeInfo, typmod: i32, key: bool) -> Column {
         type_modifier: typmod,
         ty,
         key,
+        nullable: !key,
     }
 }
 
@@ -28,7 +40,16 @@ fn numeric_mod(p: i32, s: i32) -> i32 {
     ((p << 16) | s) + 4
 }
 
+fn array(oid: u32, elem: u32) -> TypeInfo {
+    TypeInfo {
+        oid,
+        kind: TypeKind::Array(Box::new(scalar(elem))),
+    }
+}
+
 fn table() -> Table {
+    let mut required = col("required_n", scalar(oid::NUMERIC), numeric_mod(5, 1), false);
+    required.nullable = false;
     Table {
         oid: 1,
         schema: "public".into(),
@@ -60,25 +81,21 @@ fn table() -> Table {
                 -1,
                 false,
             ),
-            col(
-                "ad",
-                TypeInfo {
-                    oid: 1182,
-                    kind: TypeKind::Array(Box::new(scalar(oid::DATE))),
-                },
-                -1,
-                false,
-            ),
-            col(
-                "ai",
-                TypeInfo {
-                    oid: 1007,
-                    kind: TypeKind::Array(Box::new(scalar(oid::INT4))),
-                },
-                -1,
-                false,
-            ),
+            col("ad", array(1182, oid::DATE), -1, false),
+            col("ai", array(1007, oid::INT4), -1, false),
             col("odd col", scalar(oid::TEXT), -1, false),
+            col("nan", scalar(oid::NUMERIC), numeric_mod(5, 1), false),
+            required,
+            col("m", other(790), -1, false),
+            col("iv", other(1186), -1, false),
+            col("bit", other(1560), 1, false),
+            col("vb", other(1562), -1, false),
+            col("ttz", other(1266), -1, false),
+            col("tz3", scalar(oid::TIMESTAMPTZ), 3, false),
+            col("ts3", scalar(oid::TIMESTAMP), 3, false),
+            col("at", array(1009, oid::TEXT), -1, false),
+            col("t2", scalar(oid::TEXT), -1, false),
+            col("inet", other(869), -1, false),
         ],
     }
 }
@@ -87,15 +104,24 @@ fn v(x: Value) -> Datum {
     Datum::Value(x)
 }
 
+fn o(oid: u32, text: &str) -> Datum {
+    v(Value::Other {
+        type_oid: oid,
+        text: text.into(),
+    })
+}
+
+const PLACEHOLDER: &str = "__debezium_unavailable_value";
+
 fn row() -> Vec<Datum> {
     vec![
         v(Value::Int4(-7)),
         v(Value::Bool(true)),
         v(Value::Int2(-32768)),
         v(Value::Int8(i64::MIN)),
-        v(Value::Float4(f32::NAN)),
+        v(Value::Float4(1.5)),
         v(Value::Float8(-0.0)),
-        v(Value::Numeric("-1e-20".into())),
+        v(Value::Numeric("-0.00000000000000000001".into())),
         v(Value::Numeric("-123456789.125".into())),
         Datum::Unchanged,
         v(Value::Bytea(vec![0, 255, 16])),
@@ -118,10 +144,37 @@ fn row() -> Vec<Datum> {
             Some(Value::Array(vec![None])),
         ])),
         Datum::Null,
+        v(Value::Numeric("NaN".into())),
+        v(Value::Numeric("-Infinity".into())),
+        o(790, "-$1,234.50"),
+        o(1186, "1 year 2 mons -3 days +04:05:06.5"),
+        o(1560, "1"),
+        o(1562, "0010110"),
+        o(1266, "12:34:56.789+05:30"),
+        v(Value::TimestampTz(TimestampValue::Micros(
+            1_767_323_045_123_000,
+        ))),
+        v(Value::Timestamp(TimestampValue::Micros(
+            1_767_323_045_123_000,
+        ))),
+        Datum::Unchanged,
+        v(Value::Text(PLACEHOLDER.into())),
+        o(869, "10.0.0.1/8"),
     ]
 }
 
-fn decode(schema: &Json, bytes: &[u8]) -> (Schema, apache_avro::types::Value) {
+/// A row as PostgreSQL's texts, unchanged marked: what must come back exactly.
+fn texts(row: &[Datum]) -> Vec<Option<String>> {
+    row.iter()
+        .map(|d| match d {
+            Datum::Null => None,
+            Datum::Unchanged => Some("<unchanged>".into()),
+            Datum::Value(v) => Some(v.to_pg_text()),
+        })
+        .collect()
+}
+
+fn decode(schema: &Json, bytes: &[u8]) -> (Schema, Avro) {
     let schema = Schema::parse(schema).expect("schema parses");
     let mut body = bytes;
     let value = GenericDatumReader::builder(&schema)
@@ -132,22 +185,67 @@ fn decode(schema: &Json, bytes: &[u8]) -> (Schema, apache_avro::types::Value) {
     (schema, value)
 }
 
-#[test]
-fn apache_avro_decodes_every_type_the_encoder_writes() {
-    let t = table();
-    let s = table_schema(&t, None, true);
-    let meta = Meta {
-        pipeline: "p",
+fn origin() -> Origin {
+    Origin {
+        name: "shop".into(),
+        db: "inventory".into(),
+    }
+}
+
+fn meta<'a>(origin: &'a Origin, op: char) -> Meta<'a> {
+    Meta {
+        origin,
         schema: "public",
         table: "t-1",
-        op: 'u',
+        op,
+        snapshot: Snapshot::False,
+        lsn: 0x1_0000_0008,
+        sequence: r#"["4294967040","4294967304"]"#,
         commit_lsn: 0x1_0000_0010,
         seq: 3,
         xid: 77,
-        commit_ts_ms: 1_700_000_000_000,
-        now_ms: 1_700_000_000_001,
+        commit_ts_us: 1_700_000_000_000_123,
+        now_ns: 1_700_000_000_001_000_007,
+        transaction: None,
+    }
+}
+
+fn schema(t: &Table) -> TableSchema {
+    table_schema("shop", t, None, true, &Options::default(), &HashSet::new())
+}
+
+/// The envelope's fields by name.
+fn fields(value: &Avro) -> std::collections::HashMap<String, Avro> {
+    let Avro::Record(f) = value else {
+        panic!("not a record: {value:?}")
     };
-    let before = vec![Datum::Null; t.columns.len()];
+    f.iter().cloned().collect()
+}
+
+fn unwrap(v: &Avro) -> &Avro {
+    match v {
+        Avro::Union(_, inner) => inner,
+        v => v,
+    }
+}
+
+#[test]
+fn every_value_comes_back_exactly_through_apache_avro_and_the_reader() {
+    let t = table();
+    let s = schema(&t);
+    let origin = origin();
+    let before: Vec<Datum> = row()
+        .into_iter()
+        .map(|d| {
+            if matches!(d, Datum::Unchanged) {
+                Datum::Null
+            } else {
+                d
+            }
+        })
+        .collect();
+    let mut before = before;
+    before[21] = v(Value::Numeric("1.5".into()));
     let mut out = Vec::new();
     let attribute = Attribute {
         id: 5,
@@ -155,51 +253,35 @@ fn apache_avro_decodes_every_type_the_encoder_writes() {
         data_type: "float",
     };
     s.encode_value(
-        &meta,
+        &meta(&origin, 'u'),
         Some(&before),
         Some(&row()),
-        Some(Some(attribute)),
+        Some(attribute),
         &mut out,
     )
     .unwrap();
     let (schema, value) = decode(&s.value, &out);
-    let json = envelope_json(&schema, &value).unwrap();
-    let after = &json["after"];
-    assert_eq!(after["id"], -7);
-    assert_eq!(after["i8"], i64::MIN);
-    assert_eq!(after["f4"], "NaN");
-    assert_eq!(after["n"], "-1e-20");
-    assert_eq!(after["n2"], "-123456789.125");
-    assert_eq!(after["by"], "\\x00ff10");
-    assert_eq!(after["d"], "-infinity");
-    assert_eq!(after["tm"], "23:59:59.999999");
-    assert_eq!(after["ts"], "0001-01-01 00:00:00");
-    assert_eq!(after["tz"], "infinity");
-    assert_eq!(after["u"], "a0a0a0a0-a0a0-a0a0-a0a0-a0a0a0a0a0a0");
-    assert_eq!(after["jb"], serde_json::json!({"a": [1, null]}));
-    assert_eq!(after["e"], "happy");
+    let change = read_change(&schema, &value).unwrap();
+    let got = |image: &Option<crate::transform::decode::Image>| {
+        let image = image.as_ref().expect("an image");
+        let names: Vec<&str> = image.iter().map(|(n, _)| n.as_str()).collect();
+        let want: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, want);
+        texts(&image.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(got(&change.after), texts(&row()));
+    assert_eq!(got(&change.before), texts(&before));
+    assert_eq!(change.commit_lsn, crate::lsn::Lsn(0x1_0000_0010));
+    assert_eq!(change.lsn, crate::lsn::Lsn(0x1_0000_0008));
+    assert_eq!((change.seq, change.xid, change.op.as_str()), (3, 77, "u"));
     assert_eq!(
-        after["ad"],
-        serde_json::json!(["infinity", null, "1969-12-31"])
+        (change.schema.as_str(), change.table.as_str()),
+        ("public", "t-1")
     );
-    assert_eq!(after["ai"], serde_json::json!([[1], [null]]));
-    assert_eq!(after["odd col"], Json::Null);
-    assert!(
-        after.get("t").is_none(),
-        "an unchanged column is not a value: {after}"
-    );
-    assert_eq!(json["unchanged"], serde_json::json!(["t"]));
+    assert_eq!(change.attribute, Some((5, "temp".into(), "float".into())));
+    let json = change.to_json();
+    assert_eq!(json["unchanged"], serde_json::json!(["t", "at"]));
     assert_eq!(json["lsn"], "1/10");
-    assert_eq!(json["seq"], 3);
-    assert_eq!(json["xid"], 77);
-    assert_eq!(json["op"], "u");
-    assert_eq!(json["table"], "t-1");
-    assert_eq!(json["attribute"]["name"], "temp");
-    assert!(json["before"]
-        .as_object()
-        .unwrap()
-        .values()
-        .all(Json::is_null));
 
     let mut key = Vec::new();
     assert!(s.encode_key(&row(), &mut key).unwrap());
@@ -211,35 +293,155 @@ fn apache_avro_decodes_every_type_the_encoder_writes() {
 }
 
 #[test]
-fn unchanged_on_a_fixed_width_type_is_an_error_naming_the_column() {
+fn columns_hold_debezium_s_forms_and_freshet_s_field_says_what_they_lose() {
     let t = table();
-    let s = table_schema(&t, None, false);
-    let mut r = row();
-    r[1] = Datum::Unchanged;
-    let meta = Meta {
-        pipeline: "p",
-        schema: "public",
-        table: "t-1",
-        op: 'u',
-        commit_lsn: 1,
-        seq: 0,
-        xid: 1,
-        commit_ts_ms: 0,
-        now_ms: 0,
-    };
-    let err = s
-        .encode_value(&meta, None, Some(&r), None, &mut Vec::new())
-        .unwrap_err();
+    let s = schema(&t);
+    let origin = origin();
+    let mut out = Vec::new();
+    s.encode_value(&meta(&origin, 'c'), None, Some(&row()), None, &mut out)
+        .unwrap();
+    let (_, value) = decode(&s.value, &out);
+    let envelope = fields(&value);
+    let after = fields(unwrap(&envelope["after"]));
+    let col = |name: &str| unwrap(&after[name]).clone();
+    assert_eq!(col("tz3"), Avro::String("2026-01-02T03:04:05.123Z".into()));
+    assert_eq!(col("tz"), Avro::String("infinity".into()));
+    assert_eq!(col("ts3"), Avro::Long(1_767_323_045_123));
+    assert_eq!(col("ts"), Avro::Long(-62_135_596_800_000_000));
+    assert_eq!(col("tm"), Avro::Long(86_399_999_999));
     assert_eq!(
-        (err.table.as_str(), err.column.as_str()),
-        ("public.t-1", "b")
+        col("u"),
+        Avro::String("a0a0a0a0-a0a0-a0a0-a0a0-a0a0a0a0a0a0".into())
     );
+    // numeric(12,3) is Connect's Decimal; unconstrained numeric VariableScaleDecimal.
+    assert!(matches!(col("n2"), Avro::Decimal(_)), "{:?}", col("n2"));
+    let Avro::Record(vsd) = col("n") else {
+        panic!("{:?}", col("n"))
+    };
+    assert_eq!(vsd[0], ("scale".into(), Avro::Int(20)));
+    assert_eq!(vsd[1], ("value".into(), Avro::Bytes(vec![0xff])));
+    // Debezium's precise decimals have no NaN: null when the column may be, else zero.
+    assert_eq!(col("nan"), Avro::Null);
+    assert!(matches!(col("required_n"), Avro::Decimal(_)));
+    // MicroDuration: a month is 365.25/12 days.
+    let month = 365.25 / 12.0 * 86_400_000_000.0;
+    let iv = 14.0 * month - 3.0 * 86_400_000_000.0 + 14_706_500_000.0;
+    assert_eq!(col("iv"), Avro::Long(iv as i64));
+    assert_eq!(col("bit"), Avro::Boolean(true));
+    assert_eq!(col("vb"), Avro::Bytes(vec![0b0001_0110]));
+    assert_eq!(col("ttz"), Avro::String("07:04:56.789Z".into()));
+    // TOAST-unchanged: the placeholder in the column's own type, the column listed; a text
+    // equal to the placeholder is a value, not listed.
+    assert_eq!(col("t"), Avro::String(PLACEHOLDER.into()));
+    assert_eq!(
+        col("at"),
+        Avro::Array(vec![Avro::Union(
+            1,
+            Box::new(Avro::String(PLACEHOLDER.into()))
+        )])
+    );
+    assert_eq!(col("t2"), Avro::String(PLACEHOLDER.into()));
+    let freshet = fields(unwrap(&envelope["freshet"]));
+    let image = fields(&freshet["after"]);
+    assert_eq!(
+        image["unchanged"],
+        Avro::Array(vec![Avro::String("t".into()), Avro::String("at".into())])
+    );
+    let Avro::Map(exact) = &image["exact"] else {
+        panic!()
+    };
+    let mut lossy: Vec<&str> = exact.keys().map(String::as_str).collect();
+    lossy.sort_unstable();
+    assert_eq!(
+        lossy,
+        [
+            "ad",
+            "ai",
+            "d",
+            "iv",
+            "m",
+            "nan",
+            "required_n",
+            "ttz",
+            "tz",
+            "vb"
+        ]
+    );
+    let text = |s: &str| Avro::Union(1, Box::new(Avro::String(s.into())));
+    assert_eq!(exact["m"], text("-$1,234.50"));
+    assert_eq!(exact["ai"], text("{{1},{NULL}}"));
+    let source = fields(&envelope["source"]);
+    assert_eq!(source["connector"], Avro::String("postgresql".into()));
+    assert_eq!(source["name"], Avro::String("shop".into()));
+    assert_eq!(source["db"], Avro::String("inventory".into()));
+    assert_eq!(unwrap(&source["snapshot"]), &Avro::String("false".into()));
+    assert_eq!(source["ts_ms"], Avro::Long(1_700_000_000_000));
+    assert_eq!(unwrap(&source["ts_us"]), &Avro::Long(1_700_000_000_000_123));
+    assert_eq!(unwrap(&source["lsn"]), &Avro::Long(0x1_0000_0008));
+    assert_eq!(
+        unwrap(&source["sequence"]),
+        &Avro::String(r#"["4294967040","4294967304"]"#.into())
+    );
+    assert_eq!(unwrap(&source["xmin"]), &Avro::Null);
+    assert_eq!(unwrap(&envelope["ts_ms"]), &Avro::Long(1_700_000_000_001));
+    assert_eq!(
+        unwrap(&envelope["ts_ns"]),
+        &Avro::Long(1_700_000_000_001_000_007)
+    );
+    assert_eq!(unwrap(&envelope["transaction"]), &Avro::Null);
+}
+
+#[test]
+fn schemas_carry_debezium_s_names_and_not_null_columns_are_required() {
+    let s = schema(&table());
+    assert_eq!(s.value["name"], "Envelope");
+    assert_eq!(s.value["namespace"], "shop.public.t_1");
+    assert_eq!(s.value["connect.name"], "shop.public.t_1.Envelope");
+    let value = &s.value["fields"][0]["type"][1];
+    assert_eq!(value["connect.name"], "shop.public.t_1.Value");
+    let field = |name: &str| {
+        value["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(field("id")["type"], "int");
+    assert_eq!(
+        field("required_n")["type"]["connect.name"],
+        "org.apache.kafka.connect.data.Decimal"
+    );
+    assert_eq!(field("b")["type"], serde_json::json!(["null", "boolean"]));
+    assert_eq!(field("b")["default"], Json::Null);
+    assert_eq!(field("i2")["type"][1]["connect.type"], "int16");
+    assert_eq!(
+        field("tz")["type"][1]["connect.name"],
+        "io.debezium.time.ZonedTimestamp"
+    );
+    assert_eq!(field("odd_col")["pg_name"], "odd col");
+    let key = s.key.as_ref().unwrap();
+    assert_eq!(key["connect.name"], "shop.public.t_1.Key");
+    let source = &s.value["fields"][2]["type"];
+    assert_eq!(
+        source["connect.name"],
+        "io.debezium.connector.postgresql.Source"
+    );
+    // Connect time types, as time_precision: connect writes them.
+    let connect = Options {
+        time_precision: crate::config::TimePrecision::Connect,
+        ..Options::default()
+    };
+    let s = table_schema("shop", &table(), None, false, &connect, &HashSet::new());
+    let ts = &s.value["fields"][0]["type"][1]["fields"][12]["type"][1];
+    assert_eq!(ts["logicalType"], "timestamp-millis");
 }
 
 #[test]
 fn keys_are_required_fields_with_the_same_bytes_whatever_the_rest_of_the_row() {
     let t = table();
-    let s = table_schema(&t, None, false);
+    let s = schema(&t);
     let key = s.key.as_ref().unwrap();
     assert_eq!(key["fields"][0]["type"], "int", "no union: {key}");
     assert!(key["fields"][0].get("default").is_none());
@@ -264,35 +466,71 @@ fn keys_are_required_fields_with_the_same_bytes_whatever_the_rest_of_the_row() {
 }
 
 #[test]
+fn a_null_in_a_not_null_column_is_written_as_debezium_does_and_read_back_as_null() {
+    let t = table();
+    let s = schema(&t);
+    let mut r = row();
+    r[21] = Datum::Null;
+    assert_eq!(s.nulls_in_required(&r), ["required_n"]);
+    // Written (as Debezium, the type's zero) and read back as the NULL it was.
+    let origin = origin();
+    let mut out = Vec::new();
+    s.encode_value(&meta(&origin, 'd'), Some(&r), None, None, &mut out)
+        .unwrap();
+    let (schema, value) = decode(&s.value, &out);
+    let before = read_change(&schema, &value).unwrap().before.unwrap();
+    assert_eq!(before[21], ("required_n".to_owned(), Datum::Null));
+    let widened = table_schema(
+        "shop",
+        &t,
+        None,
+        true,
+        &Options::default(),
+        &HashSet::from(["required_n".to_owned()]),
+    );
+    assert!(widened.nulls_in_required(&r).is_empty());
+}
+
+#[test]
 fn full_identity_tables_key_only_by_an_explicit_primary_key() {
     let mut t = table();
     t.replica_identity = b'f';
     for c in &mut t.columns {
         c.key = true;
     }
-    assert!(table_schema(&t, None, false).key.is_none());
-    assert!(table_schema(&t, Some(&[0]), false).key.is_some());
+    let o = Options::default();
+    assert!(table_schema("p", &t, None, false, &o, &HashSet::new())
+        .key
+        .is_none());
+    assert!(
+        table_schema("p", &t, Some(&[0]), false, &o, &HashSet::new())
+            .key
+            .is_some()
+    );
 }
 
 #[test]
 fn adding_a_nullable_column_is_backward_compatible_and_a_type_change_is_not() {
     use crate::transform::encoding::backward;
+    let parse = |t: &Table| {
+        Schema::parse(
+            &table_schema("p", t, None, false, &Options::default(), &HashSet::new()).value,
+        )
+        .unwrap()
+    };
     let t = table();
-    let old = Schema::parse(&table_schema(&t, None, false).value).unwrap();
+    let old = parse(&t);
     let mut added = table();
     added.columns.push(col("new", scalar(oid::TEXT), -1, false));
-    let new = Schema::parse(&table_schema(&added, None, false).value).unwrap();
-    assert_eq!(backward(&old, &new), Ok(()));
+    assert_eq!(backward(&old, &parse(&added)), Ok(()));
     let mut changed = table();
     changed.columns[8] = col("t", scalar(oid::INT4), -1, false);
-    let changed = Schema::parse(&table_schema(&changed, None, false).value).unwrap();
-    let err = backward(&old, &changed).unwrap_err();
+    let err = backward(&old, &parse(&changed)).unwrap_err();
     assert!(err.contains("column t"), "{err}");
     // Widening int to bigint is a promotion Avro readers make.
     let mut widened = table();
     widened.columns[0] = col("id", scalar(oid::INT8), -1, true);
-    let widened = Schema::parse(&table_schema(&widened, None, false).value).unwrap();
-    assert_eq!(backward(&old, &widened), Ok(()));
+    assert_eq!(backward(&old, &parse(&widened)), Ok(()));
 }
 
 proptest! {
@@ -300,7 +538,7 @@ proptest! {
     fn decimals_round_trip(int in "-?[1-9][0-9]{0,40}|0", frac in "[0-9]{0,6}", scale in 0u32..8) {
         prop_assume!(frac.len() <= scale as usize);
         let text = if frac.is_empty() { int.clone() } else { format!("{int}.{frac}") };
-        let bytes = decimal_bytes(&text, scale).unwrap();
+        let bytes = column::decimal_bytes(&text, scale).unwrap();
         let back = decimal_text(&bytes, scale);
         // PostgreSQL prints numeric(p,s) with exactly s fraction digits.
         let negative = text.starts_with('-') && text.trim_start_matches('-').chars().any(|c| c.is_ascii_digit() && c != '0');
