@@ -10,7 +10,9 @@
 #  3. a stalled broker: the same under a lighter load (STALL_RATE, 3000 rows/s) with the
 #     broker frozen (SIGSTOP) for STALL (60) s: Freshet's RSS sampled every second, and the
 #     time to catch up after SIGCONT.
-# ROWS (1000000) scales part 1.
+# ROWS (1000000) scales part 1. PROFILE=1 records part 1's Freshet runs with `perf record -a`
+# (the whole machine, so Freshet's CPU, the broker's and the walsender's are told apart) and
+# prints the CPU by process and Freshet's top functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -59,10 +61,24 @@ measure() { # label slot until rows
     ref_s=$(echo "$t1 - $t0" | bc -l)
     printf '%-20s %-20s %9d rows %8.2fs %10.0f rows/s  ratio 1.00  peak RSS %6.1f MiB\n' "$label" pg_recvlogical \
         "$n" "$ref_s" "$(echo "$n / $ref_s" | bc -l)" "$(echo "$(cat "$run/ref.rss") / 1024" | bc -l)"
+    if [ -n "${PROFILE:-}" ]; then
+        perf record -a -g -F 499 -o "$run/perf.data" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 1
+    fi
     t0=$(date +%s.%N)
     out=$(/usr/bin/time -f "%M" -o "$run/f.rss" "$freshet" bench kafka --pipeline "$run/throughput.yaml" --slot "$slot" \
         --until "$until" 2>>"$run/bench.log")
     t1=$(date +%s.%N)
+    if [ -n "${PROFILE:-}" ]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        echo "-- CPU by process during $label (perf, whole machine)"
+        perf report -i "$run/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+        echo "-- Freshet's top functions (self time, all its threads)"
+        perf report -i "$run/perf.data" --no-children --comm freshet,tokio-runtime-w,rdk:main,rdk:broker1 \
+            --sort dso,sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+    fi
     secs=$(echo "$t1 - $t0" | bc -l)
     records=$(echo "$out" | sed -E 's/.*: ([0-9]+) records.*/\1/')
     [ "$records" -ge "$n" ] || { echo "freshet delivered $records records, expected $n; log: $run/bench.log" >&2; tail -5 "$run/bench.log" >&2; exit 1; }

@@ -24,6 +24,8 @@ pub const SESSION_SETTINGS: &[(&str, &str)] = &[
     ("extra_float_digits", "1"),
     ("bytea_output", "hex"),
     ("standard_conforming_strings", "on"),
+    // money's text follows it: `$1,234.50` whatever the server's locale.
+    ("lc_monetary", "C"),
 ];
 
 /// [`SESSION_SETTINGS`] as startup options.

@@ -444,25 +444,21 @@ impl TableSchema {
         Ok(())
     }
 
-    /// Writes the key of `row`: each key column's value alone (no union). A NULL, unchanged
-    /// or inexact key value has no key form and is an error naming the column.
+    /// Writes the key of `row`: each key column's value alone (no union), in Debezium's form
+    /// (a key's exact text travels in the value). A NULL, unchanged, NaN or infinite key value
+    /// has no key form and is an error naming the column.
     pub fn encode_key(&self, row: &Row, out: &mut Vec<u8>) -> Result<bool, EncodeError> {
         if self.key_columns.is_empty() {
             return Ok(false);
         }
         for &i in &self.key_columns {
             match row.get(i) {
+                Some(Datum::Value(v)) if column::is_non_finite(v) => {
+                    return Err(self.error(i, format!("{} has no key form", v.to_pg_text())))
+                }
                 Some(Datum::Value(v)) => {
-                    match column::put_value(out, &self.layouts[i].enc, v)
-                        .map_err(|why| self.error(i, format!("as a key: {why}")))?
-                    {
-                        column::Exact::Yes => {}
-                        column::Exact::No => {
-                            return Err(
-                                self.error(i, format!("{} has no exact key form", v.to_pg_text()))
-                            )
-                        }
-                    }
+                    let _exact = column::put_value(out, &self.layouts[i].enc, v)
+                        .map_err(|why| self.error(i, format!("as a key: {why}")))?;
                 }
                 Some(other) => {
                     return Err(self.error(i, format!("a key column cannot be {other:?}")))

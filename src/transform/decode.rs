@@ -283,6 +283,12 @@ fn image(
     Ok(Some(row))
 }
 
+/// Milliseconds as microseconds, refusing what does not fit.
+fn millis(ms: i64) -> Result<i64, String> {
+    ms.checked_mul(1000)
+        .ok_or_else(|| format!("{ms} ms is out of range"))
+}
+
 /// One column's Avro value in Debezium's form back to the PostgreSQL value it was written
 /// from (values whose form is lossy come from the exact text instead).
 fn column(ty: &TypeInfo, typmod: i32, v: &Avro) -> Result<Value, String> {
@@ -308,11 +314,11 @@ fn column(ty: &TypeInfo, typmod: i32, v: &Avro) -> Result<Value, String> {
         },
         (_, Avro::Date(d)) => Value::Date(DateValue::Days(*d)),
         (_, Avro::TimeMillis(t)) => Value::Time(i64::from(*t) * 1000),
-        (_, Avro::TimestampMillis(t)) => Value::Timestamp(TimestampValue::Micros(t * 1000)),
+        (_, Avro::TimestampMillis(t)) => Value::Timestamp(TimestampValue::Micros(millis(*t)?)),
         (_, Avro::Long(l)) => match ty.oid {
             oid::TIME => Value::Time(*l),
             oid::TIMESTAMP if (0..=3).contains(&typmod) => {
-                Value::Timestamp(TimestampValue::Micros(l * 1000))
+                Value::Timestamp(TimestampValue::Micros(millis(*l)?))
             }
             oid::TIMESTAMP => Value::Timestamp(TimestampValue::Micros(*l)),
             _ => Value::Int8(*l),
@@ -329,8 +335,9 @@ fn column(ty: &TypeInfo, typmod: i32, v: &Avro) -> Result<Value, String> {
         }
         (_, Avro::Record(fields)) => {
             // io.debezium.data.VariableScaleDecimal
+            // PostgreSQL's largest display scale bounds what a writer may claim.
             let scale = match get(fields, "scale") {
-                Some(Avro::Int(s)) => u32::try_from(*s).map_err(|e| e.to_string())?,
+                Some(Avro::Int(s)) if (0..=16383).contains(s) => *s as u32,
                 other => return Err(format!("a VariableScaleDecimal's scale: {other:?}")),
             };
             let Some(Avro::Bytes(b)) = get(fields, "value") else {

@@ -362,9 +362,8 @@ impl Transform {
             .map(|h| Self::state_record(&self.state_topic, &h, change.id.commit_lsn, change.id.seq))
             .into_iter()
             .collect();
-        if self.skipped.contains(&change.op.letter()) {
-            return Ok((schema_records, records));
-        }
+        // Judged per record written: a key change is a delete and a create.
+        let skipped = |op: Op| self.skipped.contains(&op.letter());
         let encode_key = |row: &crate::change::Row| -> Result<Vec<u8>, TransformError> {
             let mut key = Vec::with_capacity(v.key_prefix.len() + 32);
             key.extend_from_slice(&v.key_prefix);
@@ -461,20 +460,25 @@ impl Transform {
             // key (and its tombstone), then a create under the new one, each naming the
             // other key in a header. Upsert sinks keyed by the record key drop the old row.
             (Some(new), Some(old)) if new != old => {
-                let delete = encode(Op::Delete, before, None)?;
-                let create = encode(Op::Insert, None, after)?;
-                let mut d = record(Some(old.clone()), Some(delete));
-                d.headers.push(("__debezium.newkey", new.clone()));
-                records.push(d);
-                if self.tombstones {
-                    let mut t = record(Some(old.clone()), None);
-                    t.headers.push(("__debezium.newkey", new.clone()));
-                    records.push(t);
+                if !skipped(Op::Delete) {
+                    let delete = encode(Op::Delete, before, None)?;
+                    let mut d = record(Some(old.clone()), Some(delete));
+                    d.headers.push(("__debezium.newkey", new.clone()));
+                    records.push(d);
+                    if self.tombstones {
+                        let mut t = record(Some(old.clone()), None);
+                        t.headers.push(("__debezium.newkey", new.clone()));
+                        records.push(t);
+                    }
                 }
-                let mut c = record(Some(new), Some(create));
-                c.headers.push(("__debezium.oldkey", old));
-                records.push(c);
+                if !skipped(Op::Insert) {
+                    let create = encode(Op::Insert, None, after)?;
+                    let mut c = record(Some(new), Some(create));
+                    c.headers.push(("__debezium.oldkey", old));
+                    records.push(c);
+                }
             }
+            _ if skipped(change.op) => {}
             // A delete, then its tombstone (the key, no value): compaction and KTables
             // forget the key, as after Debezium's delete.
             (None, Some(key)) => {
@@ -587,24 +591,40 @@ impl Transform {
         if let Some(p) = previous {
             nullable.extend(p.schema.nullable_columns());
         }
-        let schema = avro::table_schema(
-            &self.topic_prefix,
-            table,
-            key_columns.as_deref(),
-            eav,
-            &self.options,
-            &nullable,
-        );
-        let topic: Arc<str> = topic_name(&self.topic_prefix, &table.schema, &table.name).into();
-        let registered = self
-            .encoding
-            .register(
-                &topic,
-                &schema,
-                previous.map(|p| (&*p.table, &p.schema)),
+        let build = |nullable: &HashSet<String>| {
+            avro::table_schema(
+                &self.topic_prefix,
                 table,
+                key_columns.as_deref(),
+                eav,
+                &self.options,
+                nullable,
             )
-            .await?;
+        };
+        let mut schema = build(&nullable);
+        let topic: Arc<str> = topic_name(&self.topic_prefix, &table.schema, &table.name).into();
+        let previous_shape = previous.map(|p| (&*p.table, &p.schema));
+        let registered = match self
+            .encoding
+            .register(&topic, &schema, previous_shape, table)
+            .await
+        {
+            // A NOT NULL column the earlier version lacked (added NOT NULL, or nullable in a
+            // version of an earlier run) cannot read that version's data: as nullable columns
+            // they can. Anything still refused is a real incompatibility.
+            Err(SchemaError::Incompatible { .. }) if nullable.len() < table.columns.len() => {
+                let all: HashSet<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+                schema = build(&all);
+                let registered = self
+                    .encoding
+                    .register(&topic, &schema, previous_shape, table)
+                    .await?;
+                warn!(table = %format_args!("{}.{}", table.schema, table.name), %at, "NOT NULL columns are written nullable: the earlier schema version could not be read otherwise");
+                self.widened.insert(table.oid, all);
+                registered
+            }
+            other => other?,
+        };
         info!(
             table = %format_args!("{}.{}", table.schema, table.name),
             topic = %topic,
@@ -629,3 +649,6 @@ impl Transform {
         Ok(registered.records)
     }
 }
+
+#[cfg(test)]
+mod tests;

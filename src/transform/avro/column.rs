@@ -374,7 +374,11 @@ pub fn put_value(out: &mut Vec<u8>, enc: &Enc, v: &Value) -> Result<Exact, Strin
             put_long(out, v)
         }
         (Enc::ZonedTimestamp { digits }, Value::TimestampTz(ts)) => match ts {
-            TimestampValue::Micros(us) => put_zoned_timestamp(out, *us, *digits),
+            TimestampValue::Micros(us) => {
+                if !put_zoned_timestamp(out, *us, *digits) {
+                    exact = Exact::No;
+                }
+            }
             TimestampValue::Infinity => {
                 exact = Exact::No;
                 put_str(out, "infinity")
@@ -392,7 +396,13 @@ pub fn put_value(out: &mut Vec<u8>, enc: &Enc, v: &Value) -> Result<Exact, Strin
             put_long(out, interval_micros(text)?);
             exact = Exact::No;
         }
-        (Enc::Bit, Value::Other { text, .. }) => out.push(u8::from(text == "1")),
+        (Enc::Bit, Value::Other { text, .. }) => {
+            out.push(u8::from(text == "1"));
+            // varbit(1) may also be empty.
+            if text != "1" && text != "0" {
+                exact = Exact::No;
+            }
+        }
         (Enc::Bits, Value::Other { text, .. }) => {
             put_bytes(out, &bits(text)?);
             exact = Exact::No;
@@ -430,6 +440,16 @@ pub fn put_value(out: &mut Vec<u8>, enc: &Enc, v: &Value) -> Result<Exact, Strin
         }
     }
     Ok(exact)
+}
+
+/// NaN and the infinities: values no key form holds.
+pub fn is_non_finite(v: &Value) -> bool {
+    match v {
+        Value::Numeric(t) => is_special(t),
+        Value::Date(d) => !matches!(d, DateValue::Days(_)),
+        Value::Timestamp(t) | Value::TimestampTz(t) => !matches!(t, TimestampValue::Micros(_)),
+        _ => false,
+    }
 }
 
 /// Whether Debezium writes NULL for `v` in a nullable column: its precise decimals have no
@@ -645,8 +665,9 @@ fn bits(text: &str) -> Result<Vec<u8>, String> {
 
 /// Debezium's ZonedTimestamp of `micros` since the epoch: `YYYY-MM-DDTHH:MM:SS[.f…]Z`, the
 /// fraction padded to the column's precision. Written straight into `out`: this runs for
-/// every timestamptz of every change.
-pub fn put_zoned_timestamp(out: &mut Vec<u8>, micros: i64, digits: u8) {
+/// every timestamptz of every change. False when the year has no four-digit form (the
+/// exact text must then travel beside it).
+pub fn put_zoned_timestamp(out: &mut Vec<u8>, micros: i64, digits: u8) -> bool {
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
     let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -660,7 +681,7 @@ pub fn put_zoned_timestamp(out: &mut Vec<u8>, micros: i64, digits: u8) {
             })
             .unwrap_or_default();
         put_str(out, &text);
-        return;
+        return false;
     }
     let len = 20 + if digits > 0 { 1 + digits as usize } else { 0 };
     put_long(out, len as i64);
@@ -690,6 +711,7 @@ pub fn put_zoned_timestamp(out: &mut Vec<u8>, micros: i64, digits: u8) {
         out.extend_from_slice(&buf[..digits as usize]);
     }
     out.push(b'Z');
+    true
 }
 
 /// Howard Hinnant's days-to-civil: (year, month, day) of a day count since 1970-01-01.
@@ -804,8 +826,13 @@ mod tests {
 
     fn zoned(micros: i64, digits: u8) -> String {
         let mut out = Vec::new();
-        put_zoned_timestamp(&mut out, micros, digits);
-        String::from_utf8(out[1..].to_vec()).unwrap()
+        let four_digit_year = put_zoned_timestamp(&mut out, micros, digits);
+        assert_eq!(
+            four_digit_year,
+            (-62_167_219_200_000_000..253_402_300_800_000_000).contains(&micros)
+        );
+        let len = out[0] as usize / 2;
+        String::from_utf8(out[out.len() - len..].to_vec()).unwrap()
     }
 
     #[test]

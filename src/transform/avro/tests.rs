@@ -96,6 +96,8 @@ fn table() -> Table {
             col("at", array(1009, oid::TEXT), -1, false),
             col("t2", scalar(oid::TEXT), -1, false),
             col("inet", other(869), -1, false),
+            col("tzfar", scalar(oid::TIMESTAMPTZ), -1, false),
+            col("vb1", other(1562), 1, false),
         ],
     }
 }
@@ -160,6 +162,10 @@ fn row() -> Vec<Datum> {
         Datum::Unchanged,
         v(Value::Text(PLACEHOLDER.into())),
         o(869, "10.0.0.1/8"),
+        v(Value::TimestampTz(TimestampValue::Micros(
+            253_402_300_800_000_000,
+        ))),
+        o(1562, ""),
     ]
 }
 
@@ -364,7 +370,9 @@ fn columns_hold_debezium_s_forms_and_freshet_s_field_says_what_they_lose() {
             "required_n",
             "ttz",
             "tz",
-            "vb"
+            "tzfar",
+            "vb",
+            "vb1"
         ]
     );
     let text = |s: &str| Avro::Union(1, Box::new(Avro::String(s.into())));
@@ -456,6 +464,16 @@ fn keys_are_required_fields_with_the_same_bytes_whatever_the_rest_of_the_row() {
     // -7 as an Avro int (zig-zag varint), nothing else.
     assert_eq!(bytes(&row()), [13]);
     assert_eq!(bytes(&other), bytes(&row()));
+    // Lossy is fine in a key (the value carries the exact text); NaN has no key form.
+    let mut t = table();
+    t.columns[6].key = true;
+    let keyed = table_schema("p", &t, None, false, &Options::default(), &HashSet::new());
+    let mut lossy = row();
+    lossy[6] = v(Value::Numeric("1.50".into()));
+    assert!(keyed.encode_key(&lossy, &mut Vec::new()).is_ok());
+    lossy[6] = v(Value::Numeric("NaN".into()));
+    let err = keyed.encode_key(&lossy, &mut Vec::new()).unwrap_err();
+    assert_eq!(err.column, "n");
     let mut keyless = row();
     keyless[0] = Datum::Unchanged;
     let err = s.encode_key(&keyless, &mut Vec::new()).unwrap_err();
