@@ -61,23 +61,24 @@ measure() { # label slot until rows
     ref_s=$(echo "$t1 - $t0" | bc -l)
     printf '%-20s %-20s %9d rows %8.2fs %10.0f rows/s  ratio 1.00  peak RSS %6.1f MiB\n' "$label" pg_recvlogical \
         "$n" "$ref_s" "$(echo "$n / $ref_s" | bc -l)" "$(echo "$(cat "$run/ref.rss") / 1024" | bc -l)"
-    if [ -n "${PROFILE:-}" ]; then
-        perf record -a -g -F 499 -o "$run/perf.data" >/dev/null 2>&1 &
-        perf_pid=$!
-        sleep 1
-    fi
+    [ -z "${PROFILE:-}" ] || { perf record -a -g -F 499 -o "$run/perf.data" >/dev/null 2>&1 & perf_pid=$!; sleep 1; }
     t0=$(date +%s.%N)
-    out=$(/usr/bin/time -f "%M" -o "$run/f.rss" "$freshet" bench kafka --pipeline "$run/throughput.yaml" --slot "$slot" \
-        --until "$until" 2>>"$run/bench.log")
+    /usr/bin/time -f "%M" -o "$run/f.rss" "$freshet" bench kafka --pipeline "$run/throughput.yaml" --slot "$slot" \
+        --until "$until" >"$run/f.out" 2>>"$run/bench.log" &
+    local timer=$! pid
+    pid=$(pgrep -P "$timer" -x freshet || echo "$timer")
+    wait "$timer"
     t1=$(date +%s.%N)
+    out=$(cat "$run/f.out")
     if [ -n "${PROFILE:-}" ]; then
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
-        echo "-- CPU by process during $label (perf, whole machine)"
-        perf report -i "$run/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
-        echo "-- Freshet's top functions (self time, all its threads)"
-        perf report -i "$run/perf.data" --no-children --comm freshet,tokio-runtime-w,rdk:main,rdk:broker1 \
-            --sort dso,sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+        report() { perf report -i "$run/perf.data" --no-children --stdio "$@" 2>/dev/null | grep -E '^ +[0-9]' || true; }
+        share() { report --percentage absolute --sort pid "$@" | awk '{ s += $1 } END { printf "%.1f%%", s }'; }
+        echo "-- $label: CPU samples by process (perf -a; the rest is idle and other processes)"
+        echo "   freshet $(share --pid "$pid"), broker $(share --pid "$(cat "$run/kafka/pid")"), postgres (walsender) $(share --comms postgres)"
+        echo "-- Freshet's top functions (self time, % of its samples)"
+        report --percentage relative --pid "$pid" --sort dso,sym | head -20
     fi
     secs=$(echo "$t1 - $t0" | bc -l)
     records=$(echo "$out" | sed -E 's/.*: ([0-9]+) records.*/\1/')
