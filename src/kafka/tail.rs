@@ -4,18 +4,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
 use serde_json::{json, Value as Json};
 
 use super::Error;
 use crate::config::Kafka;
 use crate::transform::decode::{key_json, read_change};
-use crate::transform::encoding::{registry_settings, schema_topic, SINGLE_OBJECT_MAGIC};
+use crate::transform::encoding::{self, hex, schema_topic, LookupError};
 
 const POLL: Duration = Duration::from_millis(100);
 /// Quiet time after the reported ends before a read counts as complete.
@@ -38,25 +36,20 @@ pub enum TailError {
     Registry(String),
 }
 
-/// Where each record's schema comes from.
+/// Where each record's schema comes from: the transform's lookup, fed the schema topic
+/// when a fingerprint is not known yet.
 pub struct Schemas {
-    registry: Option<SrSettings>,
-    by_id: HashMap<u32, Schema>,
-    by_fingerprint: HashMap<[u8; 8], Schema>,
-    kafka_schema_topic: String,
+    lookup: encoding::Schemas,
+    schema_topic: String,
+    loaded: bool,
 }
 
 impl Schemas {
     pub fn new(k: &Kafka) -> Result<Schemas, TailError> {
-        let registry = match &k.schema_registry {
-            Some(r) => Some(registry_settings(r).map_err(|e| TailError::Registry(e.to_string()))?),
-            None => None,
-        };
         Ok(Schemas {
-            registry,
-            by_id: HashMap::new(),
-            by_fingerprint: HashMap::new(),
-            kafka_schema_topic: schema_topic(&k.topic_prefix),
+            lookup: encoding::Schemas::new(k).map_err(|e| TailError::Registry(e.to_string()))?,
+            schema_topic: schema_topic(&k.topic_prefix),
+            loaded: false,
         })
     }
 
@@ -66,84 +59,23 @@ impl Schemas {
         k: &Kafka,
         bytes: &[u8],
     ) -> Result<(Schema, apache_avro::types::Value), String> {
-        let (schema, mut body) = if bytes.len() >= 5 && bytes[0] == 0 {
-            let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-            if !self.by_id.contains_key(&id) {
-                let Some(settings) = &self.registry else {
-                    return Err(format!(
-                        "schema id {id}, but no schema_registry is configured"
-                    ));
-                };
-                let registered = get_schema_by_id(id, settings)
+        match self.lookup.decode(bytes).await {
+            Err(LookupError::UnknownFingerprint(_)) if !self.loaded => {
+                let published = read_all(k, &self.schema_topic)
                     .await
-                    .map_err(|e| format!("schema id {id}: {e}"))?;
-                let parsed = Schema::parse_str(&registered.schema)
-                    .map_err(|e| format!("schema id {id}: {e}"))?;
-                self.by_id.insert(id, parsed);
+                    .map_err(|e| e.to_string())?;
+                self.lookup
+                    .learn(published.iter().filter_map(|r| r.value.as_deref()));
+                self.loaded = true;
+                self.lookup.decode(bytes).await
             }
-            (&self.by_id[&id], &bytes[5..])
-        } else if bytes.len() >= 10 && bytes[..2] == SINGLE_OBJECT_MAGIC {
-            let mut fp = [0u8; 8];
-            fp.copy_from_slice(&bytes[2..10]);
-            if !self.by_fingerprint.contains_key(&fp) {
-                self.load_schema_topic(k).await.map_err(|e| e.to_string())?;
-            }
-            match self.by_fingerprint.get(&fp) {
-                Some(s) => (s, &bytes[10..]),
-                None => {
-                    return Err(format!(
-                        "fingerprint {} is not in {}",
-                        hex(&fp),
-                        self.kafka_schema_topic
-                    ))
-                }
-            }
-        } else {
-            return Err("neither the Confluent wire format nor Avro single-object encoding".into());
-        };
-        let value = GenericDatumReader::builder(schema)
-            .build()
-            .and_then(|r| r.read_value(&mut body))
-            .map_err(|e| e.to_string())?;
-        Ok((schema.clone(), value))
-    }
-
-    /// Reads the compacted schema topic from the start.
-    async fn load_schema_topic(&mut self, k: &Kafka) -> Result<(), TailError> {
-        let topic = self.kafka_schema_topic.clone();
-        for m in read_all(k, &topic).await? {
-            let Some(payload) = m.value else { continue };
-            let Ok(doc) = serde_json::from_slice::<Json>(&payload) else {
-                continue;
-            };
-            let (Some(fp), Some(schema)) = (doc["fingerprint"].as_str(), doc["schema"].as_str())
-            else {
-                continue;
-            };
-            let Ok(parsed) = Schema::parse_str(schema) else {
-                continue;
-            };
-            if let Some(fp) = unhex(fp) {
-                self.by_fingerprint.insert(fp, parsed);
-            }
+            other => other,
         }
-        Ok(())
+        .map_err(|e| match e {
+            LookupError::UnknownFingerprint(_) => format!("{e} in {}", self.schema_topic),
+            e => e.to_string(),
+        })
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 8]> {
-    let mut out = [0u8; 8];
-    if s.len() != 16 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// One raw record of a topic.

@@ -8,9 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
-use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
+use schema_registry_converter::async_impl::schema_registry::{
+    get_schema_by_id, post_schema, SrSettings,
+};
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use serde_json::json;
 
@@ -522,6 +525,102 @@ pub fn crc64_avro(bytes: &[u8]) -> u64 {
     bytes.iter().fold(EMPTY, |fp, &b| {
         (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
     })
+}
+
+/// The reader's side of both framings: the schema a record names, by registry id or by
+/// single-object fingerprint, and the record decoded with it. The schema topic's records are
+/// handed in by whoever reads Kafka ([`Schemas::learn`]).
+pub struct Schemas {
+    registry: Option<(String, SrSettings)>,
+    by_id: HashMap<u32, Schema>,
+    by_fingerprint: HashMap<[u8; 8], Schema>,
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// A fingerprint not learned yet: learn the schema topic, then try again.
+    #[error("fingerprint {} is not among the published schemas", hex(.0))]
+    UnknownFingerprint([u8; 8]),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Schemas {
+    pub fn new(kafka: &Kafka) -> Result<Schemas, SchemaError> {
+        Ok(Schemas {
+            registry: match &kafka.schema_registry {
+                Some(r) => Some((r.url.0.clone(), registry_settings(r)?)),
+                None => None,
+            },
+            by_id: HashMap::new(),
+            by_fingerprint: HashMap::new(),
+        })
+    }
+
+    /// Takes the schema topic's record values (subject, fingerprint, schema).
+    pub fn learn<'a>(&mut self, published: impl IntoIterator<Item = &'a [u8]>) {
+        for payload in published {
+            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else {
+                continue;
+            };
+            let Some(Ok(parsed)) = doc["schema"].as_str().map(Schema::parse_str) else {
+                continue;
+            };
+            if let Some(json) = doc["schema"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+            {
+                self.by_fingerprint
+                    .insert(canonical_fingerprint(&json), parsed);
+            }
+        }
+    }
+
+    /// Decodes one key or value: Confluent wire format or single-object encoding.
+    pub async fn decode(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<(Schema, apache_avro::types::Value), LookupError> {
+        let other = |e: String| LookupError::Other(e);
+        let (schema, mut body) = if bytes.len() >= 5 && bytes[0] == 0 {
+            let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+            if !self.by_id.contains_key(&id) {
+                let Some((url, settings)) = &self.registry else {
+                    return Err(other(format!(
+                        "schema id {id}, but no schema_registry is configured"
+                    )));
+                };
+                let registered = get_schema_by_id(id, settings)
+                    .await
+                    .map_err(|e| other(format!("schema registry {url}: schema id {id}: {e}")))?;
+                let parsed = Schema::parse_str(&registered.schema)
+                    .map_err(|e| other(format!("schema id {id}: {e}")))?;
+                self.by_id.insert(id, parsed);
+            }
+            (&self.by_id[&id], &bytes[5..])
+        } else if bytes.len() >= 10 && bytes[..2] == SINGLE_OBJECT_MAGIC {
+            let mut fp = [0u8; 8];
+            fp.copy_from_slice(&bytes[2..10]);
+            match self.by_fingerprint.get(&fp) {
+                Some(s) => (s, &bytes[10..]),
+                None => return Err(LookupError::UnknownFingerprint(fp)),
+            }
+        } else {
+            return Err(other(
+                "neither the Confluent wire format nor Avro single-object encoding".into(),
+            ));
+        };
+        let value = GenericDatumReader::builder(schema)
+            .build()
+            .and_then(|r| r.read_value(&mut body))
+            .map_err(|e| other(e.to_string()))?;
+        Ok((schema.clone(), value))
+    }
 }
 
 #[cfg(test)]
