@@ -2,7 +2,7 @@
 # Capture benchmark: a 1M-row EAV workload, once as one transaction and once as 100k
 # ten-row transactions, read from identical copies of one slot by pg_recvlogical (the
 # reference: it receives the same pgoutput stream and decodes nothing), by Freshet into a
-# null sink, and by Freshet into the jsonl sink. Prints rows/s, the ratio to pg_recvlogical
+# null output, and by Freshet into the jsonl output. Prints rows/s, the ratio to pg_recvlogical
 # and peak RSS. ROWS (1000000) scales it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +37,9 @@ measure() { # label slot until rows → one line per reader
     ref_s=$(echo "$t1 - $t0" | bc -l)
     printf '%-22s %-28s %9d rows %8.2fs %10.0f rows/s  ratio 1.00  peak RSS %6.1f MiB\n' "$label" "pg_recvlogical" \
         "$n" "$ref_s" "$(echo "$n / $ref_s" | bc -l)" "$(echo "$(cat "$run/ref.rss") / 1024" | bc -l)"
-    for sink in null jsonl; do
+    for output in null jsonl; do
         local s=$slot extra=()
-        if [ "$sink" = jsonl ]; then s=${slot}_jsonl; extra=(--jsonl "$run/$slot.jsonl"); fi
+        if [ "$output" = jsonl ]; then s=${slot}_jsonl; extra=(--jsonl "$run/$slot.jsonl"); fi
         t0=$(date +%s.%N)
         out=$(/usr/bin/time -f "%M" -o "$run/f.rss" "$freshet" bench capture --url "$url" --slot "$s" \
             --publication freshet_atlasco --until "$until" "${extra[@]}" 2>>"$run/freshet.log")
@@ -47,8 +47,8 @@ measure() { # label slot until rows → one line per reader
         local secs changes
         secs=$(echo "$t1 - $t0" | bc -l)
         changes=$(echo "$out" | sed -E 's/.*: ([0-9]+) changes.*/\1/')
-        [ "$changes" = "$n" ] || { echo "freshet $sink read $changes changes, expected $n" >&2; exit 1; }
-        printf '%-22s %-28s %9d rows %8.2fs %10.0f rows/s  ratio %.2f  peak RSS %6.1f MiB\n' "$label" "freshet ($sink sink)" \
+        [ "$changes" = "$n" ] || { echo "freshet $output read $changes changes, expected $n" >&2; exit 1; }
+        printf '%-22s %-28s %9d rows %8.2fs %10.0f rows/s  ratio %.2f  peak RSS %6.1f MiB\n' "$label" "freshet ($output output)" \
             "$changes" "$secs" "$(echo "$changes / $secs" | bc -l)" "$(echo "$ref_s / $secs" | bc -l)" \
             "$(echo "$(cat "$run/f.rss") / 1024" | bc -l)"
     done

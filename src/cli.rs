@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::pipeline::SinkSpec;
+use crate::pipeline::OutputSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,7 @@ pub enum Command {
         /// Send changes to jsonl:PATH (one JSON line per change, fsynced before
         /// acknowledging) instead of the pipeline's Kafka topics.
         #[arg(long)]
-        sink: Option<SinkSpec>,
+        output: Option<OutputSpec>,
         /// Where the Kafka pipeline keeps its snapshot progress.
         #[arg(long, env = "FRESHET_STATE_DIR", default_value = "/var/lib/freshet")]
         state_dir: PathBuf,
@@ -123,7 +123,7 @@ pub enum Loadgen {
 
 #[derive(Debug, Subcommand)]
 pub enum Bench {
-    /// Stream an existing slot up to an LSN into a null sink (or --jsonl) and print
+    /// Stream an existing slot up to an LSN into a null output (or --jsonl) and print
     /// changes/s and peak RSS; scripts/bench-capture.sh runs it beside pg_recvlogical.
     Capture {
         #[arg(long, env = "FRESHET_SOURCE_URL", hide_env_values = true)]
@@ -135,7 +135,7 @@ pub enum Bench {
         /// Stop once the stream reaches this LSN (X/Y).
         #[arg(long)]
         until: crate::lsn::Lsn,
-        /// Write into the jsonl sink at this path instead of the null sink.
+        /// Write into the jsonl output at this path instead of the null output.
         #[arg(long)]
         jsonl: Option<PathBuf>,
     },

@@ -1,5 +1,5 @@
-//! The JSON-lines sink: one line per change, fsynced before it is acknowledged. It runs the
-//! capture stage end to end without Kafka and stays as the debugging sink.
+//! The JSON-lines output: one line per change, fsynced before it is acknowledged. It runs the
+//! capture stage end to end without Kafka and stays as the debugging output.
 //!
 //! Lines are appended in stream order. After a crash the file may end with changes that were
 //! written but never acknowledged; capture resumes from the slot and writes them again, with
@@ -17,19 +17,19 @@ use tracing::{debug, info};
 use crate::change::{Change, Datum, PgTimestamp, Row, SourceEvent, Table};
 use crate::lsn::Lsn;
 
-/// Unsynced bytes or time after which the sink syncs even while more input is queued.
+/// Unsynced bytes or time after which the output syncs even while more input is queued.
 const SYNC_BYTES: u64 = 8 << 20;
 const SYNC_AFTER: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
-#[error("jsonl sink {}: {what}: {error}", path.display())]
+#[error("jsonl output {}: {what}: {error}", path.display())]
 pub struct JsonlError {
     path: PathBuf,
     what: &'static str,
     error: std::io::Error,
 }
 
-pub struct JsonlSink {
+pub struct JsonlOutput {
     path: PathBuf,
     out: BufWriter<File>,
     unsynced_bytes: u64,
@@ -39,10 +39,10 @@ pub struct JsonlSink {
     lines: u64,
 }
 
-impl JsonlSink {
+impl JsonlOutput {
     /// Opens (creating) the file and drops a torn last line: it was never acknowledged.
-    /// Returns the sink and whether the file already held changes (a resumed capture).
-    pub fn open(path: &Path) -> Result<(JsonlSink, bool), JsonlError> {
+    /// Returns the output and whether the file already held changes (a resumed capture).
+    pub fn open(path: &Path) -> Result<(JsonlOutput, bool), JsonlError> {
         let err = |what| {
             move |error| JsonlError {
                 path: path.to_path_buf(),
@@ -64,7 +64,7 @@ impl JsonlSink {
             file.set_len(keep).map_err(err("truncating a torn line"))?;
         }
         file.seek(SeekFrom::End(0)).map_err(err("seeking"))?;
-        let sink = JsonlSink {
+        let output = JsonlOutput {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 20, file),
             unsynced_bytes: 0,
@@ -73,7 +73,7 @@ impl JsonlSink {
             txn: None,
             lines: 0,
         };
-        Ok((sink, keep > 0))
+        Ok((output, keep > 0))
     }
 
     /// Consumes events until the channel closes, publishing each durable commit end position.
@@ -91,7 +91,7 @@ impl JsonlSink {
             }
         }
         self.sync(&durable).await?;
-        info!(path = %self.path.display(), lines = self.lines, "jsonl sink closed");
+        info!(path = %self.path.display(), lines = self.lines, "jsonl output closed");
         Ok(self.lines)
     }
 

@@ -102,7 +102,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run {
             pipeline,
-            sink,
+            output,
             state_dir,
         } => {
             // Handlers first: a SIGTERM during start-up must drain like any other.
@@ -114,8 +114,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let _ = stop.send(true);
             });
             let p = config::load(&pipeline)?;
-            let sink = sink.unwrap_or(freshet::pipeline::SinkSpec::Kafka { state_dir });
-            run_until_stopped(&p, &sink, stopped).await
+            let output = output.unwrap_or(freshet::pipeline::OutputSpec::Kafka { state_dir });
+            run_until_stopped(&p, &output, stopped).await
         }
         Command::Tail { pipeline, table } => {
             let p = config::load(&pipeline)?;
@@ -234,13 +234,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 /// error) starts it again in-process from the slot's confirmed position, with backoff.
 async fn run_until_stopped(
     p: &config::Pipeline,
-    sink: &freshet::pipeline::SinkSpec,
+    output: &freshet::pipeline::OutputSpec,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
     let mut backoff = RESTART_BACKOFF_MIN;
     loop {
         let started = std::time::Instant::now();
-        match freshet::pipeline::run(p, sink, stopped.clone()).await {
+        match freshet::pipeline::run(p, output, stopped.clone()).await {
             Ok(confirmed) => {
                 tracing::info!(%confirmed, "stopped cleanly");
                 return Ok(ExitCode::SUCCESS);
@@ -295,7 +295,7 @@ async fn bench_capture(
     until: freshet::lsn::Lsn,
     jsonl: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let sink = if jsonl.is_some() { "jsonl" } else { "null" };
+    let output = if jsonl.is_some() { "jsonl" } else { "null" };
     let settings = freshet::source::replication::StreamSettings {
         slot,
         publication,
@@ -305,7 +305,7 @@ async fn bench_capture(
     let run = bench::capture::run(&url, settings, until, jsonl).await?;
     let secs = run.elapsed.as_secs_f64();
     println!(
-        "freshet ({sink} sink): {} changes in {secs:.2}s = {:.0} changes/s, peak RSS {:.1} MiB",
+        "freshet ({output} output): {} changes in {secs:.2}s = {:.0} changes/s, peak RSS {:.1} MiB",
         run.changes,
         run.changes as f64 / secs.max(1e-9),
         run.peak_rss_kib as f64 / 1024.0

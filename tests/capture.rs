@@ -1,4 +1,4 @@
-//! Capture end to end against a real PostgreSQL 15: `freshet run --sink jsonl:…` as a child
+//! Capture end to end against a real PostgreSQL 15: `freshet run --output jsonl:…` as a child
 //! process, rows written with SQL, the captured lines compared with the source row by row.
 
 mod support;
@@ -22,27 +22,27 @@ impl Setup {
         path
     }
 
-    fn sink(&self) -> PathBuf {
+    fn output(&self) -> PathBuf {
         self.dir.path().join("changes.jsonl")
     }
 
     fn start(&self, tables: &[&str]) -> Daemon {
         Daemon::start(
             &self.pipeline(tables),
-            &self.sink(),
+            &self.output(),
             &self.dir.path().join("freshet.log"),
         )
     }
 
     async fn lines(&self, at_least: usize, daemon: &Daemon) -> Vec<Json> {
-        let sink = self.sink();
+        let output = self.output();
         support::wait_for(
             &format!("{at_least} captured lines; log:\n{}", daemon.log_text()),
             Duration::from_secs(120),
             || {
-                let sink = sink.clone();
+                let output = output.clone();
                 async move {
-                    let lines = support::read_jsonl(&sink);
+                    let lines = support::read_jsonl(&output);
                     (lines.len() >= at_least).then_some(lines)
                 }
             },
@@ -64,7 +64,7 @@ async fn every_type_round_trips_field_by_field() {
 
     let lines = s.lines(6, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
-    // PostgreSQL's own rendering of each column, in the mapping the jsonl sink promises:
+    // PostgreSQL's own rendering of each column, in the mapping the jsonl output promises:
     // to_jsonb for JSON-native types, the text output (in UTC) for exact or temporal ones.
     s.client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
     let rows = s.client.query(EXPECTED_SQL, &[]).await.unwrap();
@@ -108,7 +108,7 @@ async fn snapshot_reads_every_type_as_the_stream_does() {
         "1s",
     );
     std::fs::write(&path, yaml).unwrap();
-    let mut daemon = Daemon::start(&path, &s.sink(), &s.dir.path().join("freshet.log"));
+    let mut daemon = Daemon::start(&path, &s.output(), &s.dir.path().join("freshet.log"));
     let lines = s.lines(6, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     s.client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
@@ -334,7 +334,7 @@ async fn kill_9_under_load_loses_and_invents_nothing() {
     );
     std::fs::write(&pipeline, yaml).unwrap();
     let log = s.dir.path().join("freshet.log");
-    let mut daemon = Daemon::start(&pipeline, &s.sink(), &log);
+    let mut daemon = Daemon::start(&pipeline, &s.output(), &log);
     s.slot_ready(&daemon).await;
 
     let config = s.db.config();
@@ -366,9 +366,9 @@ async fn kill_9_under_load_loses_and_invents_nothing() {
         daemon.kill9();
         eprintln!(
             "round {round}: killed after {wait:?}, {} lines so far",
-            support::read_jsonl(&s.sink()).len()
+            support::read_jsonl(&s.output()).len()
         );
-        daemon = Daemon::start(&pipeline, &s.sink(), &log);
+        daemon = Daemon::start(&pipeline, &s.output(), &log);
     }
     let _ = stop_load.send(true);
     let report = load.await.unwrap().unwrap();
@@ -387,7 +387,7 @@ async fn kill_9_under_load_loses_and_invents_nothing() {
             vec!["tenant_id", "entity_id", "attribute_id"],
         ),
     ]);
-    let lines = support::read_jsonl(&s.sink());
+    let lines = support::read_jsonl(&s.output());
     let mut captured = support::replay(&lines, |t| keys[t].clone(), true);
     let mut source = source_state(&s.client, &keys).await;
     normalise(&mut captured);
@@ -431,7 +431,7 @@ async fn idle_published_table_still_advances_the_slot() {
     assert!(support::lsn_ge(&confirmed, &start) && confirmed != start);
     assert_eq!(daemon.terminate(), Some(0));
     assert!(
-        support::read_jsonl(&s.sink()).is_empty(),
+        support::read_jsonl(&s.output()).is_empty(),
         "heartbeats write no change lines"
     );
 }

@@ -52,12 +52,16 @@ impl Setup {
         path
     }
 
-    fn sink(&self) -> PathBuf {
+    fn output(&self) -> PathBuf {
         self.dir.path().join("changes.jsonl")
     }
 
     fn start(&self, pipeline: &Path) -> Daemon {
-        Daemon::start(pipeline, &self.sink(), &self.dir.path().join("freshet.log"))
+        Daemon::start(
+            pipeline,
+            &self.output(),
+            &self.dir.path().join("freshet.log"),
+        )
     }
 
     fn progress(&self) -> Json {
@@ -159,7 +163,7 @@ async fn snapshot_while_writes_continue_equals_the_source() {
     s.caught_up(&daemon).await;
     assert_eq!(daemon.terminate(), Some(0));
 
-    let lines = support::read_jsonl(&s.sink());
+    let lines = support::read_jsonl(&s.output());
     let reads = lines.iter().filter(|l| l["op"] == "r").count();
     assert!(writes > 100, "the writer made {writes} writes");
     // Every row present during the snapshot, the writer's new ones included, less those the
@@ -219,7 +223,7 @@ async fn killed_mid_snapshot_resumes_without_rereading_finished_chunks() {
         "expected {resumed} in the log:\n{log}"
     );
 
-    let lines = support::read_jsonl(&s.sink());
+    let lines = support::read_jsonl(&s.output());
     let mut reads: BTreeMap<i64, usize> = BTreeMap::new();
     for l in lines.iter().filter(|l| l["op"] == "r") {
         *reads.entry(l["after"]["id"].as_i64().unwrap()).or_default() += 1;
@@ -243,9 +247,9 @@ async fn a_table_is_snapshotted_again_on_demand() {
         .batch_execute("UPDATE t SET v = -1 WHERE id = 5")
         .await
         .unwrap();
-    let sink = s.sink();
+    let output = s.output();
     let seen = support::try_wait_for(Duration::from_secs(60), || {
-        let n = support::read_jsonl(&sink).len();
+        let n = support::read_jsonl(&output).len();
         async move { (n >= 1).then_some(()) }
     })
     .await;
@@ -255,7 +259,7 @@ async fn a_table_is_snapshotted_again_on_demand() {
         daemon.log_text()
     );
     assert_eq!(
-        support::read_jsonl(&sink)
+        support::read_jsonl(&output)
             .iter()
             .filter(|l| l["op"] == "r")
             .count(),
@@ -279,7 +283,7 @@ async fn a_table_is_snapshotted_again_on_demand() {
     .await;
     s.caught_up(&daemon).await;
     assert_eq!(daemon.terminate(), Some(0));
-    let lines = support::read_jsonl(&sink);
+    let lines = support::read_jsonl(&output);
     assert_eq!(lines.iter().filter(|l| l["op"] == "r").count(), 1000);
     assert_eq!(replay(&lines), s.source().await);
 

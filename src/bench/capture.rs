@@ -1,5 +1,5 @@
 //! One capture run for `scripts/bench-capture.sh`: stream a slot up to an LSN into a null
-//! sink or the jsonl sink and report rows, time and peak memory. The script runs it beside
+//! output or the jsonl output and report rows, time and peak memory. The script runs it beside
 //! `pg_recvlogical` on a copy of the same slot, so both read the same WAL.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::change::SourceEvent;
 use crate::config::PgUrl;
-use crate::jsonl::JsonlSink;
+use crate::jsonl::JsonlOutput;
 use crate::lsn::Lsn;
 use crate::pg;
 use crate::pipeline::PipelineError;
@@ -51,10 +51,10 @@ pub async fn run(
     let consumer = tokio::spawn(async move {
         match jsonl {
             Some(path) => {
-                let (sink, _) = JsonlSink::open(&path)?;
-                sink.run(events_rx, durable_tx).await
+                let (output, _) = JsonlOutput::open(&path)?;
+                output.run(events_rx, durable_tx).await
             }
-            None => Ok(null_sink(events_rx, durable_tx).await),
+            None => Ok(null_output(events_rx, durable_tx).await),
         }
     });
     let (_keep, mut never) = watch::channel(false);
@@ -62,7 +62,7 @@ pub async fn run(
     drop(events);
     let changes = consumer
         .await
-        .map_err(|e| PipelineError::SinkTask(e.to_string()))??;
+        .map_err(|e| PipelineError::OutputTask(e.to_string()))??;
     let elapsed = started.elapsed();
     let last = *durable.borrow();
     capture.finish(last).await?;
@@ -74,7 +74,7 @@ pub async fn run(
 }
 
 /// Acknowledges every transaction as it arrives; returns the changes seen.
-async fn null_sink(mut rx: mpsc::Receiver<SourceEvent>, durable: watch::Sender<Lsn>) -> u64 {
+async fn null_output(mut rx: mpsc::Receiver<SourceEvent>, durable: watch::Sender<Lsn>) -> u64 {
     let mut changes = 0;
     while let Some(event) = rx.recv().await {
         match event {

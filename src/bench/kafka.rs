@@ -9,7 +9,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Pipeline;
 use crate::lsn::Lsn;
 use crate::pg;
-use crate::pipeline::{attribute_catalog, kafka_stages, PipelineError, Sink, EVENT_BUFFER};
+use crate::pipeline::{
+    attribute_catalog, kafka_stages, CaptureOutput, PipelineError, EVENT_BUFFER,
+};
 use crate::source::replication::{Capture, StreamSettings};
 use crate::source::slot::SlotState;
 use crate::source::SourceError;
@@ -27,8 +29,8 @@ pub async fn run(pipeline: &Pipeline, slot: &str, until: Lsn) -> Result<KafkaRun
         .map_err(SourceError::from)?;
     let confirmed_flush = crate::source::slot::confirmed(&catalog, slot).await?;
     // A benchmark keeps no state: its topics are made for the run.
-    let (mut sink, _) = kafka_stages(pipeline, &catalog, None).await?;
-    if let Sink::Kafka { transform, .. } = &mut sink {
+    let (mut output, _) = kafka_stages(pipeline, &catalog, None).await?;
+    if let CaptureOutput::Kafka { transform, .. } = &mut output {
         // Its state is not published: a benchmark counts the table records only.
         if let Some((eav, _)) = attribute_catalog(pipeline, &catalog, confirmed_flush, None).await?
         {
@@ -47,13 +49,13 @@ pub async fn run(pipeline: &Pipeline, slot: &str, until: Lsn) -> Result<KafkaRun
     let mut capture = Capture::start(&source.url, &settings, state, catalog, Some(until)).await?;
     let (events, events_rx) = mpsc::channel(EVENT_BUFFER);
     let (durable_tx, mut durable) = watch::channel(confirmed_flush);
-    let task = tokio::spawn(sink.run(pipeline.name.clone(), events_rx, durable_tx));
+    let task = tokio::spawn(output.run(pipeline.name.clone(), events_rx, durable_tx));
     let (_keep, mut never) = watch::channel(false);
     capture.stream(&events, &mut durable, &mut never).await?;
     drop(events);
     let records = task
         .await
-        .map_err(|e| PipelineError::SinkTask(e.to_string()))??;
+        .map_err(|e| PipelineError::OutputTask(e.to_string()))??;
     let elapsed = started.elapsed();
     let last = *durable.borrow();
     capture.finish(last).await?;

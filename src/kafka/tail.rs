@@ -1,5 +1,5 @@
 //! `freshet tail`: reads a table's topic from the beginning and decodes each record, with
-//! the registry or the schema topic, into the jsonl sink's line shape plus where it lies.
+//! the registry or the schema topic, into the jsonl output's line shape plus where it lies.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

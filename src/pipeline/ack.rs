@@ -1,7 +1,7 @@
 //! The one place that decides what PostgreSQL may forget.
 //!
 //! PostgreSQL is told "confirmed up to L" only when every transaction whose commit precedes L
-//! is durable in the sink. Transactions are tracked by their commit end position (the LSN
+//! is durable in the output. Transactions are tracked by their commit end position (the LSN
 //! after the commit record): confirming it makes the slot skip that transaction on restart.
 //! When nothing is in flight, the server's keepalive position may be confirmed too, so an
 //! idle slot holds no WAL; the server sends a keepalive only after every transaction that
@@ -16,7 +16,7 @@ use crate::lsn::Lsn;
 pub struct AckTracker {
     /// A transaction is being received: its Begin arrived, its Commit not yet.
     open: bool,
-    /// Commit end positions handed to the sink and not yet durable, in commit order.
+    /// Commit end positions handed to the output and not yet durable, in commit order.
     in_flight: VecDeque<Lsn>,
     durable: Lsn,
     idle_server_position: Lsn,
@@ -39,13 +39,13 @@ impl AckTracker {
         self.open = true;
     }
 
-    /// The transaction's Commit was handed to the sink.
+    /// The transaction's Commit was handed to the output.
     pub fn commit(&mut self, end_lsn: Lsn) {
         self.open = false;
         self.in_flight.push_back(end_lsn);
     }
 
-    /// The sink made everything up to and including the transaction ending at `end_lsn`
+    /// The output made everything up to and including the transaction ending at `end_lsn`
     /// durable.
     pub fn durable(&mut self, end_lsn: Lsn) {
         while self.in_flight.front().is_some_and(|&l| l <= end_lsn) {
@@ -65,7 +65,7 @@ impl AckTracker {
         !self.open && self.in_flight.is_empty()
     }
 
-    /// Transactions handed to the sink and not yet durable.
+    /// Transactions handed to the output and not yet durable.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }

@@ -11,7 +11,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::change::SourceEvent;
 use crate::config::{Pipeline, SnapshotMode};
-use crate::jsonl::{JsonlError, JsonlSink};
+use crate::jsonl::{JsonlError, JsonlOutput};
 use crate::kafka;
 use crate::lsn::Lsn;
 use crate::pg;
@@ -24,16 +24,16 @@ use crate::state::{self, State};
 use crate::transform::encoding::schema_topic;
 use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
 
-/// Events buffered between the source and the sink; a full channel slows the WAL reader.
+/// Events buffered between the source and the output; a full channel slows the WAL reader.
 pub const EVENT_BUFFER: usize = 4096;
-/// How long the sink may take to drain and sync at shutdown.
+/// How long the output may take to drain and sync at shutdown.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the final confirmation may take (the server may be the thing that is gone).
 const FINISH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Where captured changes go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SinkSpec {
+pub enum OutputSpec {
     /// The pipeline's Kafka topics, through the transform; snapshot progress lives in the
     /// state directory.
     Kafka { state_dir: PathBuf },
@@ -41,12 +41,12 @@ pub enum SinkSpec {
     Jsonl(PathBuf),
 }
 
-impl FromStr for SinkSpec {
+impl FromStr for OutputSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
-            Some(("jsonl", path)) if !path.is_empty() => Ok(SinkSpec::Jsonl(PathBuf::from(path))),
+            Some(("jsonl", path)) if !path.is_empty() => Ok(OutputSpec::Jsonl(PathBuf::from(path))),
             _ => Err(format!("{s:?}: expected jsonl:PATH")),
         }
     }
@@ -57,7 +57,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
-    Sink(#[from] JsonlError),
+    Jsonl(#[from] JsonlError),
     #[error(transparent)]
     Transform(#[from] TransformError),
     #[error(transparent)]
@@ -67,11 +67,11 @@ pub enum PipelineError {
     #[error("restoring state from Kafka: {0}")]
     Restore(kafka::tail::TailError),
     #[error(
-        "the sink did not drain within {0:?}: forced stop, unsynced changes will be read again"
+        "the output did not drain within {0:?}: forced stop, unsynced changes will be read again"
     )]
     DrainTimeout(Duration),
-    #[error("the sink task failed: {0}")]
-    SinkTask(String),
+    #[error("the output task failed: {0}")]
+    OutputTask(String),
 }
 
 impl PipelineError {
@@ -88,38 +88,38 @@ impl PipelineError {
     }
 }
 
-impl SinkSpec {
+impl OutputSpec {
     /// Where the pipeline's own state lives: beside the jsonl file, or in the state directory
     /// under the slot's name.
     fn state_prefix(&self, slot: &str) -> PathBuf {
         match self {
-            SinkSpec::Jsonl(path) => path.clone(),
-            SinkSpec::Kafka { state_dir } => state_dir.join(slot),
+            OutputSpec::Jsonl(path) => path.clone(),
+            OutputSpec::Kafka { state_dir } => state_dir.join(slot),
         }
     }
 }
 
-/// Runs capture into `sink` until `shutdown` or an error; returns the confirmed position.
+/// Runs capture into `output` until `shutdown` or an error; returns the confirmed position.
 pub async fn run(
     pipeline: &Pipeline,
-    sink: &SinkSpec,
+    output: &OutputSpec,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Lsn, PipelineError> {
     let source = &pipeline.source;
     let span = tracing::info_span!("capture", pipeline = %pipeline.name, stage = "source");
     // Before anything is created on the servers: a state that cannot be kept stops here.
-    let state = State::open(sink.state_prefix(&source.slot)).map_err(SourceError::from)?;
+    let state = State::open(output.state_prefix(&source.slot)).map_err(SourceError::from)?;
     let identity_at = state.path("slot");
     let known: Option<SlotIdentity> = state::read(&identity_at).map_err(SourceError::from)?;
     let pg_config = source.url.to_config();
     let catalog = pg::connect(&pg_config).await.map_err(SourceError::from)?;
     publication::verify(&catalog, source).await?;
-    let (sink, resuming) = match sink {
-        SinkSpec::Jsonl(path) => {
-            let (jsonl, resuming) = JsonlSink::open(path)?;
-            (Sink::Jsonl(jsonl), resuming)
+    let (output, resuming) = match output {
+        OutputSpec::Jsonl(path) => {
+            let (jsonl, resuming) = JsonlOutput::open(path)?;
+            (CaptureOutput::Jsonl(jsonl), resuming)
         }
-        SinkSpec::Kafka { .. } => {
+        OutputSpec::Kafka { .. } => {
             kafka_stages(pipeline, &catalog, Some(&state.path("topics"))).await?
         }
     };
@@ -151,8 +151,8 @@ pub async fn run(
         // Recorded before anything is read through the slot, so a later absence is a loss.
         state::write(&identity_at, &identity).map_err(SourceError::from)?;
     }
-    let mut sink = sink;
-    if let Sink::Kafka { transform, .. } = &mut sink {
+    let mut output = output;
+    if let CaptureOutput::Kafka { transform, .. } = &mut output {
         let confirmed = slot_state.confirmed_flush;
         if let Some((eav, publish)) =
             attribute_catalog(pipeline, &catalog, confirmed, exported.as_deref()).await?
@@ -223,7 +223,7 @@ pub async fn run(
 
     let (events, events_rx) = mpsc::channel(EVENT_BUFFER);
     let (durable_tx, mut durable) = watch::channel(slot_state.confirmed_flush);
-    let mut sink_task = tokio::spawn(sink.run(pipeline.name.clone(), events_rx, durable_tx));
+    let mut output_task = tokio::spawn(output.run(pipeline.name.clone(), events_rx, durable_tx));
     let heartbeat_task = tokio::spawn(heartbeat::run(pg_config, source.heartbeat_interval.0));
 
     let streamed = capture
@@ -238,12 +238,12 @@ pub async fn run(
     snapshot_task.abort();
     heartbeat_task.abort();
     drop(events);
-    let drained = match tokio::time::timeout(DRAIN_DEADLINE, &mut sink_task).await {
+    let drained = match tokio::time::timeout(DRAIN_DEADLINE, &mut output_task).await {
         Err(_) => {
-            sink_task.abort();
+            output_task.abort();
             return Err(PipelineError::DrainTimeout(DRAIN_DEADLINE));
         }
-        Ok(Err(join)) => Err(PipelineError::SinkTask(join.to_string())),
+        Ok(Err(join)) => Err(PipelineError::OutputTask(join.to_string())),
         Ok(Ok(result)) => result.map(|_| ()),
     };
     let last_durable = *durable.borrow();
@@ -254,9 +254,9 @@ pub async fn run(
             "the final confirmation of {last_durable} did not complete within {FINISH_DEADLINE:?}; a restart re-reads from the slot's last confirmed position"
         ))),
     };
-    // The sink's own failure is the cause when the source only saw it stop acknowledging.
+    // The output's own failure is the cause when the source only saw it stop acknowledging.
     match (streamed, drained) {
-        (Err(SourceError::SinkGone(_)) | Ok(_), Err(sink)) => Err(sink),
+        (Err(SourceError::OutputGone(_)) | Ok(_), Err(output)) => Err(output),
         (Err(source), _) => Err(source.into()),
         // Nobody asked it to stop: a restart (exit 75) resumes from what was confirmed.
         (Ok(Stopped::EndOfStream), Ok(())) => Err(SourceError::StreamEnded.into()),
@@ -264,16 +264,16 @@ pub async fn run(
     }
 }
 
-pub(crate) enum Sink {
-    Jsonl(JsonlSink),
+pub(crate) enum CaptureOutput {
+    Jsonl(JsonlOutput),
     Kafka {
         transform: Box<Transform>,
         producer: kafka::produce::Producer,
     },
 }
 
-impl Sink {
-    /// Runs the sink side until the events end; publishes durable commit positions. Returns
+impl CaptureOutput {
+    /// Runs the output side until the events end; publishes durable commit positions. Returns
     /// the records (lines) written.
     pub(crate) async fn run(
         self,
@@ -282,11 +282,11 @@ impl Sink {
         durable: watch::Sender<Lsn>,
     ) -> Result<u64, PipelineError> {
         match self {
-            Sink::Jsonl(jsonl) => {
-                let span = tracing::info_span!("sink", %pipeline, stage = "jsonl");
+            CaptureOutput::Jsonl(jsonl) => {
+                let span = tracing::info_span!("output", %pipeline, stage = "jsonl");
                 Ok(jsonl.run(events, durable).instrument(span).await?)
             }
-            Sink::Kafka {
+            CaptureOutput::Kafka {
                 transform,
                 producer,
             } => {
@@ -317,10 +317,10 @@ pub(crate) async fn kafka_stages(
     pipeline: &Pipeline,
     catalog: &tokio_postgres::Client,
     topics_state: Option<&std::path::Path>,
-) -> Result<(Sink, bool), PipelineError> {
+) -> Result<(CaptureOutput, bool), PipelineError> {
     let Some(k) = &pipeline.kafka else {
         return Err(PipelineError::Config(
-            "the pipeline has no kafka section: add one, or run with --sink jsonl:PATH".into(),
+            "the pipeline has no kafka section: add one, or run with --output jsonl:PATH".into(),
         ));
     };
     let mut topics: Vec<(String, bool)> = pipeline
@@ -406,7 +406,7 @@ pub(crate) async fn kafka_stages(
     );
     let producer = kafka::produce::Producer::new(k, partitions, state_hint)?;
     Ok((
-        Sink::Kafka {
+        CaptureOutput::Kafka {
             transform: Box::new(transform),
             producer,
         },

@@ -2,7 +2,7 @@
 //! today; acknowledgements flow back through `ack`.
 //!
 //! Shutdown cascades: only the source watches the signal; it stops reading and drops its
-//! output, the sink drains, syncs and publishes its last durable position, and the source
+//! output, the output drains, syncs and publishes its last durable position, and the source
 //! confirms that position to PostgreSQL before the process exits.
 
 pub mod ack;
@@ -10,6 +10,6 @@ pub mod ack;
 mod capture;
 
 #[cfg(feature = "kafka")]
-pub(crate) use capture::{attribute_catalog, kafka_stages, Sink};
+pub(crate) use capture::{attribute_catalog, kafka_stages, CaptureOutput};
 #[cfg(feature = "kafka")]
-pub use capture::{run, PipelineError, SinkSpec, DRAIN_DEADLINE, EVENT_BUFFER};
+pub use capture::{run, OutputSpec, PipelineError, DRAIN_DEADLINE, EVENT_BUFFER};

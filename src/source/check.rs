@@ -326,7 +326,7 @@ async fn existing_slot(client: &Client, source: &Source, found: &mut Vec<Finding
             if status.as_deref() == Some("lost") {
                 found.push(Finding::bad(
                     format!("slot {:?} is invalidated (wal_status = lost)", source.slot),
-                    "its changes are gone: drop the slot and the sink's data, then run to re-snapshot",
+                    "its changes are gone: drop the slot and the output's data, then run to re-snapshot",
                 ));
             } else if plugin.as_deref() != Some("pgoutput") {
                 found.push(Finding::bad(

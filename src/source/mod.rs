@@ -119,8 +119,8 @@ pub enum SourceError {
     Protocol(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
-    #[error("the sink stopped: {0}")]
-    SinkGone(String),
+    #[error("the output stopped: {0}")]
+    OutputGone(String),
 }
 
 impl SourceError {

@@ -269,7 +269,7 @@ impl Capture {
                 _ = shutdown.changed() => return Ok(Stopped::Shutdown),
                 changed = durable.changed() => {
                     if changed.is_err() {
-                        return Err(SourceError::SinkGone("it stopped acknowledging".into()));
+                        return Err(SourceError::OutputGone("it stopped acknowledging".into()));
                     }
                     let lsn = *durable.borrow_and_update();
                     self.ack.durable(lsn);
@@ -676,7 +676,7 @@ impl Capture {
         }
     }
 
-    /// Ends the stream after the sink finished: takes its last durable position, confirms
+    /// Ends the stream after the output finished: takes its last durable position, confirms
     /// it, closes the stream and makes sure the slot carries it. Returns that position.
     pub async fn finish(mut self, durable: Lsn) -> Result<Lsn, SourceError> {
         self.ack.durable(durable);
@@ -720,7 +720,7 @@ fn fill_unchanged_key(
 async fn send(out: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<(), SourceError> {
     out.send(event)
         .await
-        .map_err(|_| SourceError::SinkGone("its channel closed".into()))
+        .map_err(|_| SourceError::OutputGone("its channel closed".into()))
 }
 
 #[cfg(test)]

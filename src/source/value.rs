@@ -687,7 +687,7 @@ fn into_string(bytes: Vec<u8>) -> Result<String, String> {
 // Output: PostgreSQL's own text, and JSON.
 
 impl Value {
-    /// The JSON form sinks write: numbers stay numbers where JSON can hold them exactly,
+    /// The JSON form the outputs write: numbers stay numbers where JSON can hold them exactly,
     /// everything else is PostgreSQL's text.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as Json;

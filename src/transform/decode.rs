@@ -51,7 +51,7 @@ pub struct ChangeRecord {
 }
 
 impl ChangeRecord {
-    /// The jsonl sink's line shape: lsn (the commit's), seq, xid, op, schema, table, before,
+    /// The jsonl output's line shape: lsn (the commit's), seq, xid, op, schema, table, before,
     /// after (unchanged columns left out), unchanged, commit_ts_ms, attribute.
     pub fn to_json(&self) -> Json {
         let mut unchanged = Vec::new();

@@ -458,7 +458,7 @@ impl Transform {
         match (new_key, old_key) {
             // The row moved to another key, as Debezium writes it: a delete under the old
             // key (and its tombstone), then a create under the new one, each naming the
-            // other key in a header. Upsert sinks keyed by the record key drop the old row.
+            // other key in a header. Upsert consumers keyed by the record key drop the old row.
             (Some(new), Some(old)) if new != old => {
                 if !skipped(Op::Delete) {
                     let delete = encode(Op::Delete, before, None)?;

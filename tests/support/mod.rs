@@ -229,12 +229,12 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(
         pipeline: &std::path::Path,
-        sink: &std::path::Path,
+        output: &std::path::Path,
         log: &std::path::Path,
     ) -> Daemon {
         Daemon::start_with(
             pipeline,
-            &["--sink", &format!("jsonl:{}", sink.display())],
+            &["--output", &format!("jsonl:{}", output.display())],
             log,
         )
     }

@@ -33,7 +33,7 @@ INSERT INTO all_types VALUES
 INSERT INTO "Odd ""Table""" VALUES (1, 'ärger'), (2, NULL);
 "#;
 
-/// PostgreSQL's own rendering of each column, in the mapping the jsonl sink promises:
+/// PostgreSQL's own rendering of each column, in the mapping the jsonl output promises:
 /// to_jsonb for JSON-native types, the text output for exact or temporal ones.
 pub const EXPECTED_SQL: &str = r#"
 SELECT id, jsonb_build_object(
