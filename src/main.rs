@@ -230,50 +230,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs the pipeline; a transient failure (broker, registry or server gone, a fatal producer
-/// error) starts it again in-process from the slot's confirmed position, with backoff.
+/// Runs the pipeline under the supervisor; the error policy's class is the exit code.
 async fn run_until_stopped(
     p: &config::Pipeline,
     output: &freshet::pipeline::OutputSpec,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
-    let mut backoff = RESTART_BACKOFF_MIN;
-    loop {
-        let started = std::time::Instant::now();
-        match freshet::pipeline::run(p, output, stopped.clone()).await {
-            Ok(confirmed) => {
-                tracing::info!(%confirmed, "stopped cleanly");
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) if e.is_transient() && !*stopped.borrow() => {
-                if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
-                    backoff = RESTART_BACKOFF_MIN;
-                }
-                tracing::error!(error = %e, retry_in = ?backoff, "pipeline failed; restarting from the slot's confirmed position");
-                let mut stop = stopped.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return Ok(ExitCode::SUCCESS),
-                }
-                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
-            }
-            Err(e) if e.is_transient() => {
-                eprintln!("error (transient: a restart resumes from the slot): {e}");
-                return Ok(ExitCode::from(EXIT_TEMPFAIL));
-            }
-            Err(e) => {
-                eprintln!("error (needs an operator): {e}");
-                return Ok(ExitCode::FAILURE);
-            }
+    use freshet::pipeline::supervisor::{self, Ended};
+    Ok(match supervisor::run(p, output, stopped).await {
+        Ended::Stopped => ExitCode::SUCCESS,
+        Ended::Failed(class, e) => {
+            eprintln!("error ({}): {e}", class.label());
+            ExitCode::from(class.exit_code())
         }
-    }
+    })
 }
-
-const RESTART_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
-const RESTART_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// EX_TEMPFAIL: the service unit restarts on it (`RestartForceExitStatus=75`).
-const EXIT_TEMPFAIL: u8 = 75;
 
 /// Registers SIGTERM and SIGINT now; the future resolves with the first to arrive.
 fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {

@@ -74,20 +74,6 @@ pub enum PipelineError {
     OutputTask(String),
 }
 
-impl PipelineError {
-    pub fn is_transient(&self) -> bool {
-        match self {
-            PipelineError::Source(e) => e.is_transient(),
-            PipelineError::Transform(e) => e.is_transient(),
-            PipelineError::Kafka(e) => e.is_transient(),
-            // A restart resumes from the slot; unsynced changes are read again.
-            PipelineError::DrainTimeout(_) => true,
-            PipelineError::Restore(e) => !matches!(e, kafka::tail::TailError::Record { .. }),
-            _ => false,
-        }
-    }
-}
-
 impl OutputSpec {
     /// Where the pipeline's own state lives: beside the jsonl file, or in the state directory
     /// under the slot's name.

@@ -8,6 +8,10 @@
 pub mod ack;
 #[cfg(feature = "kafka")]
 mod capture;
+#[cfg(feature = "kafka")]
+pub mod policy;
+#[cfg(feature = "kafka")]
+pub mod supervisor;
 
 #[cfg(feature = "kafka")]
 pub(crate) use capture::{attribute_catalog, kafka_stages, CaptureOutput};
