@@ -49,8 +49,9 @@ pub struct TypeInfo {
 pub enum TypeKind {
     /// A built-in scalar type, decoded by OID.
     Scalar,
-    /// A user-defined enum: the text is the label.
-    Enum,
+    /// A user-defined enum: the text is the label. Its labels in sort order, as the catalog
+    /// had them when the Relation arrived (Debezium's `allowed`).
+    Enum(Arc<[String]>),
     /// An array of the element type (typdelim `,` for every type this decodes).
     Array(Box<TypeInfo>),
     /// Anything else: kept as text.

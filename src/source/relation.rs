@@ -210,9 +210,16 @@ impl Relations {
                 let (typtype, elem, base, category): (String, i64, i64, String) =
                     (r.get(0), r.get(1), r.get(2), r.get(3));
                 if typtype == "e" {
+                    let labels: Vec<String> = catalog
+                        .query("SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1::int8::oid ORDER BY enumsortorder", &[&(oid as i64)])
+                        .await
+                        .map_err(|error| SourceError::Catalog { what: format!("reading the labels of enum type {oid}"), error })?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
                     TypeInfo {
                         oid,
-                        kind: TypeKind::Enum,
+                        kind: TypeKind::Enum(labels.into()),
                     }
                 } else if typtype == "d" && base != 0 && depth < 8 {
                     // A domain's text is its base type's text.
@@ -231,8 +238,19 @@ impl Relations {
                 }
             }
         };
-        self.types.insert(oid, info.clone());
+        // An enum's labels grow (ALTER TYPE ... ADD VALUE): read again with each Relation.
+        if !has_enum(&info) {
+            self.types.insert(oid, info.clone());
+        }
         Ok(info)
+    }
+}
+
+fn has_enum(t: &TypeInfo) -> bool {
+    match &t.kind {
+        TypeKind::Enum(_) => true,
+        TypeKind::Array(e) => has_enum(e),
+        _ => false,
     }
 }
 

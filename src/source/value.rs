@@ -57,7 +57,7 @@ pub fn parse_text(ty: &TypeInfo, text: &str) -> Result<Value, ValueError> {
 fn parse(ty: &TypeInfo, text: &str) -> Result<Value, String> {
     match &ty.kind {
         TypeKind::Scalar => parse_scalar(ty.oid, text),
-        TypeKind::Enum => Ok(Value::Enum(text.to_owned())),
+        TypeKind::Enum(_) => Ok(Value::Enum(text.to_owned())),
         TypeKind::Array(elem) => parse_array(elem, text),
         TypeKind::Other => Ok(Value::Other {
             type_oid: ty.oid,

@@ -322,7 +322,7 @@ fn field(c: &Column, ty: Json, optional: bool) -> Json {
 pub fn type_json(ty: &TypeInfo) -> Json {
     match &ty.kind {
         TypeKind::Scalar => json!({"oid": ty.oid, "kind": "scalar"}),
-        TypeKind::Enum => json!({"oid": ty.oid, "kind": "enum"}),
+        TypeKind::Enum(_) => json!({"oid": ty.oid, "kind": "enum"}),
         TypeKind::Other => json!({"oid": ty.oid, "kind": "other"}),
         TypeKind::Array(e) => json!({"oid": ty.oid, "kind": "array", "elem": type_json(e)}),
     }
@@ -332,7 +332,7 @@ pub fn type_from_json(j: &Json) -> Option<TypeInfo> {
     let oid = u32::try_from(j.get("oid")?.as_u64()?).ok()?;
     let kind = match j.get("kind")?.as_str()? {
         "scalar" => TypeKind::Scalar,
-        "enum" => TypeKind::Enum,
+        "enum" => TypeKind::Enum(Default::default()),
         "other" => TypeKind::Other,
         "array" => TypeKind::Array(Box::new(type_from_json(j.get("elem")?)?)),
         _ => return None,

@@ -350,7 +350,7 @@ fn column(ty: &TypeInfo, typmod: i32, v: &Avro) -> Result<Value, String> {
             let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{s:?}: {e}"))?;
             Value::TimestampTz(TimestampValue::Micros(t.timestamp_micros()))
         }
-        (TypeKind::Enum, Avro::String(s)) => Value::Enum(s.clone()),
+        (TypeKind::Enum(_), Avro::String(s)) => Value::Enum(s.clone()),
         (_, Avro::String(s)) => text(s)?,
         (_, other) => return Err(format!("unexpected Avro value {other:?}")),
     })

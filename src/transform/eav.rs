@@ -331,7 +331,7 @@ mod tests {
             columns: vec![
                 col("attribute_id", 23, TypeKind::Scalar),
                 col("name", 25, TypeKind::Scalar),
-                col("data_type", 90000, TypeKind::Enum),
+                col("data_type", 90000, TypeKind::Enum(Default::default())),
             ],
         })
     }

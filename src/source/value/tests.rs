@@ -510,7 +510,7 @@ fn json_and_jsonb() {
 fn enums_and_other_types() {
     let mood = TypeInfo {
         oid: 16400,
-        kind: TypeKind::Enum,
+        kind: TypeKind::Enum(Default::default()),
     };
     round_trip(&mood, "happy", Value::Enum("happy".into()));
     round_trip(&mood, "", Value::Enum(String::new()));
@@ -677,7 +677,7 @@ fn arrays_of_box_use_semicolons() {
 fn arrays_of_enums_and_json() {
     let moods = array_of(TypeInfo {
         oid: 16400,
-        kind: TypeKind::Enum,
+        kind: TypeKind::Enum(Default::default()),
     });
     round_trip(
         &moods,
@@ -873,7 +873,7 @@ fn arb_scalar() -> impl Strategy<Value = (TypeInfo, Value)> {
         arb_text().prop_map(|v| (
             TypeInfo {
                 oid: 16400,
-                kind: TypeKind::Enum
+                kind: TypeKind::Enum(Default::default())
             },
             Value::Enum(v)
         )),

@@ -108,7 +108,12 @@ pub fn column_type(
     let precision = |default: i32| if typmod >= 0 { typmod } else { default };
     let adaptive = options.time_precision == TimePrecision::Adaptive;
     match &ty.kind {
-        TypeKind::Enum => (semantic("string", "io.debezium.data.Enum"), Enc::String),
+        TypeKind::Enum(labels) => (
+            json!({"type": "string", "connect.version": 1,
+                   "connect.parameters": {"allowed": labels.join(",")},
+                   "connect.name": "io.debezium.data.Enum"}),
+            Enc::String,
+        ),
         TypeKind::Array(elem) => {
             let (item, enc) = column_type(elem, -1, options, defined);
             (

@@ -76,7 +76,7 @@ fn table() -> Table {
                 "e",
                 TypeInfo {
                     oid: 90000,
-                    kind: TypeKind::Enum,
+                    kind: TypeKind::Enum(["sad".to_owned(), "happy".to_owned()].into()),
                 },
                 -1,
                 false,
@@ -429,6 +429,10 @@ fn schemas_carry_debezium_s_names_and_not_null_columns_are_required() {
         "io.debezium.time.ZonedTimestamp"
     );
     assert_eq!(field("odd_col")["pg_name"], "odd col");
+    assert_eq!(
+        field("e")["type"][1]["connect.parameters"]["allowed"],
+        "sad,happy"
+    );
     let key = s.key.as_ref().unwrap();
     assert_eq!(key["connect.name"], "shop.public.t_1.Key");
     let source = &s.value["fields"][2]["type"];
