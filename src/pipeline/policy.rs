@@ -64,6 +64,9 @@ pub fn classify(e: &PipelineError) -> Class {
         // A restart resumes from the slot; unsynced changes are read again.
         PipelineError::DrainTimeout(_) => Transient,
         PipelineError::Restore(crate::kafka::tail::TailError::Record { .. }) => Data,
+        PipelineError::Restore(crate::kafka::tail::TailError::Kafka(k)) if !k.is_transient() => {
+            Fatal
+        }
         PipelineError::Restore(_) => Transient,
         PipelineError::Jsonl(_) | PipelineError::Config(_) | PipelineError::OutputTask(_) => Fatal,
     }

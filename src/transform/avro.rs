@@ -473,6 +473,11 @@ impl TableSchema {
         !self.key_columns.is_empty()
     }
 
+    /// Names of the key's columns.
+    pub fn key_column_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.key_columns.iter().map(|&i| self.columns[i].as_str())
+    }
+
     /// Names of the columns written as `["null", T]`.
     pub fn nullable_columns(&self) -> impl Iterator<Item = String> + '_ {
         self.columns

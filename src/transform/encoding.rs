@@ -206,11 +206,12 @@ impl Encoding {
                             }
                         })
                 };
-                let value_prefix = post(&value_subject, value).await?;
+                // The key first: a refused key leaves no value version behind.
                 let key_prefix = match key {
                     Some((subject, json)) => post(&subject, json).await?,
                     None => Vec::new(),
                 };
+                let value_prefix = post(&value_subject, value).await?;
                 Ok(Registered {
                     key_prefix,
                     value_prefix,

@@ -130,6 +130,11 @@ pub struct Transform {
     last_commit: Lsn,
 }
 
+/// Whether a refusal is of the topic's value subject (a key refused is not about NULLs).
+fn first_is_value(e: &SchemaError, topic: &str) -> bool {
+    matches!(e, SchemaError::Incompatible { subject, .. } if *subject == format!("{topic}-value"))
+}
+
 /// The transaction being transformed.
 struct Txn {
     xid: u32,
@@ -362,8 +367,11 @@ impl Transform {
             .map(|h| Self::state_record(&self.state_topic, &h, change.id.commit_lsn, change.id.seq))
             .into_iter()
             .collect();
-        // Judged per record written: a key change is a delete and a create.
+        // Judged per record written: an update may be a key change, a delete and a create.
         let skipped = |op: Op| self.skipped.contains(&op.letter());
+        if change.op != Op::Update && skipped(change.op) {
+            return Ok((schema_records, records));
+        }
         let encode_key = |row: &crate::change::Row| -> Result<Vec<u8>, TransformError> {
             let mut key = Vec::with_capacity(v.key_prefix.len() + 32);
             key.extend_from_slice(&v.key_prefix);
@@ -611,16 +619,30 @@ impl Transform {
         {
             // A NOT NULL column the earlier version lacked (added NOT NULL, or nullable in a
             // version of an earlier run) cannot read that version's data: as nullable columns
-            // they can. Anything still refused is a real incompatibility.
-            Err(SchemaError::Incompatible { .. }) if nullable.len() < table.columns.len() => {
-                let all: HashSet<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-                schema = build(&all);
+            // they can (key columns are never NULL and stay as they are). Refused again, the
+            // first refusal is the one that says what is wrong.
+            Err(first @ SchemaError::Incompatible { .. }) => {
+                let keys: HashSet<&str> = schema.key_column_names().collect();
+                let mut widened = nullable.clone();
+                widened.extend(
+                    table
+                        .columns
+                        .iter()
+                        .filter(|c| !keys.contains(c.name.as_str()))
+                        .map(|c| c.name.clone()),
+                );
+                let wider = build(&widened);
+                if wider.value == schema.value || !first_is_value(&first, &topic) {
+                    return Err(first.into());
+                }
+                schema = wider;
                 let registered = self
                     .encoding
                     .register(&topic, &schema, previous_shape, table)
-                    .await?;
+                    .await
+                    .map_err(|_| first)?;
                 warn!(table = %format_args!("{}.{}", table.schema, table.name), %at, "NOT NULL columns are written nullable: the earlier schema version could not be read otherwise");
-                self.widened.insert(table.oid, all);
+                self.widened.insert(table.oid, widened);
                 registered
             }
             other => other?,

@@ -247,3 +247,24 @@ async fn transaction_metadata_counts_what_the_table_topics_got() {
         apache_avro::types::Value::Union(1, Box::new(apache_avro::types::Value::Long(4)))
     );
 }
+
+#[tokio::test]
+async fn a_skipped_change_is_not_encoded_so_its_key_cannot_stop_the_pipeline() {
+    let t = table(vec![column("id", oid::NUMERIC, true, false)]);
+    let nan = || vec![Datum::Value(Value::Numeric("NaN".into()))];
+    let skipped = records(
+        transform(r#"{"skipped_operations": ["c"]}"#),
+        vec![change(0, Op::Insert, &t, None, Some(nan()))],
+    )
+    .await
+    .expect("a skipped insert is never encoded");
+    assert!(shape(&skipped).is_empty());
+    // Written, the same key has no key form: the pipeline stops naming the column.
+    let err = records(
+        transform("{}"),
+        vec![change(0, Op::Insert, &t, None, Some(nan()))],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("public.t.id"), "{err}");
+}
