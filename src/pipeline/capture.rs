@@ -234,11 +234,17 @@ pub async fn run(
     };
     let last_durable = *durable.borrow();
     // Confirm what is durable even when the stream failed: it is safe, and saves a replay.
-    let confirmed = match tokio::time::timeout(FINISH_DEADLINE, capture.finish(last_durable).instrument(span)).await {
+    let confirmed = match tokio::time::timeout(
+        FINISH_DEADLINE,
+        capture.finish(last_durable).instrument(span),
+    )
+    .await
+    {
         Ok(result) => result,
-        Err(_) => Err(SourceError::Slot(format!(
-            "the final confirmation of {last_durable} did not complete within {FINISH_DEADLINE:?}; a restart re-reads from the slot's last confirmed position"
-        ))),
+        Err(_) => Err(SourceError::ConfirmTimeout {
+            lsn: last_durable,
+            after: FINISH_DEADLINE,
+        }),
     };
     // The output's own failure is the cause when the source only saw it stop acknowledging.
     match (streamed, drained) {

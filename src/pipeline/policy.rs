@@ -80,6 +80,13 @@ mod tests {
     fn the_table_classes_failures_by_what_an_operator_must_do() {
         let source = |e: SourceError| classify(&PipelineError::Source(e));
         assert_eq!(source(SourceError::StreamEnded), Class::Transient);
+        assert_eq!(
+            source(SourceError::ConfirmTimeout {
+                lsn: crate::lsn::Lsn(16),
+                after: std::time::Duration::from_secs(10)
+            }),
+            Class::Transient
+        );
         assert_eq!(source(SourceError::UnknownRelation(7)), Class::Data);
         assert_eq!(
             source(SourceError::SlotLost {

@@ -121,6 +121,14 @@ pub enum SourceError {
     Snapshot(String),
     #[error("the output stopped: {0}")]
     OutputGone(String),
+    #[error(
+        "the final confirmation of {lsn} did not complete within {after:?}; a restart re-reads \
+         from the slot's last confirmed position"
+    )]
+    ConfirmTimeout {
+        lsn: Lsn,
+        after: std::time::Duration,
+    },
 }
 
 impl SourceError {
@@ -129,7 +137,7 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Connect(e) => e.transient,
-            SourceError::StreamEnded => true,
+            SourceError::StreamEnded | SourceError::ConfirmTimeout { .. } => true,
             SourceError::Replication { error, .. } => !matches!(
                 error,
                 pgwire_replication::PgWireError::Server(_)
