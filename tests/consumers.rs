@@ -32,6 +32,29 @@ fn consume(script: &str, args: &[&str]) -> Vec<Json> {
         .collect()
 }
 
+/// `freshet run` streaming `table` (no snapshot) into `broker`, the pipeline file's kafka
+/// section followed by `extra`; returns once the slot streams.
+async fn stream(s: &Setup, table: &str, broker: &Broker, extra: &str) -> support::Daemon {
+    let pipeline = s.dir.path().join("pipeline.yaml");
+    let yaml = support::kafka::pipeline_yaml(
+        &s.db.url,
+        &s.slot,
+        &s.slot,
+        &[table],
+        &broker.brokers(),
+        extra,
+    )
+    .replace("source:\n", "source:\n  snapshot: { mode: never }\n");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let daemon = support::kafka::daemon(
+        &pipeline,
+        &s.dir.path().join("state"),
+        &s.dir.path().join("freshet.log"),
+    );
+    s.slot_ready(&daemon).await;
+    daemon
+}
+
 #[tokio::test]
 async fn registry_less_records_decode_with_fastavro_by_their_canonical_fingerprint_and_deletes_leave_tombstones(
 ) {
@@ -42,23 +65,7 @@ async fn registry_less_records_decode_with_fastavro_by_their_canonical_fingerpri
     .await;
     s.publish("t").await;
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.dir.path().join("pipeline.yaml");
-    let yaml = support::kafka::pipeline_yaml(
-        &s.db.url,
-        &s.slot,
-        &s.slot,
-        &["public.t"],
-        &broker.brokers(),
-        "",
-    )
-    .replace("source:\n", "source:\n  snapshot: { mode: never }\n");
-    std::fs::write(&pipeline, yaml).unwrap();
-    let mut daemon = support::kafka::daemon(
-        &pipeline,
-        &s.dir.path().join("state"),
-        &s.dir.path().join("freshet.log"),
-    );
-    s.slot_ready(&daemon).await;
+    let mut daemon = stream(&s, "public.t", &broker, "").await;
     // The second version differs from the first only in a semantic type (timestamp(3) is
     // Debezium's millisecond Timestamp, timestamp(6) its MicroTimestamp, both longs): the
     // same Parsing Canonical Form, so Freshet must give it a record name of its own for its
@@ -172,28 +179,12 @@ async fn debezium_consumers_read_every_change(framing: Framing) {
         Framing::SingleObject => None,
     };
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.dir.path().join("pipeline.yaml");
     let mut extra = String::new();
     if let Some(r) = &registry {
         extra.push_str(&format!("  schema_registry:\n    url: {}\n", r.url));
     }
     extra.push_str("transform:\n  provide_transaction_metadata: true\n");
-    let yaml = support::kafka::pipeline_yaml(
-        &s.db.url,
-        &s.slot,
-        &s.slot,
-        &["public.types"],
-        &broker.brokers(),
-        &extra,
-    )
-    .replace("source:\n", "source:\n  snapshot: { mode: never }\n");
-    std::fs::write(&pipeline, yaml).unwrap();
-    let mut daemon = support::kafka::daemon(
-        &pipeline,
-        &s.dir.path().join("state"),
-        &s.dir.path().join("freshet.log"),
-    );
-    s.slot_ready(&daemon).await;
+    let mut daemon = stream(&s, "public.types", &broker, &extra).await;
     // Six transactions. The big text is stored out of line (TOAST), so the update that
     // leaves it alone does not resend it.
     for sql in [

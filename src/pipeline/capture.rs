@@ -365,13 +365,7 @@ pub(crate) async fn kafka_stages(
         let published = kafka::tail::read_all(k, &topic)
             .await
             .map_err(PipelineError::Restore)?;
-        encoding.remember(published.iter().filter_map(|r| {
-            let doc: serde_json::Value = serde_json::from_slice(r.value.as_deref()?).ok()?;
-            Some((
-                doc["subject"].as_str()?.to_owned(),
-                doc["schema"].as_str()?.to_owned(),
-            ))
-        }));
+        encoding.remember(published.iter().filter_map(|r| r.value.as_deref()));
     }
     let primary_keys = primary_keys(catalog, &pipeline.source.tables).await?;
     let captured = pipeline

@@ -104,22 +104,16 @@ impl Encoding {
 
     /// Seeds the compatibility check of a registry-less pipeline with what earlier runs
     /// published: the schema topic's records (subject and schema JSON), in offset order.
-    pub fn remember(&mut self, published: impl IntoIterator<Item = (String, String)>) {
+    pub fn remember<'a>(&mut self, published: impl IntoIterator<Item = &'a [u8]>) {
         if let Encoding::SingleObject {
             earlier,
             fingerprints,
             ..
         } = self
         {
-            for (subject, schema) in published {
-                let (Ok(json), Ok(parsed)) = (
-                    serde_json::from_str::<serde_json::Value>(&schema),
-                    Schema::parse_str(&schema),
-                ) else {
-                    continue;
-                };
-                fingerprints.insert(canonical_fingerprint(&json), schema);
-                earlier.insert(subject, parsed);
+            for p in published.into_iter().filter_map(Published::read) {
+                fingerprints.insert(p.fingerprint, p.text);
+                earlier.insert(p.subject, p.schema);
             }
         }
     }
@@ -528,6 +522,29 @@ pub fn crc64_avro(bytes: &[u8]) -> u64 {
     })
 }
 
+/// One record of the schema topic, as [`single_object`] writes it.
+struct Published {
+    subject: String,
+    text: String,
+    schema: Schema,
+    fingerprint: [u8; 8],
+}
+
+impl Published {
+    /// A record that is not one (another writer's, or cut short) is skipped.
+    fn read(payload: &[u8]) -> Option<Published> {
+        let doc: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        let text = doc["schema"].as_str()?.to_owned();
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(Published {
+            subject: doc["subject"].as_str()?.to_owned(),
+            schema: Schema::parse(&json).ok()?,
+            fingerprint: canonical_fingerprint(&json),
+            text,
+        })
+    }
+}
+
 /// The reader's side of both framings: the schema a record names, by registry id or by
 /// single-object fingerprint, and the record decoded with it. The schema topic's records are
 /// handed in by whoever reads Kafka ([`Schemas::learn`]).
@@ -565,20 +582,8 @@ impl Schemas {
 
     /// Takes the schema topic's record values (subject, fingerprint, schema).
     pub fn learn<'a>(&mut self, published: impl IntoIterator<Item = &'a [u8]>) {
-        for payload in published {
-            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else {
-                continue;
-            };
-            let Some(Ok(parsed)) = doc["schema"].as_str().map(Schema::parse_str) else {
-                continue;
-            };
-            if let Some(json) = doc["schema"]
-                .as_str()
-                .and_then(|s| serde_json::from_str(s).ok())
-            {
-                self.by_fingerprint
-                    .insert(canonical_fingerprint(&json), parsed);
-            }
+        for p in published.into_iter().filter_map(Published::read) {
+            self.by_fingerprint.insert(p.fingerprint, p.schema);
         }
     }
 

@@ -401,17 +401,23 @@ impl Transform {
             avro::Snapshot::False
         };
         let transaction_metadata = self.transaction_metadata;
-        let collection = format!("{}.{}", change.table.schema, change.table.name);
+
         let mut encode = |op: Op,
                           before: Option<&crate::change::Row>,
                           after: Option<&crate::change::Row>|
          -> Result<Vec<u8>, TransformError> {
             let transaction = transaction_metadata.then(|| {
                 txn.total += 1;
-                let n = match txn.per_table.iter().position(|(t, _)| *t == collection) {
+                let (schema, name) = (&change.table.schema, &change.table.name);
+                let same = |t: &str| {
+                    t.strip_prefix(schema.as_str())
+                        .and_then(|r| r.strip_prefix('.'))
+                        == Some(name.as_str())
+                };
+                let n = match txn.per_table.iter().position(|(t, _)| same(t)) {
                     Some(i) => i,
                     None => {
-                        txn.per_table.push((collection.clone(), 0));
+                        txn.per_table.push((format!("{schema}.{name}"), 0));
                         txn.per_table.len() - 1
                     }
                 };

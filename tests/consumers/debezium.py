@@ -18,12 +18,12 @@ import base64
 import io
 import json
 import sys
-import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, DeserializingConsumer, TopicPartition
+from confluent_kafka import DeserializingConsumer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from kafka_read import MAGIC, assign_all, base_conf, poll_all, read_all, schemas_by_fingerprint
 
 TABLE = "types"
 
@@ -150,34 +150,6 @@ def plain(value):
     return str(value)
 
 
-def poll_all(consumer, what, expect, idle=3.0, limit=90.0):
-    messages, started, last = [], time.time(), time.time()
-    while time.time() - started < limit:
-        m = consumer.poll(0.2)
-        if m is None:
-            if len(messages) >= expect and time.time() - last > idle:
-                break
-            continue
-        if m.error():
-            sys.exit(f"{what}: {m.error()}")
-        messages.append(m)
-        last = time.time()
-    consumer.close()
-    if len(messages) < expect:
-        sys.exit(f"{what}: {len(messages)} records, expected at least {expect}")
-    return messages
-
-
-def assign_all(consumer, topic):
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-
-
-def base_conf(brokers):
-    return {"bootstrap.servers": brokers, "group.id": f"freshet-test-{time.time_ns()}",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest"}
-
-
 def line(m, key, debezium, freshet):
     return {
         "topic": m.topic(),
@@ -206,9 +178,7 @@ def registry_mode(brokers, prefix, url, counts):
         read = poll_all(debezium, topic, expect)
         # The raw records (key bytes, headers), and the writer's own schema for Freshet's field.
         writer = AvroDeserializer(client)
-        consumer = Consumer(base_conf(brokers))
-        assign_all(consumer, topic)
-        raw = {(m.partition(), m.offset()): m for m in poll_all(consumer, topic, expect)}
+        raw = {(m.partition(), m.offset()): m for m in read_all(brokers, topic, expect)}
         for m in read:
             r = raw[(m.partition(), m.offset())]
             own = writer(r.value(), SerializationContext(topic, MessageField.VALUE))
@@ -216,19 +186,12 @@ def registry_mode(brokers, prefix, url, counts):
 
 
 def single_mode(brokers, prefix, schema_topic, counts):
-    consumer = Consumer(base_conf(brokers))
-    assign_all(consumer, schema_topic)
-    schemas = {}
-    for m in poll_all(consumer, schema_topic, 1):
-        doc = json.loads(m.value())
-        schema = parse_schema(json.loads(doc["schema"]))
-        fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
-        schemas[fp] = schema
+    schemas = schemas_by_fingerprint(brokers, schema_topic)
 
     def decode(payload, reader, what):
         if payload is None:
             return None, None
-        if payload[:2] != b"\xc3\x01":
+        if payload[:2] != MAGIC:
             sys.exit(f"{what}: not single-object encoded")
         writer = schemas.get(payload[2:10])
         if writer is None:
@@ -238,9 +201,7 @@ def single_mode(brokers, prefix, schema_topic, counts):
         return as_debezium, own
 
     for topic, reader_key, reader_value, expect in counts(prefix):
-        consumer = Consumer(base_conf(brokers))
-        assign_all(consumer, topic)
-        for m in poll_all(consumer, topic, expect):
+        for m in read_all(brokers, topic, expect):
             at = f"{topic} partition {m.partition()} offset {m.offset()}"
             key, _ = decode(m.key(), reader_key, at + " key")
             value, own = decode(m.value(), reader_value, at + " value")
