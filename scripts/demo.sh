@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The demo, as far as the pipeline reaches today: a throwaway PostgreSQL with the AtlasCo
-# schema and some data and a Tansu broker, `freshet check`, then `freshet run` capturing
-# into Kafka as Avro (the initial snapshot, then the stream) while `freshet loadgen run`
-# writes, with live freshness every two seconds, then the records as a consumer decodes them.
+# schema and some data and a Tansu broker, `freshet check`, then `freshet run` with both
+# halves, capture into Kafka as Avro (the initial snapshot, then the stream) and the sink
+# batching the topics into Parquet in a local lake, while `freshet loadgen run` writes; live
+# freshness and the lake's files per table every few seconds, then the records as a consumer
+# decodes them and the lake as pyarrow reads it. `scripts/demo.sh --s3` puts the lake in S3
+# (moto's server) instead of a directory.
 # DEMO_SECONDS (default 30) long; Ctrl-C stops early.
 # Everything it starts is stopped on exit.
 set -euo pipefail
@@ -12,6 +15,13 @@ scripts/install.sh
 cargo build --locked --quiet
 freshet="$CARGO_TARGET_DIR/debug/freshet"
 seconds=${DEMO_SECONDS:-30}
+s3=
+case "${1:-}" in
+    --s3) s3=1 ;;
+    "") ;;
+    *) echo "usage: scripts/demo.sh [--s3]" >&2; exit 2 ;;
+esac
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 run=$(freshet_run_dir demo)
 pids=()
@@ -35,12 +45,32 @@ FRESHET_KAFKA_BROKERS=$(scripts/kafka.sh start "$run/kafka")
 export FRESHET_KAFKA_BROKERS
 echo "== Tansu (Kafka protocol, memory storage) at $FRESHET_KAFKA_BROKERS"
 
-echo "== freshet check --pipeline pipelines/dev.yaml"
-"$freshet" check --pipeline pipelines/dev.yaml
+pipeline=pipelines/dev.yaml
+lake="$run/lake"
+if [ -n "$s3" ]; then
+    s3_port=$(free_port)
+    "$FRESHET_VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$s3_port" >"$run/moto.log" 2>&1 &
+    pids+=($!)
+    export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3_port))" 2>/dev/null; do sleep 0.2; done
+    "$FRESHET_VENV/bin/python" -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$s3_port').create_bucket(Bucket='lake')"
+    # The same pipeline with its lake in the bucket.
+    pipeline="$run/pipeline.yaml"
+    sed -e "s|^  store: .*|  store: s3://lake/cdc\n  s3: { endpoint: 'http://127.0.0.1:$s3_port', path_style: true, region: us-east-1 }|" \
+        pipelines/dev.yaml >"$pipeline"
+    lake="s3://lake/cdc"
+    echo "== moto (S3 API, in memory) at http://127.0.0.1:$s3_port, bucket lake"
+fi
 
-echo "== freshet run --pipeline pipelines/dev.yaml   (log: $run/freshet.log)"
-"$freshet" run --pipeline pipelines/dev.yaml --state-dir "$run" >"$run/freshet.log" 2>&1 &
-pids+=($!)
+echo "== freshet check --pipeline $pipeline"
+"$freshet" check --pipeline "$pipeline"
+
+metrics_port=$(free_port)
+echo "== freshet run --pipeline $pipeline   (log: $run/freshet.log, metrics: http://127.0.0.1:$metrics_port/metrics)"
+echo "   capture: PostgreSQL -> Kafka; sink: Kafka -> Parquet in $lake"
+"$freshet" run --pipeline "$pipeline" --state-dir "$run" --listen "127.0.0.1:$metrics_port" >"$run/freshet.log" 2>&1 &
+freshet_pid=$!
+pids+=($freshet_pid)
 
 echo "== freshet loadgen run: 1000 rows/s for ${seconds}s"
 "$freshet" loadgen run --rate 1000 --duration "${seconds}s" >"$run/loadgen.log" 2>&1 &
@@ -48,11 +78,27 @@ load=$!
 pids+=($load)
 
 # Live freshness: the kafka stage logs, every 5 s, how long after their commit in PostgreSQL
-# the window's transactions were acknowledged by Kafka; beside it, the WAL the slot holds.
-python3 - "$FRESHET_SOURCE_URL" "$load" "$run/freshet.log" <<'EOF'
-import os, re, subprocess, sys, time
-url, load, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+# the window's transactions were acknowledged by Kafka; beside it, the WAL the slot holds and,
+# from /metrics, the lake's objects and rows per table.
+python3 - "$FRESHET_SOURCE_URL" "$load" "$run/freshet.log" "$metrics_port" <<'EOF'
+import os, re, subprocess, sys, time, urllib.request
+url, load, log, port = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 seen = 0
+
+def lake():
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return "metrics not up yet"
+    files, rows = {}, {}
+    for line in text.splitlines():
+        m = re.match(r'freshet_batcher_(files|rows)_written_total\{(.*)\} (\S+)', line)
+        if m:
+            table = re.search(r'table="([^"]+)"', m.group(2)).group(1).split(".")[-1]
+            target = files if m.group(1) == "files" else rows
+            target[table] = target.get(table, 0) + float(m.group(3))
+    return "  ".join(f"{t} {int(files[t])} files/{int(rows.get(t, 0))} rows" for t in sorted(files)) or "no file yet"
+
 while True:
     try:
         os.kill(load, 0)
@@ -69,23 +115,24 @@ while True:
                 capture_output=True, text=True).stdout.strip()
             n, p50, p99, mx = m.groups()
             print(f"commit -> acknowledged by Kafka, last 5 s: {int(n):>5} txns  p50 {float(p50):7.1f} ms  p99 {float(p99):7.1f} ms  max {float(mx):7.1f} ms   slot holds {held}", flush=True)
+            print(f"   lake so far: {lake()}", flush=True)
     seen = len(lines)
 EOF
 tail -1 "$run/loadgen.log"
 
-if ! kill -0 "${pids[0]}" 2>/dev/null; then
+if ! kill -0 "$freshet_pid" 2>/dev/null; then
     echo "freshet exited early; its log:" >&2
     tail -20 "$run/freshet.log" >&2
     exit 1
 fi
-echo "== stopping freshet (SIGTERM): it drains, waits for Kafka's acknowledgements, confirms"
-kill -TERM "${pids[0]}"
-wait "${pids[0]}" || true
-grep -E "snapshot finished|stopped cleanly" "$run/freshet.log" || true
+echo "== stopping freshet (SIGTERM): capture drains, waits for Kafka, confirms; the sink writes its open files"
+kill -TERM "$freshet_pid"
+wait "$freshet_pid" || true
+grep -E "snapshot finished|stopped cleanly|batcher stopped" "$run/freshet.log" || true
 
 echo "== what arrived in Kafka (freshet tail, decoded through the schema topic)"
 for t in atlasco.tenants atlasco.attributes atlasco.entities atlasco.entity_values; do
-    "$freshet" tail --pipeline pipelines/dev.yaml --table "$t" >"$run/$t.jsonl"
+    "$freshet" tail --pipeline "$pipeline" --table "$t" >"$run/$t.jsonl"
     python3 - "$run/$t.jsonl" "$t" <<'EOF'
 import collections, json, sys
 ops = collections.Counter(json.loads(l)["op"] for l in open(sys.argv[1]))
@@ -94,3 +141,28 @@ EOF
 done
 echo "-- the last value change, as a consumer decodes it:"
 tail -1 "$run/atlasco.entity_values.jsonl" | python3 -c 'import json,sys; [print(json.dumps(json.loads(l), indent=1, sort_keys=True)) for l in sys.stdin]'
+
+echo "== the lake ($lake), read back with pyarrow"
+if [ -n "$s3" ]; then
+    "$FRESHET_VENV/bin/python" tests/lake/read_lake.py s3 "http://127.0.0.1:$s3_port" lake cdc/ >"$run/lake.jsonl"
+else
+    "$FRESHET_VENV/bin/python" tests/lake/read_lake.py dir "$lake" >"$run/lake.jsonl"
+fi
+python3 - "$run/lake.jsonl" <<'EOF'
+import collections, json, sys
+objects, rows, size = collections.Counter(), collections.Counter(), collections.Counter()
+example = None
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    if "object" in d:
+        table = d["object"]["key"].split("/")[0]
+        objects[table] += 1
+        rows[table] += d["object"]["rows"]
+        size[table] += d["object"]["size"]
+        example = d["object"]
+for t in sorted(objects):
+    print(f"{t:<24} {objects[t]:>4} objects {rows[t]:>8} rows {size[t] / 1e6:8.2f} MB")
+if example:
+    print("-- one object:", example["key"])
+    print("   " + ", ".join(f"{k} {v}" for k, v in example["types"].items()))
+EOF

@@ -31,6 +31,12 @@ pub enum Command {
         /// Where the Kafka pipeline keeps its snapshot progress.
         #[arg(long, env = "FRESHET_STATE_DIR", default_value = "/var/lib/freshet")]
         state_dir: PathBuf,
+        /// Which halves to run: capture (source → kafka), sink (kafka → lake) or both.
+        #[arg(long, value_enum, default_value = "all")]
+        role: crate::pipeline::supervisor::Role,
+        /// The HTTP listener (/metrics) instead of router.listen; port 0 picks a free one.
+        #[arg(long, env = "FRESHET_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Print a table's topic, decoded, as JSON lines (from the start to the current end).
     Tail {
@@ -150,6 +156,16 @@ pub enum Bench {
         /// Stop once the stream reaches this LSN (X/Y).
         #[arg(long)]
         until: crate::lsn::Lsn,
+    },
+    /// Read the pipeline's table topics from the start into a fresh local lake with the
+    /// batcher and print records/s, MB/s, the objects' sizes and peak RSS;
+    /// scripts/bench-lake.sh runs it after `bench kafka` filled the topics.
+    Lake {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// An empty directory for the lake.
+        #[arg(long)]
+        lake: PathBuf,
     },
     /// Fill (when empty), then time the queries of schema/queries.sql and show their plans.
     Schema {

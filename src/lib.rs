@@ -5,6 +5,8 @@
 //! sanitizers).
 
 #[cfg(feature = "kafka")]
+pub mod batcher;
+#[cfg(feature = "kafka")]
 pub mod bench;
 pub mod change;
 #[cfg(feature = "kafka")]
@@ -13,11 +15,16 @@ pub mod config;
 pub mod jsonl;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod kind;
 pub mod loadgen;
 pub mod lsn;
 pub mod pg;
 pub mod pipeline;
 pub mod source;
 pub mod state;
+#[cfg(feature = "kafka")]
+pub mod store;
+#[cfg(feature = "kafka")]
+pub mod telemetry;
 #[cfg(feature = "kafka")]
 pub mod transform;

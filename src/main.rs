@@ -72,6 +72,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .collect();
                 findings.extend(freshet::kafka::check(k, &topics).await);
             }
+            if let Some(b) = &p.batcher {
+                findings.push(freshet::store::check(&b.store.value.0, &b.s3).await);
+            }
             for f in &findings {
                 if f.warn {
                     println!("  WARN  {}\n        -> {}", f.what, f.fix);
@@ -104,6 +107,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             pipeline,
             output,
             state_dir,
+            role,
+            listen,
         } => {
             // Handlers first: a SIGTERM during start-up must drain like any other.
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -115,7 +120,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             });
             let p = config::load(&pipeline)?;
             let output = output.unwrap_or(freshet::pipeline::OutputSpec::Kafka { state_dir });
-            run_until_stopped(&p, &output, stopped).await
+            // Beside the halves, never restarted with them.
+            let (_, http) =
+                freshet::telemetry::serve(listen.unwrap_or(p.router.listen), stopped.clone())
+                    .await?;
+            let code = run_until_stopped(&p, &output, role, stopped).await;
+            http.abort();
+            code
         }
         Command::Tail { pipeline, table } => {
             let p = config::load(&pipeline)?;
@@ -197,6 +208,28 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            which: Bench::Lake { pipeline, lake },
+        } => {
+            let p = config::load(&pipeline)?;
+            let run = bench::lake::run(&p, &lake).await?;
+            let (s, secs) = (&run.summary, run.elapsed.as_secs_f64().max(1e-9));
+            let mb = |b: u64| b as f64 / 1e6;
+            println!(
+                "freshet (kafka -> lake): {} records in {secs:.2}s = {:.0} records/s, {:.1} MB/s of Kafka values ({:.1} MB) -> {:.1} MB of Parquet in {} objects ({:.2}-{:.2} MB, {} rows), peak RSS {:.1} MiB",
+                s.records,
+                s.records as f64 / secs,
+                mb(s.consumed_bytes) / secs,
+                mb(s.consumed_bytes),
+                mb(s.written_bytes),
+                s.objects,
+                mb(s.smallest),
+                mb(s.largest),
+                s.rows,
+                run.peak_rss_kib as f64 / 1024.0
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             which:
                 Bench::Schema {
                     target,
@@ -234,10 +267,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 async fn run_until_stopped(
     p: &config::Pipeline,
     output: &freshet::pipeline::OutputSpec,
+    role: freshet::pipeline::supervisor::Role,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
     use freshet::pipeline::supervisor::{self, Ended};
-    Ok(match supervisor::run(p, output, stopped).await {
+    Ok(match supervisor::run(p, output, role, stopped).await {
         Ended::Stopped => ExitCode::SUCCESS,
         Ended::Failed(class, e) => {
             eprintln!("error ({}): {e}", class.label());

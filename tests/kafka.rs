@@ -4,68 +4,17 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value as Json;
+use support::atlasco::*;
 use support::kafka::{topic_lines, Broker, Engine};
 use support::types::{assert_types, EXPECTED_SQL, TYPES_DDL, TYPE_ROWS};
 use support::{exit_status, Daemon, Setup};
 
 impl Setup {
-    /// The AtlasCo schema with a small catalog, and its publication for this test's slot.
-    async fn atlasco(prefix: &str) -> Setup {
-        let s = Setup::new(prefix, &support::schema_sql()).await;
-        s.client
-            .batch_execute(
-                "INSERT INTO atlasco.tenants (tenant_id, name) SELECT g, 'tenant-' || g FROM generate_series(1, 4) g;
-                 INSERT INTO atlasco.attributes (attribute_id, name, data_type) VALUES
-                   (1, 'status', 'string'), (2, 'temperature', 'float'), (3, 'count', 'integer');",
-            )
-            .await
-            .expect("atlasco fixtures");
-        s.publish_atlasco().await;
-        s
-    }
-
-    async fn publish_atlasco(&self) {
-        self.client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE atlasco.tenants, atlasco.attributes, atlasco.entities, atlasco.entity_values
-                   WITH (publish_via_partition_root = true)",
-                self.slot
-            ))
-            .await
-            .expect("publication");
-    }
-
-    fn pipeline(&self, tables: &[&str], brokers: &str, extra: &str, snapshot: bool) -> PathBuf {
-        let path = self.dir.path().join("pipeline.yaml");
-        let mut yaml = support::kafka::pipeline_yaml(
-            &self.db.url,
-            &self.slot,
-            &self.slot,
-            tables,
-            brokers,
-            extra,
-        );
-        if !snapshot {
-            yaml = yaml.replace("source:\n", "source:\n  snapshot: { mode: never }\n");
-        }
-        std::fs::write(&path, yaml).unwrap();
-        path
-    }
-
-    fn start(&self, pipeline: &std::path::Path) -> Daemon {
-        // A state directory that does not exist yet, as on a new install.
-        support::kafka::daemon(
-            pipeline,
-            &self.dir.path().join("state/new"),
-            &self.dir.path().join("freshet.log"),
-        )
-    }
-
     /// One table (`ddl` creates it in `public`), its publication, a broker on `engine`, and
     /// `freshet run` streaming it into Kafka; `registry` adds a schema_registry.
     async fn one_table(
@@ -78,114 +27,15 @@ impl Setup {
         let s = Setup::new(prefix, ddl).await;
         s.publish(table).await;
         let broker = Broker::start(engine);
-        let pipeline = s.pipeline(&[&format!("public.{table}")], &broker.brokers(), "", false);
+        let pipeline =
+            s.kafka_pipeline(&[&format!("public.{table}")], &broker.brokers(), "", false);
         if let Some(url) = registry {
             with_registry(&pipeline, url);
         }
-        let daemon = s.start(&pipeline);
+        let daemon = s.start_kafka(&pipeline);
         s.slot_ready(&daemon).await;
         (s, broker, pipeline, daemon)
     }
-}
-
-const EAV: &str =
-    "transform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";
-const ATLASCO: [&str; 4] = [
-    "atlasco.tenants",
-    "atlasco.attributes",
-    "atlasco.entities",
-    "atlasco.entity_values",
-];
-
-fn atlasco_key(table: &str) -> Vec<&'static str> {
-    match table {
-        "tenants" => vec!["tenant_id"],
-        "attributes" => vec!["attribute_id"],
-        "entities" => vec!["tenant_id", "entity_id"],
-        "entity_values" => vec!["tenant_id", "entity_id", "attribute_id"],
-        other => panic!("unexpected table {other}"),
-    }
-}
-
-/// Every topic of the AtlasCo pipeline, decoded, in one list.
-async fn atlasco_lines(pipeline: &std::path::Path) -> Vec<Json> {
-    let mut all = Vec::new();
-    for t in ATLASCO {
-        all.extend(topic_lines(pipeline, t).await);
-    }
-    all
-}
-
-/// The source tables as the replayed changes should have them: table → key → row.
-async fn source_state(client: &tokio_postgres::Client) -> BTreeMap<String, BTreeMap<String, Json>> {
-    let mut state: BTreeMap<String, BTreeMap<String, Json>> = BTreeMap::new();
-    for table in ["tenants", "attributes", "entities", "entity_values"] {
-        let cols = atlasco_key(table);
-        let rows = client
-            .query(
-                &format!("SELECT to_jsonb(t)::text FROM atlasco.{table} t"),
-                &[],
-            )
-            .await
-            .unwrap();
-        let entry = state.entry(table.to_string()).or_default();
-        for r in rows {
-            let row: Json = serde_json::from_str(&r.get::<_, String>(0)).unwrap();
-            let key = cols
-                .iter()
-                .map(|k| row[*k].to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            entry.insert(key, row);
-        }
-    }
-    state
-}
-
-/// Replayed topics equal the source, table by table, row by row (timestamps compared as the
-/// instants they are; numbers by value).
-fn assert_same_state(
-    got: &BTreeMap<String, BTreeMap<String, Json>>,
-    want: &BTreeMap<String, BTreeMap<String, Json>>,
-) {
-    for (table, rows) in want {
-        let have = got.get(table).cloned().unwrap_or_default();
-        assert_eq!(
-            have.len(),
-            rows.len(),
-            "{table}: {} rows in Kafka, {} in the source",
-            have.len(),
-            rows.len()
-        );
-        for (key, row) in rows {
-            let h = have
-                .get(key)
-                .unwrap_or_else(|| panic!("{table} {key} missing in Kafka"));
-            for (col, v) in row.as_object().unwrap() {
-                let hv = &h[col];
-                let equal = support::types::same(hv, v)
-                    || match (hv.as_str(), v.as_str()) {
-                        (Some(a), Some(b)) => instant(a).is_some() && instant(a) == instant(b),
-                        _ => false,
-                    };
-                assert!(equal, "{table} {key} {col}: Kafka has {hv}, the source {v}");
-            }
-        }
-    }
-}
-
-/// PostgreSQL's timestamptz text ("2026-01-01 10:00:00.5+00") and to_jsonb's
-/// ("2026-01-01T10:00:00.5+00:00") as one instant.
-fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    let s = s.replace(' ', "T");
-    let s = if s.len() > 3
-        && (s.as_bytes()[s.len() - 3] == b'+' || s.as_bytes()[s.len() - 3] == b'-')
-    {
-        format!("{s}:00")
-    } else {
-        s
-    };
-    chrono::DateTime::parse_from_rfc3339(&s).ok()
 }
 
 async fn wait_lines(
@@ -216,8 +66,8 @@ async fn every_type_arrives_in_kafka_equal_to_the_source_row() {
         .await
         .unwrap();
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&["public.all_types"], &broker.brokers(), "", false);
-    let mut daemon = s.start(&pipeline);
+    let pipeline = s.kafka_pipeline(&["public.all_types"], &broker.brokers(), "", false);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     s.client.batch_execute(TYPE_ROWS).await.unwrap();
     let lines = wait_lines(&pipeline, "public.all_types", 4, &daemon).await;
@@ -242,8 +92,8 @@ async fn every_type_arrives_in_kafka_equal_to_the_source_row() {
 async fn eav_records_carry_the_attribute_name_valid_at_their_commit() {
     let s = Setup::atlasco("kafka_eav").await;
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, false);
-    let mut daemon = s.start(&pipeline);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, false);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     let before = topic_lines(&pipeline, "atlasco.entity_values").await.len();
     assert_eq!(before, 0);
@@ -412,8 +262,8 @@ async fn snapshot_and_stream_through_kafka_equal_the_source() {
     freshet_loadgen_fill(&s.db.url, 30);
     s.publish_atlasco().await;
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
-    let mut daemon = s.start(&pipeline);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     let load = loadgen_run(&s.db.url, 300, "8s");
     assert!(
@@ -460,44 +310,6 @@ fn assert_entity_order(lines: &[Json]) {
         );
         entry.1 = id;
     }
-}
-
-fn freshet_loadgen_fill(url: &str, entities: u32) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args([
-            "loadgen",
-            "fill",
-            "--url",
-            url,
-            "--tenants",
-            "4",
-            "--catalog",
-            "8",
-        ])
-        .args(["--entities", &entities.to_string(), "--attributes", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn loadgen_run(url: &str, rate: u32, duration: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args([
-            "loadgen",
-            "run",
-            "--url",
-            url,
-            "--rate",
-            &rate.to_string(),
-            "--duration",
-            duration,
-        ])
-        .output()
-        .unwrap()
 }
 
 fn registry_yaml(url: &str) -> String {
@@ -639,56 +451,14 @@ async fn a_failing_or_malformed_registry_holds_the_acknowledgement_until_it_reco
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
 }
 
-/// Starts `freshet loadgen run` in the background.
-fn loadgen_spawn(url: &str, rate: u32, duration: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args([
-            "loadgen",
-            "run",
-            "--url",
-            url,
-            "--rate",
-            &rate.to_string(),
-            "--duration",
-            duration,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(load: std::process::Child) {
-    let out = load.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "loadgen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The lines without where they lie, so a repeat of a change compares equal to the first.
-fn identities_only(lines: &[Json]) -> Vec<Json> {
-    lines
-        .iter()
-        .map(|l| {
-            let mut l = l.clone();
-            let o = l.as_object_mut().unwrap();
-            o.remove("partition");
-            o.remove("offset");
-            l
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() {
     let s = Setup::new("kafka_kill", "").await;
     freshet_loadgen_fill(&s.db.url, 30);
     s.publish_atlasco().await;
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
-    let mut daemon = s.start(&pipeline);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     let load = loadgen_spawn(&s.db.url, 1500, "24s");
     let mut crash_positions = Vec::new();
@@ -696,7 +466,7 @@ async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() 
         tokio::time::sleep(Duration::from_secs(pause)).await;
         daemon.kill9();
         crash_positions.push(support::confirmed_flush(&s.client, &s.slot).await.unwrap());
-        daemon = s.start(&pipeline);
+        daemon = s.start_kafka(&pipeline);
     }
     finish(load);
     support::caught_up(&s.client, &s.slot, &daemon).await;
@@ -737,8 +507,18 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
     let (broker_port, proxy_port) = (support::kafka::free_port(), support::kafka::free_port());
     let broker = Broker::start_advertising(Engine::Memory, broker_port, proxy_port);
     let proxy = support::kafka::Proxy::start(proxy_port, broker_port).await;
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, true);
-    let mut daemon = s.start(&pipeline);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let metrics_port = support::kafka::free_port();
+    let mut daemon = Daemon::start_with(
+        &pipeline,
+        &[
+            "--state-dir",
+            &s.dir.path().join("state").display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{metrics_port}"),
+        ],
+        &s.dir.path().join("freshet.log"),
+    );
     s.slot_ready(&daemon).await;
     let load = loadgen_spawn(&s.db.url, 400, "45s");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -764,14 +544,22 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
         "freshet rode out the outage without exiting; log:\n{}",
         daemon.log_text()
     );
-    let log = daemon.log_text();
-    assert!(
-        !log.contains("restarting from the slot"),
-        "librdkafka's retries carried the outage, no pipeline restart:\n{log}"
+    let metrics = support::scrape(metrics_port);
+    let event = |kind: &str| {
+        support::sample(
+            &metrics,
+            &format!("freshet_events_total{{kind=\"{kind}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        event("restarted"),
+        0.0,
+        "librdkafka's retries carried the outage, no pipeline restart:\n{metrics}"
     );
     assert!(
-        log.contains("waiting for the broker"),
-        "the stall was reported:\n{log}"
+        event("stalled") >= 1.0 && event("recovered") >= 1.0,
+        "the stall and its end were reported:\n{metrics}"
     );
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     // The acknowledgement never moves backwards, through an outage included.
@@ -857,8 +645,8 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
     let broker = Broker::start(Engine::Memory);
     // Without a snapshot the catalog's own topic never holds attribute 2 (as after its
     // retention): the names come from Freshet's state topic alone.
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, false);
-    let mut daemon = s.start(&pipeline);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, false);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     s.client
         .batch_execute(
@@ -878,7 +666,7 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
         )
         .await
         .unwrap();
-    let mut daemon = s.start(&pipeline);
+    let mut daemon = s.start_kafka(&pipeline);
     support::caught_up(&s.client, &s.slot, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     assert!(
@@ -912,7 +700,7 @@ async fn after_a_restart_eav_names_are_the_ones_valid_at_the_resume_position() {
 async fn the_attribute_catalog_is_read_as_of_the_slots_start() {
     let s = Setup::atlasco("kafka_eav_slot_start").await;
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(&ATLASCO, &broker.brokers(), EAV, false);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, false);
     // A rename still open when Freshet starts: creating the slot waits for it to end, and it
     // commits before the slot's consistent point, so the stream never carries it.
     let renamer = s.db.client().await;
@@ -922,7 +710,7 @@ async fn the_attribute_catalog_is_read_as_of_the_slots_start() {
         )
         .await
         .unwrap();
-    let mut daemon = s.start(&pipeline);
+    let mut daemon = s.start_kafka(&pipeline);
     support::wait_for(
         "the slot to be in creation",
         Duration::from_secs(60),
@@ -972,7 +760,7 @@ async fn check_reports_the_brokers_and_the_topics_it_will_create() {
             .unwrap()
     };
     let broker = Broker::start(Engine::Memory);
-    let out = check(&s.pipeline(&["public.t"], &broker.brokers(), "", false));
+    let out = check(&s.kafka_pipeline(&["public.t"], &broker.brokers(), "", false));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("1 broker(s) answer"), "{text}");
@@ -982,7 +770,7 @@ async fn check_reports_the_brokers_and_the_topics_it_will_create() {
     );
 
     let dead = format!("127.0.0.1:{}", support::kafka::free_port());
-    let out = check(&s.pipeline(&["public.t"], &dead, "", false));
+    let out = check(&s.kafka_pipeline(&["public.t"], &dead, "", false));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("FIX   kafka {dead}")), "{text}");
@@ -1012,7 +800,7 @@ async fn an_incompatible_change_made_while_freshet_was_down_is_caught_too() {
         )
         .await
         .unwrap();
-    let mut daemon = s.start(&pipeline);
+    let mut daemon = s.start_kafka(&pipeline);
     let status = exit_status(&mut daemon).await;
     assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log_text());
     let log = daemon.log_text();
@@ -1035,13 +823,13 @@ async fn truncate_is_one_record_ordered_by_identity_and_keyless_tables_keep_one_
     .await;
     s.publish("readings, log").await;
     let broker = Broker::start(Engine::Memory);
-    let pipeline = s.pipeline(
+    let pipeline = s.kafka_pipeline(
         &["public.readings", "public.log"],
         &broker.brokers(),
         "",
         false,
     );
-    let mut daemon = s.start(&pipeline);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     s.client
         .batch_execute(
@@ -1279,7 +1067,7 @@ async fn a_changed_partition_count_stops_capture_and_a_restart_refuses_until_tol
     assert!(log.contains(&said), "{log}");
 
     // A restart refuses too, until the operator says to move on by deleting the record.
-    let mut daemon = s.start(&pipeline);
+    let mut daemon = s.start_kafka(&pipeline);
     let status = exit_status(&mut daemon).await;
     assert_eq!(status.code(), Some(1), "{}", daemon.log_text());
     let record = s
@@ -1288,7 +1076,7 @@ async fn a_changed_partition_count_stops_capture_and_a_restart_refuses_until_tol
         .join(format!("state/new/{}.topics.json", s.slot));
     assert!(daemon.log_text().contains(&record.display().to_string()));
     std::fs::remove_file(&record).unwrap();
-    let mut daemon = s.start(&pipeline);
+    let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     s.client
         .batch_execute("INSERT INTO t VALUES (11)")

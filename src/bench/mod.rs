@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod kafka;
+pub mod lake;
 pub mod schema;
 
 /// Nearest-rank percentile of sorted samples.

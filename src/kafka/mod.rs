@@ -118,6 +118,9 @@ impl ClientContext for Context {
     }
 }
 
+/// The batcher's consumer reports through the same context.
+impl rdkafka::consumer::ConsumerContext for Context {}
+
 /// The connection settings every client of this pipeline shares.
 pub fn client_config(k: &Kafka) -> Result<ClientConfig, Error> {
     let mut c = ClientConfig::new();

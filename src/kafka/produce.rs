@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::{partition, Context, Error};
 use crate::change::PgTimestamp;
 use crate::lsn::Lsn;
+use crate::telemetry::{self, names, Event};
 use crate::transform::{Output, Record, Routing};
 
 /// What librdkafka's copy of a record (message, headers) and the pending delivery cost
@@ -105,6 +106,8 @@ impl Producer {
         let mut delivered = 0u64;
         let mut open = true;
         let mut waiting_since: Option<Instant> = None;
+        // Whether a stall was reported (so its end is too).
+        let mut stalled = false;
         let mut latency = Latency::new();
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,17 +146,20 @@ impl Producer {
                 // First, so a steady stream of input cannot starve the reports.
                 _ = report.tick() => {
                     latency.report_window();
+                    metrics::gauge!(names::KAFKA_IN_FLIGHT_RECORDS).set(pending.len() as f64);
                     if let Some(Pending::Delivery { topic, .. }) = pending.front() {
                         let since = *waiting_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= STALL_REPORT {
-                            warn!(
-                                brokers = %self.brokers,
-                                topic = %topic,
-                                in_flight = pending.len(),
-                                in_flight_bytes = bytes,
-                                waiting = ?since.elapsed(),
-                                "waiting for the broker: nothing past the last delivered commit is acknowledged"
-                            );
+                            telemetry::emit(Event::Stalled {
+                                stage: "kafka",
+                                endpoint: self.brokers.clone(),
+                                waited: since.elapsed(),
+                                error: format!(
+                                    "{} records ({bytes} bytes) in flight, the oldest to {topic}",
+                                    pending.len()
+                                ),
+                            });
+                            stalled = true;
                         }
                     } else {
                         waiting_since = None;
@@ -168,8 +174,15 @@ impl Producer {
                             tracing::debug!(%topic, partition = d.partition, offset = d.offset, "delivered");
                             bytes -= b;
                             delivered += 1;
+                            metrics::counter!(names::KAFKA_RECORDS_DELIVERED_TOTAL).increment(1);
                             if let Some(since) = waiting_since.take() {
-                                info!(waited = ?since.elapsed(), "the broker is delivering again");
+                                if std::mem::take(&mut stalled) {
+                                    telemetry::emit(Event::Recovered {
+                                        stage: "kafka",
+                                        endpoint: self.brokers.clone(),
+                                        waited: since.elapsed(),
+                                    });
+                                }
                             }
                         }
                         Ok(Err((error, _))) => return Err(self.failure(&topic, error)),
@@ -309,6 +322,7 @@ impl Latency {
                 .clamp(1, 3_600_000_000)
         };
         let us = since(now_us);
+        metrics::histogram!(names::KAFKA_COMMIT_TO_DELIVERY_SECONDS).record(us as f64 / 1e6);
         self.window.saturating_record(us);
         self.total.saturating_record(us);
         if self.windows > 0 {

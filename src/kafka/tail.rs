@@ -2,6 +2,7 @@
 //! the registry or the schema topic, into the jsonl output's line shape plus where it lies.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
@@ -58,7 +59,7 @@ impl Schemas {
         &mut self,
         k: &Kafka,
         bytes: &[u8],
-    ) -> Result<(Schema, apache_avro::types::Value), String> {
+    ) -> Result<(Arc<Schema>, apache_avro::types::Value), String> {
         match self.lookup.decode(bytes).await {
             Err(LookupError::UnknownFingerprint(_)) if !self.loaded => {
                 let published = read_all(k, &self.schema_topic)

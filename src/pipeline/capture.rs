@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn, Instrument};
 
+use super::PipelineError;
 use crate::change::SourceEvent;
 use crate::config::{Pipeline, SnapshotMode};
-use crate::jsonl::{JsonlError, JsonlOutput};
+use crate::jsonl::JsonlOutput;
 use crate::kafka;
 use crate::lsn::Lsn;
 use crate::pg;
@@ -50,28 +51,6 @@ impl FromStr for OutputSpec {
             _ => Err(format!("{s:?}: expected jsonl:PATH")),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Jsonl(#[from] JsonlError),
-    #[error(transparent)]
-    Transform(#[from] TransformError),
-    #[error(transparent)]
-    Kafka(#[from] kafka::Error),
-    #[error("{0}")]
-    Config(String),
-    #[error("restoring state from Kafka: {0}")]
-    Restore(kafka::tail::TailError),
-    #[error(
-        "the output did not drain within {0:?}: forced stop, unsynced changes will be read again"
-    )]
-    DrainTimeout(Duration),
-    #[error("the output task failed: {0}")]
-    OutputTask(String),
 }
 
 impl OutputSpec {

@@ -3,6 +3,7 @@
 //! away); only this table decides what the supervisor and the exit code do about it.
 
 use super::PipelineError;
+use crate::batcher::BatcherError;
 use crate::source::SourceError;
 use crate::transform::{SchemaError, TransformError};
 
@@ -39,7 +40,7 @@ impl Class {
     }
 }
 
-/// The class of a failure of the capture half.
+/// The class of a failure of either half.
 pub fn classify(e: &PipelineError) -> Class {
     use Class::*;
     match e {
@@ -68,6 +69,12 @@ pub fn classify(e: &PipelineError) -> Class {
             Fatal
         }
         PipelineError::Restore(_) => Transient,
+        PipelineError::Batcher(b) if b.is_transient() => Transient,
+        // The batcher stops before a record it cannot read or write, naming it.
+        PipelineError::Batcher(BatcherError::Record { .. } | BatcherError::Parquet { .. }) => Data,
+        PipelineError::Batcher(_) => Fatal,
+        PipelineError::Store(s) if s.is_transient() => Transient,
+        PipelineError::Store(_) => Fatal,
         PipelineError::Jsonl(_) | PipelineError::Config(_) | PipelineError::OutputTask(_) => Fatal,
     }
 }
@@ -121,6 +128,37 @@ mod tests {
             Class::Transient
         );
         assert_eq!(classify(&PipelineError::Config("x".into())), Class::Fatal);
+        let store = |transient: bool| {
+            let (endpoint, op, key, error) = ("s3://b".into(), "put", "k".into(), "e".into());
+            PipelineError::Batcher(BatcherError::Store(if transient {
+                crate::store::StoreError::Unavailable {
+                    endpoint,
+                    op,
+                    key,
+                    error,
+                }
+            } else {
+                crate::store::StoreError::Rejected {
+                    endpoint,
+                    op,
+                    key,
+                    error,
+                }
+            }))
+        };
+        assert_eq!(classify(&store(true)), Class::Transient);
+        assert_eq!(classify(&store(false)), Class::Fatal);
+        let record = BatcherError::Record {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            why: "not Avro".into(),
+        };
+        assert_eq!(classify(&PipelineError::Batcher(record)), Class::Data);
+        assert_eq!(
+            classify(&PipelineError::Batcher(BatcherError::NoTopic("t".into()))),
+            Class::Transient
+        );
         assert_eq!(Class::Transient.exit_code(), 75);
         assert_eq!(Class::Data.exit_code(), 1);
     }

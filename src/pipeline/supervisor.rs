@@ -1,38 +1,130 @@
-//! Runs the halves of `freshet run` and restarts one that failed transiently, from its
-//! confirmed position, with backoff; [`policy`](super::policy) says which failures those are.
-//! Today the capture half; the sink half joins it here.
+//! Runs the halves of `freshet run` side by side and restarts one that failed transiently,
+//! from its durable position, with backoff, leaving the other alone; [`policy`](super::policy)
+//! says which failures those are. A half that fails for good stops the other (drained) and
+//! ends the run.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::info;
 
 use super::policy::{self, Class};
+use super::sink::Sink;
 use super::{OutputSpec, PipelineError};
 use crate::config::Pipeline;
+use crate::telemetry::{self, names, Event};
 
 const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Which halves this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// source → transform → kafka: holds the replication slot.
+    Capture,
+    /// kafka → batcher → store: a consumer, as many processes as partitions allow.
+    Sink,
+    /// Both, in one process.
+    All,
+}
 
 /// How a supervised run ended.
 #[derive(Debug)]
 pub enum Ended {
     /// Stopped by a signal, drained and confirmed.
     Stopped,
-    /// A failure the half cannot restart past, or a transient one when the stop came first.
+    /// A failure a half cannot restart past, or a transient one when the stop came first.
     Failed(Class, PipelineError),
 }
 
-/// Runs the capture half until `stopped`, restarting it after transient failures.
-pub async fn run(p: &Pipeline, output: &OutputSpec, stopped: watch::Receiver<bool>) -> Ended {
+/// Runs the halves `role` names until `stopped` or a failure that is not transient.
+pub async fn run(
+    p: &Pipeline,
+    output: &OutputSpec,
+    role: Role,
+    stopped: watch::Receiver<bool>,
+) -> Ended {
+    let sink = match role {
+        Role::Capture => None,
+        // A jsonl capture writes no topics for a sink to read.
+        Role::All if matches!(output, OutputSpec::Jsonl(_)) => None,
+        Role::Sink | Role::All => match Sink::open(p).await {
+            Ok(Some(sink)) => Some(sink),
+            Ok(None) if role == Role::Sink => {
+                return Ended::Failed(
+                    Class::Fatal,
+                    PipelineError::Config(
+                        "--role sink needs the pipeline's kafka and batcher sections".into(),
+                    ),
+                )
+            }
+            Ok(None) => {
+                info!("no batcher section: running the capture half only");
+                None
+            }
+            Err(e) => return Ended::Failed(policy::classify(&e), e),
+        },
+    };
+    // A half that fails for good stops the other through `halt`, as a signal would.
+    let (halt, halted) = watch::channel(false);
+    let mut signal = stopped.clone();
+    let forward = halt.clone();
+    tokio::spawn(async move {
+        if signal.wait_for(|s| *s).await.is_ok() {
+            let _ = forward.send(true);
+        }
+    });
+    let capture = async {
+        if role == Role::Sink {
+            return Ended::Stopped;
+        }
+        let ended = supervise("capture", &halted, |stop| async move {
+            // Boxed, as is the sink's: each half's future is too deep to nest unboxed.
+            Box::pin(super::run(p, output, stop))
+                .await
+                .map(|confirmed| {
+                    info!(%confirmed, "capture stopped cleanly");
+                })
+        })
+        .await;
+        if matches!(ended, Ended::Failed(..)) {
+            let _ = halt.send(true);
+        }
+        ended
+    };
+    let sink_half = async {
+        let Some(sink) = &sink else {
+            return Ended::Stopped;
+        };
+        let ended = supervise("sink", &halted, |stop| async move {
+            Box::pin(sink.run(p, stop)).await.map(|_| ())
+        })
+        .await;
+        if matches!(ended, Ended::Failed(..)) {
+            let _ = halt.send(true);
+        }
+        ended
+    };
+    let (capture, sink) = tokio::join!(capture, sink_half);
+    // The first failure decides the exit; the other half was only asked to stop.
+    match (capture, sink) {
+        (failed @ Ended::Failed(..), _) | (_, failed @ Ended::Failed(..)) => failed,
+        _ => Ended::Stopped,
+    }
+}
+
+/// Runs one half, restarting it after transient failures until `stopped`.
+async fn supervise<F, Fut>(half: &'static str, stopped: &watch::Receiver<bool>, run: F) -> Ended
+where
+    F: Fn(watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = Result<(), PipelineError>>,
+{
     let mut backoff = RESTART_BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        let e = match super::run(p, output, stopped.clone()).await {
-            Ok(confirmed) => {
-                info!(%confirmed, "stopped cleanly");
-                return Ended::Stopped;
-            }
+        let e = match run(stopped.clone()).await {
+            Ok(()) => return Ended::Stopped,
             Err(e) => e,
         };
         let class = policy::classify(&e);
@@ -43,7 +135,12 @@ pub async fn run(p: &Pipeline, output: &OutputSpec, stopped: watch::Receiver<boo
         if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
             backoff = RESTART_BACKOFF_MIN;
         }
-        error!(error = %e, retry_in = ?backoff, "capture failed; restarting from the slot's confirmed position");
+        metrics::counter!(names::PIPELINE_RESTARTS_TOTAL, "half" => half).increment(1);
+        telemetry::emit(Event::Restarted {
+            half,
+            error: e.to_string(),
+            retry_in: backoff,
+        });
         let mut stop = stopped.clone();
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

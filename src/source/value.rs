@@ -211,7 +211,7 @@ fn parse_bytea(text: &str) -> Result<Vec<u8>, String> {
 }
 
 fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     hex.chunks_exact(2)

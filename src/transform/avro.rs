@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value as Json};
 
 use crate::change::{Column, Datum, Row, Table, TypeInfo, TypeKind};
+use crate::kind::ColumnKind;
 pub use column::{decimal_text, numeric_typmod, Enc, Options};
 
 /// Where an encoded value goes wrong: names the table and column.
@@ -229,7 +230,11 @@ pub fn table_schema(
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut layouts = Vec::with_capacity(table.columns.len());
     for c in &table.columns {
-        let (ty, enc) = column::column_type(&c.ty, c.type_modifier, options, &mut defined);
+        let (ty, enc) = column::column_type(
+            &ColumnKind::of(&c.ty, c.type_modifier),
+            options,
+            &mut defined,
+        );
         let optional = c.nullable || nullable.contains(&c.name);
         fields.push(field(c, ty, optional));
         layouts.push(Layout {
@@ -283,7 +288,11 @@ pub fn table_schema(
             .iter()
             .map(|&i| {
                 let c = &table.columns[i];
-                let (ty, _) = column::column_type(&c.ty, c.type_modifier, options, &mut defined);
+                let (ty, _) = column::column_type(
+                    &ColumnKind::of(&c.ty, c.type_modifier),
+                    options,
+                    &mut defined,
+                );
                 field(c, ty, false)
             })
             .collect();

@@ -11,6 +11,7 @@ use apache_avro::types::Value as Avro;
 use serde_json::{json, Map, Value as Json};
 
 use crate::change::{DateValue, Datum, TimestampValue, TypeInfo, TypeKind, Value};
+use crate::kind::ColumnKind;
 use crate::lsn::Lsn;
 use crate::source::value::{oid, parse_text};
 
@@ -157,24 +158,10 @@ fn exactness(v: Option<&Avro>) -> Exactness {
 
 /// Reads one envelope written by Freshet.
 pub fn read_change(schema: &Schema, value: &Avro) -> Result<ChangeRecord, ShapeError> {
-    let Schema::Record(envelope) = schema else {
-        return shape("the schema is not a record");
-    };
     let Avro::Record(fields) = value else {
         return shape("the value is not a record");
     };
-    let row_fields = envelope
-        .fields
-        .iter()
-        .find(|f| f.name == "before")
-        .and_then(|f| match &f.schema {
-            Schema::Union(u) => u.variants().iter().find_map(|v| match v {
-                Schema::Record(r) => Some(&r.fields),
-                _ => None,
-            }),
-            _ => None,
-        });
-    let Some(row_fields) = row_fields else {
+    let Some(row_fields) = row_fields(schema) else {
         return shape("no before/after row record");
     };
     let Some(Avro::Record(source)) = get(fields, "source") else {
@@ -236,6 +223,51 @@ pub fn key_json(schema: &Schema, value: &Avro) -> Result<Json, ShapeError> {
     ))
 }
 
+/// One row field's PostgreSQL column: its name, type and type modifier (-1: none).
+fn field_column(field: &RecordField) -> Result<(String, TypeInfo, i32), ShapeError> {
+    let attr = |name: &str| field.custom_attributes.get(name);
+    let name = attr("pg_name")
+        .and_then(Json::as_str)
+        .unwrap_or(&field.name)
+        .to_owned();
+    let Some(ty) = attr("pg_type").and_then(type_from_json) else {
+        return shape(format!("field {} has no pg_type", field.name));
+    };
+    let typmod = attr("pg_typmod")
+        .and_then(Json::as_i64)
+        .and_then(|t| i32::try_from(t).ok())
+        .unwrap_or(-1);
+    Ok((name, ty, typmod))
+}
+
+/// The columns of the table an envelope schema describes, in column order, with their kinds.
+pub fn row_columns(schema: &Schema) -> Result<Vec<(String, ColumnKind)>, ShapeError> {
+    let Some(fields) = row_fields(schema) else {
+        return shape("no before/after row record");
+    };
+    fields
+        .iter()
+        .map(|f| field_column(f).map(|(name, ty, typmod)| (name, ColumnKind::of(&ty, typmod))))
+        .collect()
+}
+
+fn row_fields(schema: &Schema) -> Option<&[RecordField]> {
+    let Schema::Record(envelope) = schema else {
+        return None;
+    };
+    envelope
+        .fields
+        .iter()
+        .find(|f| f.name == "before")
+        .and_then(|f| match &f.schema {
+            Schema::Union(u) => u.variants().iter().find_map(|v| match v {
+                Schema::Record(r) => Some(r.fields.as_slice()),
+                _ => None,
+            }),
+            _ => None,
+        })
+}
+
 fn image(
     fields: &[RecordField],
     value: Option<&Avro>,
@@ -249,18 +281,7 @@ fn image(
     };
     let mut row = Vec::with_capacity(values.len());
     for (field, (_, v)) in fields.iter().zip(values) {
-        let attr = |name: &str| field.custom_attributes.get(name);
-        let name = attr("pg_name")
-            .and_then(Json::as_str)
-            .unwrap_or(&field.name)
-            .to_owned();
-        let Some(ty) = attr("pg_type").and_then(type_from_json) else {
-            return shape(format!("field {} has no pg_type", field.name));
-        };
-        let typmod = attr("pg_typmod")
-            .and_then(Json::as_i64)
-            .and_then(|t| i32::try_from(t).ok())
-            .unwrap_or(-1);
+        let (name, ty, typmod) = field_column(field)?;
         let datum = if exactness.unchanged.contains(&name) {
             Datum::Unchanged
         } else if let Some(text) = exactness.exact.get(&name) {

@@ -550,8 +550,8 @@ impl Published {
 /// handed in by whoever reads Kafka ([`Schemas::learn`]).
 pub struct Schemas {
     registry: Option<(String, SrSettings)>,
-    by_id: HashMap<u32, Schema>,
-    by_fingerprint: HashMap<[u8; 8], Schema>,
+    by_id: HashMap<u32, Arc<Schema>>,
+    by_fingerprint: HashMap<[u8; 8], Arc<Schema>>,
 }
 
 /// Why a record could not be decoded.
@@ -583,7 +583,8 @@ impl Schemas {
     /// Takes the schema topic's record values (subject, fingerprint, schema).
     pub fn learn<'a>(&mut self, published: impl IntoIterator<Item = &'a [u8]>) {
         for p in published.into_iter().filter_map(Published::read) {
-            self.by_fingerprint.insert(p.fingerprint, p.schema);
+            self.by_fingerprint
+                .insert(p.fingerprint, Arc::new(p.schema));
         }
     }
 
@@ -591,7 +592,7 @@ impl Schemas {
     pub async fn decode(
         &mut self,
         bytes: &[u8],
-    ) -> Result<(Schema, apache_avro::types::Value), LookupError> {
+    ) -> Result<(Arc<Schema>, apache_avro::types::Value), LookupError> {
         let other = |e: String| LookupError::Other(e);
         let (schema, mut body) = if bytes.len() >= 5 && bytes[0] == 0 {
             let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
@@ -606,7 +607,7 @@ impl Schemas {
                     .map_err(|e| other(format!("schema registry {url}: schema id {id}: {e}")))?;
                 let parsed = Schema::parse_str(&registered.schema)
                     .map_err(|e| other(format!("schema id {id}: {e}")))?;
-                self.by_id.insert(id, parsed);
+                self.by_id.insert(id, Arc::new(parsed));
             }
             (&self.by_id[&id], &bytes[5..])
         } else if bytes.len() >= 10 && bytes[..2] == SINGLE_OBJECT_MAGIC {
@@ -625,7 +626,7 @@ impl Schemas {
             .build()
             .and_then(|r| r.read_value(&mut body))
             .map_err(|e| other(e.to_string()))?;
-        Ok((schema.clone(), value))
+        Ok((Arc::clone(schema), value))
     }
 }
 

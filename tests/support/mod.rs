@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config, NoTls};
 
+pub mod atlasco;
 pub mod kafka;
+pub mod lake;
 pub mod registry;
 pub mod types;
 
@@ -241,6 +243,22 @@ impl Daemon {
 
     /// `freshet run --pipeline FILE ARGS…`, logging to `log`.
     pub fn start_with(pipeline: &std::path::Path, args: &[&str], log: &std::path::Path) -> Daemon {
+        Daemon::start_env(pipeline, args, log, &[])
+    }
+
+    /// As [`Daemon::start_with`], with `env` added to the environment. The HTTP listener
+    /// takes a free port unless `args` names one (`--listen`): tests run side by side.
+    pub fn start_env(
+        pipeline: &std::path::Path,
+        args: &[&str],
+        log: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> Daemon {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -252,6 +270,8 @@ impl Daemon {
             .arg("--pipeline")
             .arg(pipeline)
             .args(args)
+            .args(listen)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(out)
             .stderr(err)
@@ -511,4 +531,23 @@ pub fn check(pipeline: &std::path::Path) -> (Option<i32>, String) {
         std::ffi::OsStr::new("--pipeline"),
         pipeline.as_os_str(),
     ])
+}
+
+/// Prometheus text: the value of one sample, if present.
+pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect /metrics");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    out
 }

@@ -12,17 +12,10 @@ use serde_json::{json, Value as Json};
 use super::{put_bytes, put_long, put_str};
 use crate::change::{DateValue, TimestampValue, TypeInfo, TypeKind, Value};
 use crate::config::{DecimalHandling, TimePrecision};
+use crate::kind::ColumnKind;
 use crate::source::value::oid;
 
-/// Types without a constant in the decoder (kept there as text).
-mod extra {
-    pub const XML: u32 = 142;
-    pub const MONEY: u32 = 790;
-    pub const INTERVAL: u32 = 1186;
-    pub const TIMETZ: u32 = 1266;
-    pub const BIT: u32 = 1560;
-    pub const VARBIT: u32 = 1562;
-}
+pub use crate::kind::numeric_typmod;
 
 /// Debezium's timestamps for ±infinity: the PostgreSQL JDBC driver's constants, written as
 /// they are in a microsecond column and divided by 1000 in a millisecond one.
@@ -98,104 +91,101 @@ pub enum Enc {
 
 /// A column's Avro type without its nullability, and how to write it.
 pub fn column_type(
-    ty: &TypeInfo,
-    typmod: i32,
+    kind: &ColumnKind,
     options: &Options,
     defined: &mut HashSet<&'static str>,
 ) -> (Json, Enc) {
     let semantic =
         |base: &str, name: &str| json!({"type": base, "connect.version": 1, "connect.name": name});
-    let precision = |default: i32| if typmod >= 0 { typmod } else { default };
     let adaptive = options.time_precision == TimePrecision::Adaptive;
-    match &ty.kind {
-        TypeKind::Enum(labels) => (
+    match kind {
+        ColumnKind::Enum(labels) => (
             json!({"type": "string", "connect.version": 1,
                    "connect.parameters": {"allowed": labels.join(",")},
                    "connect.name": "io.debezium.data.Enum"}),
             Enc::String,
         ),
-        TypeKind::Array(elem) => {
-            let (item, enc) = column_type(elem, -1, options, defined);
+        ColumnKind::Array(elem) => {
+            let (item, enc) = column_type(elem, options, defined);
             (
                 json!({"type": "array", "items": ["null", item]}),
                 Enc::Array(Box::new(enc)),
             )
         }
-        TypeKind::Scalar | TypeKind::Other => match ty.oid {
-            oid::BOOL => (json!("boolean"), Enc::Bool),
-            oid::INT2 => (json!({"type": "int", "connect.type": "int16"}), Enc::Int),
-            oid::INT4 => (json!("int"), Enc::Int),
-            oid::INT8 | oid::OID => (json!("long"), Enc::Long),
-            oid::FLOAT4 => (json!("float"), Enc::Float),
-            oid::FLOAT8 => (json!("double"), Enc::Double),
-            oid::NUMERIC => numeric(numeric_typmod(typmod), options, defined),
-            extra::MONEY => {
-                let (mut schema, enc) = numeric(Some((64, 2)), options, defined);
-                // Debezium gives money no precision: AvroConverter's default of 64 stands.
-                if let Some(p) = schema
-                    .get_mut("connect.parameters")
-                    .and_then(Json::as_object_mut)
-                {
-                    p.remove("connect.decimal.precision");
-                }
-                (schema, Enc::Money(Box::new(enc)))
+        ColumnKind::Bool => (json!("boolean"), Enc::Bool),
+        ColumnKind::Int16 => (json!({"type": "int", "connect.type": "int16"}), Enc::Int),
+        ColumnKind::Int32 => (json!("int"), Enc::Int),
+        ColumnKind::Int64 => (json!("long"), Enc::Long),
+        ColumnKind::Float32 => (json!("float"), Enc::Float),
+        ColumnKind::Float64 => (json!("double"), Enc::Double),
+        ColumnKind::Decimal { precision, scale } => {
+            numeric(Some((*precision, *scale)), options, defined)
+        }
+        ColumnKind::Numeric => numeric(None, options, defined),
+        ColumnKind::Money => {
+            let (mut schema, enc) = numeric(Some((64, 2)), options, defined);
+            // Debezium gives money no precision: AvroConverter's default of 64 stands.
+            if let Some(p) = schema
+                .get_mut("connect.parameters")
+                .and_then(Json::as_object_mut)
+            {
+                p.remove("connect.decimal.precision");
             }
-            oid::BYTEA => (json!("bytes"), Enc::Bytes),
-            oid::DATE if adaptive => (semantic("int", "io.debezium.time.Date"), Enc::Date),
-            oid::DATE => (
-                json!({"type": "int", "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Date", "logicalType": "date"}),
-                Enc::Date,
-            ),
-            oid::TIME if adaptive && precision(6) <= 3 => {
-                (semantic("int", "io.debezium.time.Time"), Enc::TimeMillis)
-            }
-            oid::TIME if adaptive => (
-                semantic("long", "io.debezium.time.MicroTime"),
-                Enc::TimeMicros,
-            ),
-            oid::TIME => (
-                json!({"type": "int", "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Time", "logicalType": "time-millis"}),
-                Enc::TimeMillis,
-            ),
-            oid::TIMESTAMP if adaptive && precision(6) <= 3 => (
-                semantic("long", "io.debezium.time.Timestamp"),
-                Enc::TimestampMillis,
-            ),
-            oid::TIMESTAMP if adaptive => (
-                semantic("long", "io.debezium.time.MicroTimestamp"),
-                Enc::TimestampMicros,
-            ),
-            oid::TIMESTAMP => (
-                json!({"type": "long", "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Timestamp", "logicalType": "timestamp-millis"}),
-                Enc::TimestampMillis,
-            ),
-            oid::TIMESTAMPTZ => (
-                semantic("string", "io.debezium.time.ZonedTimestamp"),
-                Enc::ZonedTimestamp {
-                    digits: precision(6).clamp(0, 6) as u8,
-                },
-            ),
-            extra::TIMETZ => (
-                semantic("string", "io.debezium.time.ZonedTime"),
-                Enc::ZonedTime,
-            ),
-            extra::INTERVAL => (
-                semantic("long", "io.debezium.time.MicroDuration"),
-                Enc::MicroDuration,
-            ),
-            oid::UUID => (semantic("string", "io.debezium.data.Uuid"), Enc::String),
-            oid::JSON | oid::JSONB => (semantic("string", "io.debezium.data.Json"), Enc::String),
-            extra::XML => (semantic("string", "io.debezium.data.Xml"), Enc::String),
-            extra::BIT | extra::VARBIT if typmod == 1 => (json!("boolean"), Enc::Bit),
-            extra::BIT | extra::VARBIT => {
-                let length = if typmod > 0 { typmod } else { i32::MAX };
-                (
-                    json!({"type": "bytes", "connect.version": 1, "connect.parameters": {"length": length.to_string()}, "connect.name": "io.debezium.data.Bits"}),
-                    Enc::Bits,
-                )
-            }
-            _ => (json!("string"), Enc::String),
-        },
+            (schema, Enc::Money(Box::new(enc)))
+        }
+        ColumnKind::Bytes => (json!("bytes"), Enc::Bytes),
+        ColumnKind::Date if adaptive => (semantic("int", "io.debezium.time.Date"), Enc::Date),
+        ColumnKind::Date => (
+            json!({"type": "int", "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Date", "logicalType": "date"}),
+            Enc::Date,
+        ),
+        ColumnKind::Time { precision } if adaptive && *precision <= 3 => {
+            (semantic("int", "io.debezium.time.Time"), Enc::TimeMillis)
+        }
+        ColumnKind::Time { .. } if adaptive => (
+            semantic("long", "io.debezium.time.MicroTime"),
+            Enc::TimeMicros,
+        ),
+        ColumnKind::Time { .. } => (
+            json!({"type": "int", "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Time", "logicalType": "time-millis"}),
+            Enc::TimeMillis,
+        ),
+        ColumnKind::Timestamp { precision } if adaptive && *precision <= 3 => (
+            semantic("long", "io.debezium.time.Timestamp"),
+            Enc::TimestampMillis,
+        ),
+        ColumnKind::Timestamp { .. } if adaptive => (
+            semantic("long", "io.debezium.time.MicroTimestamp"),
+            Enc::TimestampMicros,
+        ),
+        ColumnKind::Timestamp { .. } => (
+            json!({"type": "long", "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Timestamp", "logicalType": "timestamp-millis"}),
+            Enc::TimestampMillis,
+        ),
+        ColumnKind::TimestampTz { precision } => (
+            semantic("string", "io.debezium.time.ZonedTimestamp"),
+            Enc::ZonedTimestamp { digits: *precision },
+        ),
+        ColumnKind::TimeTz => (
+            semantic("string", "io.debezium.time.ZonedTime"),
+            Enc::ZonedTime,
+        ),
+        ColumnKind::Interval => (
+            semantic("long", "io.debezium.time.MicroDuration"),
+            Enc::MicroDuration,
+        ),
+        ColumnKind::Uuid => (semantic("string", "io.debezium.data.Uuid"), Enc::String),
+        ColumnKind::Json => (semantic("string", "io.debezium.data.Json"), Enc::String),
+        ColumnKind::Xml => (semantic("string", "io.debezium.data.Xml"), Enc::String),
+        ColumnKind::Bit => (json!("boolean"), Enc::Bit),
+        ColumnKind::Bits { length } => {
+            let length = length.map_or(i32::MAX as u32, |l| l);
+            (
+                json!({"type": "bytes", "connect.version": 1, "connect.parameters": {"length": length.to_string()}, "connect.name": "io.debezium.data.Bits"}),
+                Enc::Bits,
+            )
+        }
+        ColumnKind::Text => (json!("string"), Enc::String),
     }
 }
 
@@ -229,16 +219,6 @@ fn numeric(
             (schema, Enc::VariableDecimal)
         }
     }
-}
-
-/// numeric(p,s) as PostgreSQL packs it; a negative or oversized scale has no Avro decimal.
-pub fn numeric_typmod(typmod: i32) -> Option<(u32, u32)> {
-    if typmod < 4 {
-        return None;
-    }
-    let t = (typmod - 4) as u32;
-    let (precision, scale) = (t >> 16 & 0xffff, t & 0x7ff);
-    (t & 0xffff <= 0x3ff && scale <= precision && precision > 0).then_some((precision, scale))
 }
 
 /// Whether the written value is PostgreSQL's value exactly.
@@ -567,7 +547,7 @@ fn put_decimal(out: &mut Vec<u8>, enc: &Enc, text: &str) -> Result<(), String> {
 }
 
 /// money's text (`$1,234.56`, `-$0.50`, `($0.50)` in some locales) as decimal digits.
-fn money_digits(text: &str) -> Result<String, String> {
+pub(crate) fn money_digits(text: &str) -> Result<String, String> {
     let negative = text.contains('-') || text.starts_with('(');
     let digits: String = text
         .chars()

@@ -1,0 +1,569 @@
+//! The batcher: consumes the table topics, writes each (table, partition)'s changes into a
+//! Parquet file, and hands every file that is due to the store as one object.
+//!
+//! Its position lives with the data: on start it lists the store and resumes each partition
+//! just past the last offset an object holds, whatever the consumer group says. Object names
+//! follow from their records, so a crash between an upload and the offset commit rewrites
+//! the same object, never a second one. Kafka offsets are committed after each object is
+//! durable, for lag tooling only.
+
+pub mod columns;
+pub mod layout;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{info, Instrument as _};
+
+use crate::config::{ParquetCompression, Pipeline};
+use crate::kafka::{self, tail::Schemas};
+use crate::store::{Store, StoreError};
+use crate::telemetry::{self, names, Event};
+use crate::transform::decode::{read_change, row_columns};
+use columns::{Layout, Row};
+use layout::Span;
+
+/// Rows gathered before they are encoded into the open file's current row group.
+const BATCH_ROWS: usize = 8192;
+/// Row groups of at most this many bytes: Redshift's COPY splits Parquet work by row group.
+const ROW_GROUP_BYTES: usize = 64 << 20;
+/// No lake file is closed younger than this, whatever the table's budget: a 0 ms budget is
+/// met by reading the primary, not by one object per transaction.
+const MIN_FILE_AGE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatcherError {
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("kafka topic {0} does not exist yet (capture creates it on its first run)")]
+    NoTopic(String),
+    /// A record the batcher cannot read: it stops before it, so nothing past it is in the
+    /// lake or committed.
+    #[error(
+        "{topic} partition {partition} offset {offset}: {why}; the batcher stops before this \
+         record (nothing after it is written or committed): fix the writer of the topic, or \
+         move the consumer past it with a new batcher.store prefix"
+    )]
+    Record {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        why: String,
+    },
+    #[error("writing the Parquet file of {table}: {why}")]
+    Parquet { table: String, why: String },
+}
+
+impl BatcherError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BatcherError::Kafka(k) => k.is_transient(),
+            BatcherError::Store(s) => s.is_transient(),
+            BatcherError::NoTopic(_) => true,
+            BatcherError::Record { .. } | BatcherError::Parquet { .. } => false,
+        }
+    }
+}
+
+/// One captured table as the batcher handles it.
+#[derive(Clone, Debug)]
+pub struct TableSettings {
+    pub topic: String,
+    /// `schema.table`, for messages and labels.
+    pub name: String,
+    /// The table's directory in the lake.
+    pub dir: String,
+    /// Longest an open file waits: the rotation's `max_age`, lowered by the table's
+    /// freshness budget.
+    pub max_age: Duration,
+    pub eav: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub tables: Vec<TableSettings>,
+    pub max_rows: u64,
+    pub max_bytes: u64,
+    pub compression: ParquetCompression,
+    pub group: String,
+}
+
+impl Settings {
+    pub fn from_pipeline(p: &Pipeline) -> Option<Settings> {
+        let (k, b) = (p.kafka.as_ref()?, p.batcher.as_ref()?);
+        let eav = p.transform.eav.as_ref().map(|e| e.values.value.clone());
+        let tables = p
+            .source
+            .tables
+            .iter()
+            .map(|t| {
+                let t = &t.value;
+                let budget = p
+                    .tables
+                    .get(&t.to_string())
+                    .and_then(|s| p.freshness_classes.get(&s.value.freshness.value))
+                    .map(|d| d.0);
+                let max_age = budget.map_or(b.rotation.max_age.0, |d| d.min(b.rotation.max_age.0));
+                TableSettings {
+                    topic: crate::transform::topic_name(&k.topic_prefix, &t.schema, &t.table),
+                    name: t.to_string(),
+                    dir: layout::table_dir(&t.schema, &t.table),
+                    max_age: max_age.max(MIN_FILE_AGE),
+                    eav: eav.as_ref() == Some(t),
+                }
+            })
+            .collect();
+        Some(Settings {
+            tables,
+            max_rows: b.rotation.max_rows,
+            max_bytes: b.rotation.max_bytes,
+            compression: b.compression,
+            group: b.consumer_group.clone(),
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Records consumed (tombstones included) and their value bytes.
+    pub records: u64,
+    pub consumed_bytes: u64,
+    pub objects: u64,
+    pub rows: u64,
+    /// Parquet bytes written, and the smallest and largest object.
+    pub written_bytes: u64,
+    pub smallest: u64,
+    pub largest: u64,
+}
+
+/// An open file: rows not yet encoded, the encoder, and the span it covers.
+struct OpenFile {
+    schema: Arc<apache_avro::Schema>,
+    layout: Layout,
+    writer: ArrowWriter<Vec<u8>>,
+    pending: Vec<Row>,
+    rows: u64,
+    span: Span,
+    first_commit_ms: i64,
+    oldest_commit_ms: i64,
+    /// When the file closes though it is not full: its first row's commit plus the table's
+    /// age limit, so the budget counts from PostgreSQL's commit, not from arrival here.
+    due: Instant,
+}
+
+impl OpenFile {
+    fn size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+}
+
+struct Batcher<'a> {
+    k: &'a crate::config::Kafka,
+    settings: &'a Settings,
+    store: &'a Store,
+    consumer: StreamConsumer<kafka::Context>,
+    schemas: Schemas,
+    by_topic: HashMap<String, usize>,
+    files: BTreeMap<(usize, i32), OpenFile>,
+    props: WriterProperties,
+    summary: Summary,
+}
+
+/// Reads the table topics from where the lake ends until no record has arrived for `quiet`,
+/// then writes every open file: `freshet bench lake`'s run.
+pub async fn drain(
+    k: &crate::config::Kafka,
+    settings: &Settings,
+    store: &Store,
+    quiet: Duration,
+) -> Result<Summary, BatcherError> {
+    let mut b = Batcher::start(k, settings, store).await?;
+    while let Ok(message) = tokio::time::timeout(quiet, b.consumer.recv()).await {
+        let message = message.map_err(|e| b.consume_error(e))?;
+        let owned = message.detach();
+        b.take(owned).await?;
+    }
+    b.close_all("shutdown").await?;
+    Ok(b.summary)
+}
+
+/// Runs the batcher until `stopped` (then writes every open file) or an error.
+pub async fn run(
+    k: &crate::config::Kafka,
+    settings: &Settings,
+    store: &Store,
+    stopped: watch::Receiver<bool>,
+) -> Result<Summary, BatcherError> {
+    let span = tracing::info_span!("sink", stage = "batcher");
+    async move {
+        let mut b = Batcher::start(k, settings, store).await?;
+        b.consume(stopped).await?;
+        Ok(b.summary)
+    }
+    .instrument(span)
+    .await
+}
+
+impl<'a> Batcher<'a> {
+    async fn start(
+        k: &'a crate::config::Kafka,
+        settings: &'a Settings,
+        store: &'a Store,
+    ) -> Result<Batcher<'a>, BatcherError> {
+        let brokers = k.brokers.0.clone();
+        let client = |what: String| {
+            let brokers = brokers.clone();
+            move |error| kafka::Error::Client {
+                brokers,
+                what,
+                error: Box::new(error),
+            }
+        };
+        let consumer: StreamConsumer<kafka::Context> = kafka::client_config(k)?
+            .set("group.id", &settings.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            // Small budgets need records soon after they land, not after a half-second wait.
+            .set("fetch.wait.max.ms", "100")
+            .create_with_context(kafka::Context)
+            .map_err(client("creating the batcher's consumer".into()))?;
+        let mut tpl = TopicPartitionList::new();
+        for t in &settings.tables {
+            let metadata = {
+                let consumer = &consumer;
+                let topic = t.topic.clone();
+                tokio::task::block_in_place(|| {
+                    consumer.fetch_metadata(Some(&topic), Duration::from_secs(30))
+                })
+            }
+            .map_err(client(format!("reading the metadata of {}", t.topic)))?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|m| m.name() == t.topic && m.error().is_none())
+                .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Err(BatcherError::NoTopic(t.topic.clone()));
+            }
+            let next = resume_points(store, &t.dir).await?;
+            for p in partitions {
+                let offset = match next.get(&p) {
+                    Some(n) => Offset::Offset(*n),
+                    None => Offset::Beginning,
+                };
+                info!(topic = %t.topic, partition = p, ?offset, "resuming from the lake");
+                tpl.add_partition_offset(&t.topic, p, offset)
+                    .map_err(client(format!("assigning {}/{p}", t.topic)))?;
+            }
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(client("assigning the table topics".into()))?;
+        let compression = match settings.compression {
+            ParquetCompression::Snappy => Compression::SNAPPY,
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        };
+        let props = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+            .set_created_by(format!("freshet {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Batcher {
+            k,
+            settings,
+            store,
+            consumer,
+            schemas: Schemas::new(k).map_err(|e| {
+                BatcherError::Kafka(kafka::Error::Config(format!("schema lookup: {e}")))
+            })?,
+            by_topic: settings
+                .tables
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.topic.clone(), i))
+                .collect(),
+            files: BTreeMap::new(),
+            props,
+            summary: Summary::default(),
+        })
+    }
+
+    async fn consume(&mut self, mut stopped: watch::Receiver<bool>) -> Result<(), BatcherError> {
+        let shortest = self
+            .settings
+            .tables
+            .iter()
+            .map(|t| t.max_age)
+            .min()
+            .unwrap_or(MIN_FILE_AGE);
+        // Files close within a quarter of their age limit of it passing.
+        let mut tick = tokio::time::interval((shortest / 4).max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|s| *s) => {
+                    self.close_all("shutdown").await?;
+                    info!(objects = self.summary.objects, rows = self.summary.rows, "batcher stopped; every open file is in the lake");
+                    return Ok(());
+                }
+                _ = tick.tick() => {
+                    let due: Vec<_> = self
+                        .files
+                        .iter()
+                        .filter(|(_, f)| f.due <= Instant::now())
+                        .map(|(key, _)| *key)
+                        .collect();
+                    for key in due {
+                        self.close(key, "age").await?;
+                    }
+                }
+                message = self.consumer.recv() => {
+                    let message = message.map_err(|e| self.consume_error(e))?;
+                    let owned = message.detach();
+                    self.take(owned).await?;
+                }
+            }
+        }
+    }
+
+    /// Adds one record to its file; closes the file when it is full.
+    async fn take(&mut self, m: OwnedMessage) -> Result<(), BatcherError> {
+        let Some(&table) = self.by_topic.get(m.topic()) else {
+            return Ok(());
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let key = (table, partition);
+        self.summary.records += 1;
+        self.summary.consumed_bytes += m.payload().map_or(0, |p| p.len() as u64);
+        let Some(payload) = m.payload() else {
+            // A tombstone: nothing to write, but the open file's span covers it.
+            if let Some(f) = self.files.get_mut(&key) {
+                f.span.last = offset;
+            }
+            return Ok(());
+        };
+        let record_error = |why: String| BatcherError::Record {
+            topic: m.topic().to_owned(),
+            partition,
+            offset,
+            why,
+        };
+        let (schema, value) = self
+            .schemas
+            .decode(self.k, payload)
+            .await
+            .map_err(record_error)?;
+        let change = read_change(&schema, &value).map_err(|e| record_error(e.to_string()))?;
+        metrics::counter!(names::BATCHER_RECORDS_CONSUMED_TOTAL, "table" => self.settings.tables[table].name.clone()).increment(1);
+        // A new schema (ALTER TABLE) starts a new file: one file, one column set.
+        if self
+            .files
+            .get(&key)
+            .is_some_and(|f| !Arc::ptr_eq(&f.schema, &schema))
+        {
+            self.close(key, "schema").await?;
+        }
+        if !self.files.contains_key(&key) {
+            let columns = row_columns(&schema).map_err(|e| record_error(e.to_string()))?;
+            let layout = Layout::new(columns, self.settings.tables[table].eav);
+            let writer =
+                ArrowWriter::try_new(Vec::new(), layout.schema(), Some(self.props.clone()))
+                    .map_err(|e| self.parquet_error(table, e))?;
+            self.files.insert(
+                key,
+                OpenFile {
+                    schema: schema.clone(),
+                    layout,
+                    writer,
+                    pending: Vec::with_capacity(BATCH_ROWS),
+                    rows: 0,
+                    span: Span {
+                        partition,
+                        first: offset,
+                        last: offset,
+                    },
+                    first_commit_ms: change.commit_ts_ms,
+                    oldest_commit_ms: change.commit_ts_ms,
+                    due: due(change.commit_ts_ms, self.settings.tables[table].max_age),
+                },
+            );
+        }
+        let Some(file) = self.files.get_mut(&key) else {
+            return Ok(());
+        };
+        file.span.last = offset;
+        file.rows += 1;
+        file.oldest_commit_ms = file.oldest_commit_ms.min(change.commit_ts_ms);
+        file.pending.push(Row {
+            change,
+            partition,
+            offset,
+        });
+        if file.pending.len() >= BATCH_ROWS {
+            encode(file).map_err(|e| self.parquet_error(table, e))?;
+            let file = &self.files[&key];
+            let reason = if file.rows >= self.settings.max_rows {
+                Some("rows")
+            } else if file.size() >= self.settings.max_bytes {
+                Some("bytes")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.close(key, reason).await?;
+            }
+        } else if file.rows >= self.settings.max_rows {
+            self.close(key, "rows").await?;
+        }
+        Ok(())
+    }
+
+    fn consume_error(&self, error: rdkafka::error::KafkaError) -> BatcherError {
+        BatcherError::Kafka(kafka::Error::Client {
+            brokers: self.k.brokers.0.clone(),
+            what: "consuming the table topics".into(),
+            error: Box::new(error),
+        })
+    }
+
+    async fn close_all(&mut self, reason: &'static str) -> Result<(), BatcherError> {
+        let open: Vec<_> = self.files.keys().copied().collect();
+        for key in open {
+            self.close(key, reason).await?;
+        }
+        Ok(())
+    }
+
+    fn parquet_error(&self, table: usize, e: impl std::fmt::Display) -> BatcherError {
+        BatcherError::Parquet {
+            table: self.settings.tables[table].name.clone(),
+            why: e.to_string(),
+        }
+    }
+
+    /// Writes the file as one object and its manifest, then commits its offsets.
+    async fn close(&mut self, key: (usize, i32), reason: &'static str) -> Result<(), BatcherError> {
+        let Some(mut file) = self.files.remove(&key) else {
+            return Ok(());
+        };
+        let table = &self.settings.tables[key.0];
+        encode(&mut file).map_err(|e| self.parquet_error(key.0, e))?;
+        let body = Bytes::from(
+            file.writer
+                .into_inner()
+                .map_err(|e| self.parquet_error(key.0, e))?,
+        );
+        let bytes = body.len() as u64;
+        let object = layout::object_key(
+            &table.dir,
+            &layout::date_of(file.first_commit_ms),
+            file.span,
+        );
+        self.store.put(&object, body).await?;
+        let manifest = layout::manifest(&self.store.url(&object), bytes);
+        self.store
+            .put(&layout::manifest_key(&object), Bytes::from(manifest))
+            .await?;
+        let waited_ms = chrono::Utc::now().timestamp_millis() - file.oldest_commit_ms;
+        metrics::histogram!(names::BATCHER_COMMIT_TO_DURABLE_SECONDS, "table" => table.name.clone())
+            .record(waited_ms.max(0) as f64 / 1000.0);
+        metrics::counter!(names::BATCHER_ROWS_WRITTEN_TOTAL, "table" => table.name.clone())
+            .increment(file.rows);
+        metrics::counter!(names::BATCHER_FILES_WRITTEN_TOTAL, "table" => table.name.clone(), "reason" => reason)
+            .increment(1);
+        metrics::counter!(names::BATCHER_BYTES_WRITTEN_TOTAL, "table" => table.name.clone())
+            .increment(bytes);
+        telemetry::emit(Event::FileWritten {
+            table: table.name.clone(),
+            key: object,
+            rows: file.rows,
+            bytes,
+            reason,
+        });
+        self.summary.objects += 1;
+        self.summary.rows += file.rows;
+        self.summary.written_bytes += bytes;
+        self.summary.largest = self.summary.largest.max(bytes);
+        self.summary.smallest = match self.summary.smallest {
+            0 => bytes,
+            n => n.min(bytes),
+        };
+        // For lag tooling only: the lake, not this commit, is where the batcher resumes.
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&table.topic, key.1, Offset::Offset(file.span.last + 1))
+            .is_ok()
+        {
+            if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(%error, topic = %table.topic, "offset commit (lag tooling only)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When a file whose first row committed at `commit_ms` (Unix ms, the server's clock) must
+/// close: `max_age` after the commit, but never sooner than [`MIN_FILE_AGE`] from now, so a
+/// backlog is written in files of a second's rows rather than one per record.
+fn due(commit_ms: i64, max_age: Duration) -> Instant {
+    let lag = u64::try_from(chrono::Utc::now().timestamp_millis() - commit_ms).unwrap_or(0);
+    Instant::now()
+        + max_age
+            .saturating_sub(Duration::from_millis(lag))
+            .max(MIN_FILE_AGE)
+}
+
+/// Encodes the file's pending rows into its row group.
+fn encode(file: &mut OpenFile) -> Result<(), String> {
+    if file.pending.is_empty() {
+        return Ok(());
+    }
+    let batch = file
+        .layout
+        .batch(&file.pending)
+        .map_err(|e| e.to_string())?;
+    file.writer.write(&batch).map_err(|e| e.to_string())?;
+    file.pending.clear();
+    Ok(())
+}
+
+/// Per partition, the offset after the last one the table's objects hold; writes the
+/// manifest of any object a crash left without one.
+async fn resume_points(store: &Store, dir: &str) -> Result<HashMap<i32, i64>, StoreError> {
+    let objects = store.list(&format!("{dir}/")).await?;
+    let manifests: HashSet<&str> = objects
+        .iter()
+        .filter(|o| o.key.ends_with(".manifest"))
+        .map(|o| o.key.as_str())
+        .collect();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    for o in &objects {
+        let Some(span) = layout::parse(&o.key) else {
+            continue;
+        };
+        let n = next.entry(span.partition).or_insert(0);
+        *n = (*n).max(span.last + 1);
+        let manifest_key = layout::manifest_key(&o.key);
+        if !manifests.contains(manifest_key.as_str()) {
+            let manifest = layout::manifest(&store.url(&o.key), o.size);
+            store.put(&manifest_key, Bytes::from(manifest)).await?;
+        }
+    }
+    Ok(next)
+}

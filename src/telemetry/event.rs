@@ -1,0 +1,110 @@
+//! Notable events as typed values: each logs once, counts under `freshet_events_total{kind}`
+//! and reaches in-process subscribers, so tests assert events, not log text.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use super::names;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A stage is waiting on its downstream endpoint: nothing past its last durable point
+    /// is acknowledged meanwhile.
+    Stalled {
+        stage: &'static str,
+        endpoint: String,
+        waited: Duration,
+        error: String,
+    },
+    /// The endpoint took writes again after a stall.
+    Recovered {
+        stage: &'static str,
+        endpoint: String,
+        waited: Duration,
+    },
+    /// A half failed transiently and restarts from its durable position.
+    Restarted {
+        half: &'static str,
+        error: String,
+        retry_in: Duration,
+    },
+    /// A lake object is durable.
+    FileWritten {
+        table: String,
+        key: String,
+        rows: u64,
+        bytes: u64,
+        reason: &'static str,
+    },
+    /// The store refused an object for good (permissions, a missing bucket): the batcher stops.
+    ObjectRejected {
+        endpoint: String,
+        key: String,
+        error: String,
+    },
+}
+
+impl Event {
+    /// The `kind` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Stalled { .. } => "stalled",
+            Event::Recovered { .. } => "recovered",
+            Event::Restarted { .. } => "restarted",
+            Event::FileWritten { .. } => "file_written",
+            Event::ObjectRejected { .. } => "object_rejected",
+        }
+    }
+}
+
+fn channel() -> &'static broadcast::Sender<Event> {
+    static CHANNEL: OnceLock<broadcast::Sender<Event>> = OnceLock::new();
+    CHANNEL.get_or_init(|| broadcast::channel(4096).0)
+}
+
+/// Events from now on (a slow subscriber misses the oldest, never blocks the pipeline).
+pub fn subscribe() -> broadcast::Receiver<Event> {
+    channel().subscribe()
+}
+
+/// Logs, counts and publishes one event.
+pub fn emit(event: Event) {
+    match &event {
+        Event::Stalled {
+            stage,
+            endpoint,
+            waited,
+            error,
+        } => {
+            warn!(stage, %endpoint, ?waited, %error, "stalled: waiting for {endpoint}; nothing past the last durable point is acknowledged")
+        }
+        Event::Recovered {
+            stage,
+            endpoint,
+            waited,
+        } => info!(stage, %endpoint, ?waited, "{endpoint} takes writes again"),
+        Event::Restarted {
+            half,
+            error,
+            retry_in,
+        } => warn!(half, %error, ?retry_in, "{half} failed; restarting from its durable position"),
+        Event::FileWritten {
+            table,
+            key,
+            rows,
+            bytes,
+            reason,
+        } => info!(%table, %key, rows, bytes, reason, "lake object written"),
+        Event::ObjectRejected {
+            endpoint,
+            key,
+            error,
+        } => warn!(%endpoint, %key, %error, "the store rejected an object"),
+    }
+    metrics::counter!(names::EVENTS_TOTAL, "kind" => event.kind()).increment(1);
+    // No subscriber is the normal case outside tests.
+    let _ = channel().send(event);
+}

@@ -1,0 +1,29 @@
+//! Every metric Freshet exports, by name: `freshet_<stage>_<noun>_<unit>`, Prometheus's
+//! conventions (`_total` counters, base units). Labels take values from bounded sets only
+//! (table names from the pipeline file, stages, halves, event kinds), never offsets or keys.
+
+/// Commit in PostgreSQL → last record of the transaction acknowledged by Kafka.
+pub const KAFKA_COMMIT_TO_DELIVERY_SECONDS: &str = "freshet_kafka_commit_to_delivery_seconds";
+pub const KAFKA_RECORDS_DELIVERED_TOTAL: &str = "freshet_kafka_records_delivered_total";
+/// Records produced but not yet acknowledged by the broker.
+pub const KAFKA_IN_FLIGHT_RECORDS: &str = "freshet_kafka_in_flight_records";
+
+/// Records the batcher consumed, by table.
+pub const BATCHER_RECORDS_CONSUMED_TOTAL: &str = "freshet_batcher_records_consumed_total";
+/// Rows written into durable lake objects, by table.
+pub const BATCHER_ROWS_WRITTEN_TOTAL: &str = "freshet_batcher_rows_written_total";
+/// Lake objects written, by table and rotation reason.
+pub const BATCHER_FILES_WRITTEN_TOTAL: &str = "freshet_batcher_files_written_total";
+pub const BATCHER_BYTES_WRITTEN_TOTAL: &str = "freshet_batcher_bytes_written_total";
+/// Rows in open (not yet durable) files, by table.
+pub const BATCHER_OPEN_ROWS: &str = "freshet_batcher_open_rows";
+/// Commit in PostgreSQL → the row's object durable in the store, by table.
+pub const BATCHER_COMMIT_TO_DURABLE_SECONDS: &str = "freshet_batcher_commit_to_durable_seconds";
+
+/// One store request's duration, by operation (put, list).
+pub const STORE_REQUEST_SECONDS: &str = "freshet_store_request_seconds";
+
+/// Restarts of a half after a transient failure, by half.
+pub const PIPELINE_RESTARTS_TOTAL: &str = "freshet_pipeline_restarts_total";
+/// Notable events, by kind (see `telemetry::Event`).
+pub const EVENTS_TOTAL: &str = "freshet_events_total";
