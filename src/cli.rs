@@ -34,6 +34,10 @@ pub enum Command {
         /// Which halves to run: capture (source → kafka), sink (kafka → lake) or both.
         #[arg(long, value_enum, default_value = "all")]
         role: crate::pipeline::supervisor::Role,
+        /// With several sink processes: this one batches the partitions numbered I modulo N
+        /// (I/N, e.g. 0/2 and 1/2); all of them when absent.
+        #[arg(long, env = "FRESHET_SINK_SHARE")]
+        sink_share: Option<crate::batcher::Share>,
         /// The HTTP listener (/metrics) instead of router.listen; port 0 picks a free one.
         #[arg(long, env = "FRESHET_LISTEN")]
         listen: Option<std::net::SocketAddr>,

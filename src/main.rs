@@ -108,6 +108,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             output,
             state_dir,
             role,
+            sink_share,
             listen,
         } => {
             // Handlers first: a SIGTERM during start-up must drain like any other.
@@ -124,7 +125,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let (_, http) =
                 freshet::telemetry::serve(listen.unwrap_or(p.router.listen), stopped.clone())
                     .await?;
-            let code = run_until_stopped(&p, &output, role, stopped).await;
+            let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
             http.abort();
             code
         }
@@ -268,16 +269,19 @@ async fn run_until_stopped(
     p: &config::Pipeline,
     output: &freshet::pipeline::OutputSpec,
     role: freshet::pipeline::supervisor::Role,
+    share: Option<freshet::batcher::Share>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
     use freshet::pipeline::supervisor::{self, Ended};
-    Ok(match supervisor::run(p, output, role, stopped).await {
-        Ended::Stopped => ExitCode::SUCCESS,
-        Ended::Failed(class, e) => {
-            eprintln!("error ({}): {e}", class.label());
-            ExitCode::from(class.exit_code())
-        }
-    })
+    Ok(
+        match supervisor::run(p, output, role, share, stopped).await {
+            Ended::Stopped => ExitCode::SUCCESS,
+            Ended::Failed(class, e) => {
+                eprintln!("error ({}): {e}", class.label());
+                ExitCode::from(class.exit_code())
+            }
+        },
+    )
 }
 
 /// Registers SIGTERM and SIGINT now; the future resolves with the first to arrive.

@@ -23,6 +23,8 @@ use crate::kind::ColumnKind;
 use crate::transform::avro::column::money_digits;
 use crate::transform::decode::ChangeRecord;
 
+/// time's range in Arrow ends before PostgreSQL's 24:00:00.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Arrow's (and Parquet's, and Redshift's) widest decimal.
 const MAX_DECIMAL_PRECISION: u32 = 38;
 
@@ -271,12 +273,15 @@ fn unscaled(text: &str, scale: u32) -> Option<i128> {
     (v < 10i128.pow(MAX_DECIMAL_PRECISION)).then_some(if negative { -v } else { v })
 }
 
+/// money as cents, within decimal128(19, 2) (a locale without fraction digits can print
+/// amounts wider than that).
 fn money(v: &Value) -> Option<i128> {
-    match v {
+    let cents = match v {
         Value::Other { text, .. } => unscaled(&money_digits(text).ok()?, 2),
         Value::Numeric(text) => unscaled(text, 2),
         _ => None,
-    }
+    }?;
+    (cents.abs() < 10i128.pow(19)).then_some(cents)
 }
 
 fn int64(v: &Value) -> Option<i64> {
@@ -306,7 +311,7 @@ fn fits(kind: &ColumnKind, v: &Value) -> bool {
         | (ColumnKind::Float64, Value::Float8(_))
         | (ColumnKind::Bytes, Value::Bytea(_))
         | (ColumnKind::Date, Value::Date(DateValue::Days(_)))
-        | (ColumnKind::Time { .. }, Value::Time(_))
+        | (ColumnKind::Time { .. }, Value::Time(0..MICROS_PER_DAY))
         | (ColumnKind::Timestamp { .. }, Value::Timestamp(TimestampValue::Micros(_)))
         | (ColumnKind::TimestampTz { .. }, Value::TimestampTz(TimestampValue::Micros(_))) => true,
         (ColumnKind::Bit, v) => bit(v).is_some(),
@@ -474,6 +479,9 @@ mod tests {
             }),
             Some(-123450)
         );
+        let money_of = |text: &str| money(&Value::Numeric(text.into()));
+        assert_eq!(money_of("92233720368547758.07"), Some(9223372036854775807));
+        assert_eq!(money_of("100000000000000000.00"), None);
     }
 
     #[test]
@@ -487,5 +495,11 @@ mod tests {
         assert!(fits(&ints, &flat));
         assert!(!fits(&ints, &nested));
         assert!(fits(&ColumnKind::Numeric, &Value::Numeric("NaN".into())));
+        let time = ColumnKind::Time { precision: 6 };
+        assert!(fits(&time, &Value::Time(MICROS_PER_DAY - 1)));
+        assert!(
+            !fits(&time, &Value::Time(MICROS_PER_DAY)),
+            "24:00:00 goes to _freshet_exact"
+        );
     }
 }

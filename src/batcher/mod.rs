@@ -25,15 +25,17 @@ use tokio::sync::watch;
 use tracing::{info, Instrument as _};
 
 use crate::config::{ParquetCompression, Pipeline};
-use crate::kafka::{self, tail::Schemas};
+use crate::kafka::{self, tail::DecodeError, tail::Schemas};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, names, Event};
 use crate::transform::decode::{read_change, row_columns};
 use columns::{Layout, Row};
 use layout::Span;
 
-/// Rows gathered before they are encoded into the open file's current row group.
+/// Rows gathered before they are encoded into the open file's current row group, and the
+/// record bytes that encode them early: a column of one Arrow batch holds at most 2 GiB.
 const BATCH_ROWS: usize = 8192;
+const BATCH_BYTES: usize = 32 << 20;
 /// Row groups of at most this many bytes: Redshift's COPY splits Parquet work by row group.
 const ROW_GROUP_BYTES: usize = 64 << 20;
 /// No lake file is closed younger than this, whatever the table's budget: a 0 ms budget is
@@ -63,6 +65,19 @@ pub enum BatcherError {
     },
     #[error("writing the Parquet file of {table}: {why}")]
     Parquet { table: String, why: String },
+    /// The registry or the schema topic did not answer.
+    #[error("looking up a record's schema: {0}")]
+    Schemas(String),
+    /// The lake resumes where Kafka no longer has records (retention passed them) or has not
+    /// got them yet (the topic was recreated or truncated): reading on would lose records or
+    /// write a second history over the first.
+    #[error(
+        "kafka: {error}: the lake resumes at offsets the topic does not hold ({resume}). \
+         Records the lake never got were deleted (retention), or the topic was recreated. \
+         Rebuild the affected table's lake from a new snapshot (`freshet snapshot`) under a new \
+         batcher.store prefix, or move its objects aside"
+    )]
+    OutOfRange { error: String, resume: String },
 }
 
 impl BatcherError {
@@ -70,8 +85,10 @@ impl BatcherError {
         match self {
             BatcherError::Kafka(k) => k.is_transient(),
             BatcherError::Store(s) => s.is_transient(),
-            BatcherError::NoTopic(_) => true,
-            BatcherError::Record { .. } | BatcherError::Parquet { .. } => false,
+            BatcherError::NoTopic(_) | BatcherError::Schemas(_) => true,
+            BatcherError::Record { .. }
+            | BatcherError::Parquet { .. }
+            | BatcherError::OutOfRange { .. } => false,
         }
     }
 }
@@ -90,9 +107,42 @@ pub struct TableSettings {
     pub eav: bool,
 }
 
+/// Which partitions this process batches, when several share the topics: those whose number
+/// is `index` modulo `of` (`--sink-share 1/3`). A static split: Freshet never relies on
+/// consumer-group rebalancing (see the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl std::str::FromStr for Share {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Share, String> {
+        let parse = || -> Option<Share> {
+            let (i, n) = s.split_once('/')?;
+            let share = Share {
+                index: i.trim().parse().ok()?,
+                of: n.trim().parse().ok()?,
+            };
+            (share.of > 0 && share.index < share.of).then_some(share)
+        };
+        parse().ok_or_else(|| format!("{s:?}: expected I/N with 0 <= I < N, e.g. 0/2"))
+    }
+}
+
+impl Share {
+    fn takes(self, partition: i32) -> bool {
+        u32::try_from(partition).is_ok_and(|p| p % self.of == self.index)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub tables: Vec<TableSettings>,
+    /// All partitions when `None`.
+    pub share: Option<Share>,
     pub max_rows: u64,
     pub max_bytes: u64,
     pub compression: ParquetCompression,
@@ -126,6 +176,7 @@ impl Settings {
             .collect();
         Some(Settings {
             tables,
+            share: None,
             max_rows: b.rotation.max_rows,
             max_bytes: b.rotation.max_bytes,
             compression: b.compression,
@@ -154,6 +205,8 @@ struct OpenFile {
     layout: Layout,
     writer: ArrowWriter<Vec<u8>>,
     pending: Vec<Row>,
+    /// The record bytes the pending rows came from.
+    pending_bytes: usize,
     rows: u64,
     span: Span,
     first_commit_ms: i64,
@@ -176,6 +229,8 @@ struct Batcher<'a> {
     consumer: StreamConsumer<kafka::Context>,
     schemas: Schemas,
     by_topic: HashMap<String, usize>,
+    /// Where each partition resumed, for the out-of-range error.
+    resumed: Vec<String>,
     files: BTreeMap<(usize, i32), OpenFile>,
     props: WriterProperties,
     summary: Summary,
@@ -236,12 +291,14 @@ impl<'a> Batcher<'a> {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest")
+            // Never a silent jump: an offset the topic does not hold is an error (OutOfRange).
+            .set("auto.offset.reset", "error")
             // Small budgets need records soon after they land, not after a half-second wait.
             .set("fetch.wait.max.ms", "100")
             .create_with_context(kafka::Context)
             .map_err(client("creating the batcher's consumer".into()))?;
         let mut tpl = TopicPartitionList::new();
+        let mut resumed = Vec::new();
         for t in &settings.tables {
             let metadata = {
                 let consumer = &consumer;
@@ -261,12 +318,18 @@ impl<'a> Batcher<'a> {
                 return Err(BatcherError::NoTopic(t.topic.clone()));
             }
             let next = resume_points(store, &t.dir).await?;
-            for p in partitions {
+            for p in partitions
+                .into_iter()
+                .filter(|p| settings.share.is_none_or(|s| s.takes(*p)))
+            {
                 let offset = match next.get(&p) {
                     Some(n) => Offset::Offset(*n),
                     None => Offset::Beginning,
                 };
                 info!(topic = %t.topic, partition = p, ?offset, "resuming from the lake");
+                if let Offset::Offset(n) = offset {
+                    resumed.push(format!("{}/{p} at {n}", t.topic));
+                }
                 tpl.add_partition_offset(&t.topic, p, offset)
                     .map_err(client(format!("assigning {}/{p}", t.topic)))?;
             }
@@ -297,6 +360,7 @@ impl<'a> Batcher<'a> {
                 .enumerate()
                 .map(|(i, t)| (t.topic.clone(), i))
                 .collect(),
+            resumed,
             files: BTreeMap::new(),
             props,
             summary: Summary::default(),
@@ -304,17 +368,15 @@ impl<'a> Batcher<'a> {
     }
 
     async fn consume(&mut self, mut stopped: watch::Receiver<bool>) -> Result<(), BatcherError> {
-        let shortest = self
-            .settings
-            .tables
-            .iter()
-            .map(|t| t.max_age)
-            .min()
-            .unwrap_or(MIN_FILE_AGE);
-        // Files close within a quarter of their age limit of it passing.
-        let mut tick = tokio::time::interval((shortest / 4).max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The open file due first decides when to wake, so each closes on time, idle or not.
+            let next_due = self.files.values().map(|f| f.due).min();
+            let due_sleep = async {
+                match next_due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|s| *s) => {
@@ -322,7 +384,7 @@ impl<'a> Batcher<'a> {
                     info!(objects = self.summary.objects, rows = self.summary.rows, "batcher stopped; every open file is in the lake");
                     return Ok(());
                 }
-                _ = tick.tick() => {
+                _ = due_sleep => {
                     let due: Vec<_> = self
                         .files
                         .iter()
@@ -358,17 +420,18 @@ impl<'a> Batcher<'a> {
             }
             return Ok(());
         };
+        let payload_len = payload.len();
         let record_error = |why: String| BatcherError::Record {
             topic: m.topic().to_owned(),
             partition,
             offset,
             why,
         };
-        let (schema, value) = self
-            .schemas
-            .decode(self.k, payload)
-            .await
-            .map_err(record_error)?;
+        let (schema, value) = match self.schemas.decode(self.k, payload).await {
+            Ok(decoded) => decoded,
+            Err(DecodeError::Unavailable(why)) => return Err(BatcherError::Schemas(why)),
+            Err(DecodeError::Record(why)) => return Err(record_error(why)),
+        };
         let change = read_change(&schema, &value).map_err(|e| record_error(e.to_string()))?;
         metrics::counter!(names::BATCHER_RECORDS_CONSUMED_TOTAL, "table" => self.settings.tables[table].name.clone()).increment(1);
         // A new schema (ALTER TABLE) starts a new file: one file, one column set.
@@ -392,6 +455,7 @@ impl<'a> Batcher<'a> {
                     layout,
                     writer,
                     pending: Vec::with_capacity(BATCH_ROWS),
+                    pending_bytes: 0,
                     rows: 0,
                     span: Span {
                         partition,
@@ -415,7 +479,8 @@ impl<'a> Batcher<'a> {
             partition,
             offset,
         });
-        if file.pending.len() >= BATCH_ROWS {
+        file.pending_bytes += payload_len;
+        if file.pending.len() >= BATCH_ROWS || file.pending_bytes >= BATCH_BYTES {
             encode(file).map_err(|e| self.parquet_error(table, e))?;
             let file = &self.files[&key];
             let reason = if file.rows >= self.settings.max_rows {
@@ -435,6 +500,16 @@ impl<'a> Batcher<'a> {
     }
 
     fn consume_error(&self, error: rdkafka::error::KafkaError) -> BatcherError {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(Code::AutoOffsetReset | Code::OffsetOutOfRange)
+        ) {
+            return BatcherError::OutOfRange {
+                error: error.to_string(),
+                resume: self.resumed.join(", "),
+            };
+        }
         BatcherError::Kafka(kafka::Error::Client {
             brokers: self.k.brokers.0.clone(),
             what: "consuming the table topics".into(),
@@ -480,7 +555,9 @@ impl<'a> Batcher<'a> {
         self.store
             .put(&layout::manifest_key(&object), Bytes::from(manifest))
             .await?;
-        let waited_ms = chrono::Utc::now().timestamp_millis() - file.oldest_commit_ms;
+        let waited_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(file.oldest_commit_ms);
         metrics::histogram!(names::BATCHER_COMMIT_TO_DURABLE_SECONDS, "table" => table.name.clone())
             .record(waited_ms.max(0) as f64 / 1000.0);
         metrics::counter!(names::BATCHER_ROWS_WRITTEN_TOTAL, "table" => table.name.clone())
@@ -522,11 +599,16 @@ impl<'a> Batcher<'a> {
 /// close: `max_age` after the commit, but never sooner than [`MIN_FILE_AGE`] from now, so a
 /// backlog is written in files of a second's rows rather than one per record.
 fn due(commit_ms: i64, max_age: Duration) -> Instant {
-    let lag = u64::try_from(chrono::Utc::now().timestamp_millis() - commit_ms).unwrap_or(0);
-    Instant::now()
-        + max_age
-            .saturating_sub(Duration::from_millis(lag))
-            .max(MIN_FILE_AGE)
+    let lag = chrono::Utc::now()
+        .timestamp_millis()
+        .saturating_sub(commit_ms);
+    let wait = max_age
+        .saturating_sub(Duration::from_millis(u64::try_from(lag).unwrap_or(0)))
+        .max(MIN_FILE_AGE);
+    // A wait past any clock's range (an age of centuries in the file) is a year.
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 /// Encodes the file's pending rows into its row group.
@@ -540,6 +622,7 @@ fn encode(file: &mut OpenFile) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     file.writer.write(&batch).map_err(|e| e.to_string())?;
     file.pending.clear();
+    file.pending_bytes = 0;
     Ok(())
 }
 
@@ -566,4 +649,27 @@ async fn resume_points(store: &Store, dir: &str) -> Result<HashMap<i32, i64>, St
         }
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_split_the_partitions_without_overlap() {
+        let shares: Vec<Share> = ["0/3", "1/3", "2/3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for p in 0..32 {
+            assert_eq!(
+                shares.iter().filter(|s| s.takes(p)).count(),
+                1,
+                "partition {p}"
+            );
+        }
+        for bad in ["3/3", "1/0", "1", "a/b", "-1/2"] {
+            assert!(bad.parse::<Share>().is_err(), "{bad}");
+        }
+    }
 }

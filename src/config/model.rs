@@ -371,9 +371,9 @@ pub struct S3 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
-    #[serde(default = "default_rotate_rows")]
+    #[serde(default = "default_rotate_rows", deserialize_with = "positive_u64")]
     pub max_rows: u64,
-    #[serde(default = "default_rotate_bytes")]
+    #[serde(default = "default_rotate_bytes", deserialize_with = "positive_u64")]
     pub max_bytes: u64,
     /// Upper bound; a table's freshness budget lowers it further.
     #[serde(default = "default_rotate_age")]
@@ -543,6 +543,13 @@ fn non_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec
 
 fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     match u32::deserialize(d)? {
+        0 => Err(D::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match u64::deserialize(d)? {
         0 => Err(D::Error::custom("must be at least 1")),
         n => Ok(n),
     }

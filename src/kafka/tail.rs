@@ -38,11 +38,26 @@ pub enum TailError {
 }
 
 /// Where each record's schema comes from: the transform's lookup, fed the schema topic
-/// when a fingerprint is not known yet.
+/// when a fingerprint is not known yet (again after [`RELOAD_EVERY`], for the versions an
+/// ALTER TABLE adds while a reader runs).
 pub struct Schemas {
     lookup: encoding::Schemas,
     schema_topic: String,
-    loaded: bool,
+    loaded: Option<Instant>,
+}
+
+/// The shortest time between two reads of the schema topic.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The registry or the schema topic could not be read: a later attempt can pass.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The record is not one Freshet can read (unknown schema, not Avro, wrong shape).
+    #[error("{0}")]
+    Record(String),
 }
 
 impl Schemas {
@@ -50,7 +65,7 @@ impl Schemas {
         Ok(Schemas {
             lookup: encoding::Schemas::new(k).map_err(|e| TailError::Registry(e.to_string()))?,
             schema_topic: schema_topic(&k.topic_prefix),
-            loaded: false,
+            loaded: None,
         })
     }
 
@@ -59,22 +74,30 @@ impl Schemas {
         &mut self,
         k: &Kafka,
         bytes: &[u8],
-    ) -> Result<(Arc<Schema>, apache_avro::types::Value), String> {
-        match self.lookup.decode(bytes).await {
-            Err(LookupError::UnknownFingerprint(_)) if !self.loaded => {
-                let published = read_all(k, &self.schema_topic)
-                    .await
-                    .map_err(|e| e.to_string())?;
+    ) -> Result<(Arc<Schema>, apache_avro::types::Value), DecodeError> {
+        let first = match self.lookup.decode(bytes).await {
+            Err(LookupError::UnknownFingerprint(_)) => {
+                // The writer publishes a schema before the records that use it: a fresh
+                // read of the topic has it, or the record is not one of Freshet's.
+                if let Some(at) = self.loaded {
+                    tokio::time::sleep(RELOAD_EVERY.saturating_sub(at.elapsed())).await;
+                }
+                let published = read_all(k, &self.schema_topic).await.map_err(|e| {
+                    DecodeError::Unavailable(format!("reading {}: {e}", self.schema_topic))
+                })?;
                 self.lookup
                     .learn(published.iter().filter_map(|r| r.value.as_deref()));
-                self.loaded = true;
+                self.loaded = Some(Instant::now());
                 self.lookup.decode(bytes).await
             }
             other => other,
-        }
-        .map_err(|e| match e {
-            LookupError::UnknownFingerprint(_) => format!("{e} in {}", self.schema_topic),
-            e => e.to_string(),
+        };
+        first.map_err(|e| match e {
+            LookupError::UnknownFingerprint(_) => {
+                DecodeError::Record(format!("{e} in {}", self.schema_topic))
+            }
+            LookupError::Registry(e) => DecodeError::Unavailable(e),
+            LookupError::Other(e) => DecodeError::Record(e),
         })
     }
 }
@@ -224,13 +247,19 @@ pub async fn decode_topic(k: &Kafka, topic: &str) -> Result<Vec<Json>, TailError
             why,
         };
         let Some(value) = &raw.value else { continue };
-        let (schema, avro) = schemas.decode(k, value).await.map_err(err)?;
+        let (schema, avro) = schemas
+            .decode(k, value)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let mut line = read_change(&schema, &avro)
             .map_err(|e| err(e.to_string()))?
             .to_json();
         let key = match &raw.key {
             Some(bytes) => {
-                let (schema, avro) = schemas.decode(k, bytes).await.map_err(err)?;
+                let (schema, avro) = schemas
+                    .decode(k, bytes)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
                 key_json(&schema, &avro).map_err(|e| err(e.to_string()))?
             }
             None => Json::Null,

@@ -4,7 +4,7 @@
 use tokio::sync::watch;
 
 use super::PipelineError;
-use crate::batcher::{self, Settings, Summary};
+use crate::batcher::{self, Settings, Share, Summary};
 use crate::config::Pipeline;
 use crate::store::Store;
 
@@ -16,10 +16,11 @@ pub struct Sink {
 
 impl Sink {
     /// `None` when the pipeline has no `batcher` section (or no `kafka` one to read from).
-    pub async fn open(p: &Pipeline) -> Result<Option<Sink>, PipelineError> {
-        let (Some(settings), Some(b)) = (Settings::from_pipeline(p), p.batcher.as_ref()) else {
+    pub async fn open(p: &Pipeline, share: Option<Share>) -> Result<Option<Sink>, PipelineError> {
+        let (Some(mut settings), Some(b)) = (Settings::from_pipeline(p), p.batcher.as_ref()) else {
             return Ok(None);
         };
+        settings.share = share;
         let store = Store::open(&b.store.value.0, &b.s3).await?;
         Ok(Some(Sink { settings, store }))
     }

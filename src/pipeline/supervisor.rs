@@ -7,11 +7,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
 use super::policy::{self, Class};
 use super::sink::Sink;
 use super::{OutputSpec, PipelineError};
+use crate::batcher::Share;
 use crate::config::Pipeline;
 use crate::telemetry::{self, names, Event};
 
@@ -23,7 +24,8 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub enum Role {
     /// source → transform → kafka: holds the replication slot.
     Capture,
-    /// kafka → batcher → store: a consumer, as many processes as partitions allow.
+    /// kafka → batcher → store: a consumer; several processes split the partitions with
+    /// `--sink-share`, never more than one per share.
     Sink,
     /// Both, in one process.
     All,
@@ -43,13 +45,14 @@ pub async fn run(
     p: &Pipeline,
     output: &OutputSpec,
     role: Role,
+    share: Option<Share>,
     stopped: watch::Receiver<bool>,
 ) -> Ended {
     let sink = match role {
         Role::Capture => None,
         // A jsonl capture writes no topics for a sink to read.
         Role::All if matches!(output, OutputSpec::Jsonl(_)) => None,
-        Role::Sink | Role::All => match Sink::open(p).await {
+        Role::Sink | Role::All => match Sink::open(p, share).await {
             Ok(Some(sink)) => Some(sink),
             Ok(None) if role == Role::Sink => {
                 return Ended::Failed(
@@ -66,8 +69,10 @@ pub async fn run(
             Err(e) => return Ended::Failed(policy::classify(&e), e),
         },
     };
-    // A half that fails for good stops the other through `halt`, as a signal would.
+    // A half that fails for good stops the other through `halt`, as a signal would; the half
+    // that failed first is the one the exit reports.
     let (halt, halted) = watch::channel(false);
+    let first_failure: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     let mut signal = stopped.clone();
     let forward = halt.clone();
     tokio::spawn(async move {
@@ -89,6 +94,7 @@ pub async fn run(
         })
         .await;
         if matches!(ended, Ended::Failed(..)) {
+            let _ = first_failure.set("capture");
             let _ = halt.send(true);
         }
         ended
@@ -102,13 +108,21 @@ pub async fn run(
         })
         .await;
         if matches!(ended, Ended::Failed(..)) {
+            let _ = first_failure.set("sink");
             let _ = halt.send(true);
         }
         ended
     };
     let (capture, sink) = tokio::join!(capture, sink_half);
-    // The first failure decides the exit; the other half was only asked to stop.
-    match (capture, sink) {
+    // The first failure decides the exit; one of the other half while it stopped is logged.
+    let (first, second) = match first_failure.get() {
+        Some(&"sink") => (sink, capture),
+        _ => (capture, sink),
+    };
+    if let (Ended::Failed(..), Ended::Failed(class, e)) = (&first, &second) {
+        error!(class = class.label(), error = %e, "the other half failed too while it stopped");
+    }
+    match (first, second) {
         (failed @ Ended::Failed(..), _) | (_, failed @ Ended::Failed(..)) => failed,
         _ => Ended::Stopped,
     }

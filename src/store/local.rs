@@ -29,14 +29,14 @@ impl Local {
         let (endpoint, key, error) = (self.endpoint(), key.to_owned(), e.to_string());
         // A full disk or a stale NFS handle can pass later; a permission cannot.
         match e.kind() {
-            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                StoreError::Rejected {
-                    endpoint,
-                    op,
-                    key,
-                    error,
-                }
-            }
+            std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::ReadOnlyFilesystem
+            | std::io::ErrorKind::InvalidFilename => StoreError::Rejected {
+                endpoint,
+                op,
+                key,
+                error,
+            },
             _ => StoreError::Unavailable {
                 endpoint,
                 op,
@@ -47,8 +47,9 @@ impl Local {
     }
 
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
-        let path = self.root.join(key);
-        let result = tokio::task::spawn_blocking(move || write_atomically(&path, &body)).await;
+        let (root, path) = (self.root.clone(), self.root.join(key));
+        let result =
+            tokio::task::spawn_blocking(move || write_atomically(&root, &path, &body)).await;
         match result {
             Ok(r) => r.map_err(|e| self.error("put", key, e)),
             Err(e) => Err(self.error("put", key, std::io::Error::other(e))),
@@ -124,7 +125,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Object>) -> std::io
     Ok(())
 }
 
-fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+fn write_atomically(root: &Path, path: &Path, body: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("an object key names no directory"))?;
@@ -142,11 +143,13 @@ fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)?;
-    // The rename is durable only once the directory is, and a new date directory only once
-    // its table directory is.
-    std::fs::File::open(dir)?.sync_all()?;
-    match dir.parent() {
-        Some(parent) => std::fs::File::open(parent)?.sync_all(),
-        None => Ok(()),
+    // The rename is durable only once its directory is, and a directory create_dir_all made
+    // only once its parent is: every directory from the object's up to the root.
+    for d in dir.ancestors() {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root || !d.starts_with(root) {
+            break;
+        }
     }
+    Ok(())
 }

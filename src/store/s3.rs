@@ -12,6 +12,22 @@ use bytes::Bytes;
 use super::{Object, StoreError, RETRY_INITIAL};
 use crate::config::S3 as S3Config;
 
+/// S3 error codes a later attempt can pass, whatever their HTTP status (a 400 RequestTimeout
+/// is a stalled upload; a 404 NoSuchUpload a multipart upload a lifecycle rule aborted).
+const RETRYABLE_CODES: &[&str] = &[
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "OperationAborted",
+    "NoSuchUpload",
+    "ExpiredToken",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
+
 /// Objects above this go up in parts.
 const MULTIPART_THRESHOLD: usize = 64 << 20;
 /// S3's minimum part is 5 MiB; larger parts mean fewer requests.
@@ -48,6 +64,14 @@ impl S3 {
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(ATTEMPTS)
                     .with_initial_backoff(RETRY_INITIAL),
+            )
+            // Checksums only where S3 requires them: several S3-compatible stores reject the
+            // newer default ones.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
             )
             // A black-holed endpoint must fail the attempt, not hang the batcher.
             .timeout_config(
@@ -92,32 +116,42 @@ impl S3 {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let (endpoint, key) = (self.endpoint(), key.to_owned());
-        let status = match &e {
-            SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
-            _ => None,
+        let transient = match &e {
+            SdkError::ServiceError(s) => {
+                let status = s.raw().status().as_u16();
+                s.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+                    || status == 408
+                    || status == 429
+                    || (500..600).contains(&status) && status != 501
+            }
+            // A request that cannot be built (a bad bucket name) will not build next time.
+            SdkError::ConstructionFailure(_) => false,
+            SdkError::DispatchFailure(d) => !d.is_user(),
+            _ => true,
         };
         let error = match e.as_service_error() {
             Some(s) => format!(
-                "{} {}",
+                "HTTP {}: {} {}",
+                e.raw_response().map_or(0, |r| r.status().as_u16()),
                 s.code().unwrap_or("error"),
                 s.message().unwrap_or_default()
             ),
             None => aws_error_chain(&e),
         };
-        // No response, a timeout, throttling or a server error: another attempt can pass.
-        match status {
-            Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => StoreError::Rejected {
-                endpoint,
-                op,
-                key,
-                error: format!("HTTP {s}: {error}"),
-            },
-            _ => StoreError::Unavailable {
+        if transient {
+            StoreError::Unavailable {
                 endpoint,
                 op,
                 key,
                 error,
-            },
+            }
+        } else {
+            StoreError::Rejected {
+                endpoint,
+                op,
+                key,
+                error,
+            }
         }
     }
 

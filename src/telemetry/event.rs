@@ -48,6 +48,16 @@ pub enum Event {
 }
 
 impl Event {
+    /// The `stage` label: where it happened (a half, for restarts).
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Event::Stalled { stage, .. } | Event::Recovered { stage, .. } => stage,
+            Event::Restarted { half, .. } => half,
+            Event::FileWritten { .. } => "batcher",
+            Event::ObjectRejected { .. } => "store",
+        }
+    }
+
     /// The `kind` label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -104,7 +114,8 @@ pub fn emit(event: Event) {
             error,
         } => warn!(%endpoint, %key, %error, "the store rejected an object"),
     }
-    metrics::counter!(names::EVENTS_TOTAL, "kind" => event.kind()).increment(1);
+    metrics::counter!(names::EVENTS_TOTAL, "kind" => event.kind(), "stage" => event.stage())
+        .increment(1);
     // No subscriber is the normal case outside tests.
     let _ = channel().send(event);
 }

@@ -15,8 +15,6 @@ pub const BATCHER_ROWS_WRITTEN_TOTAL: &str = "freshet_batcher_rows_written_total
 /// Lake objects written, by table and rotation reason.
 pub const BATCHER_FILES_WRITTEN_TOTAL: &str = "freshet_batcher_files_written_total";
 pub const BATCHER_BYTES_WRITTEN_TOTAL: &str = "freshet_batcher_bytes_written_total";
-/// Rows in open (not yet durable) files, by table.
-pub const BATCHER_OPEN_ROWS: &str = "freshet_batcher_open_rows";
 /// Commit in PostgreSQL → the row's object durable in the store, by table.
 pub const BATCHER_COMMIT_TO_DURABLE_SECONDS: &str = "freshet_batcher_commit_to_durable_seconds";
 
@@ -25,5 +23,5 @@ pub const STORE_REQUEST_SECONDS: &str = "freshet_store_request_seconds";
 
 /// Restarts of a half after a transient failure, by half.
 pub const PIPELINE_RESTARTS_TOTAL: &str = "freshet_pipeline_restarts_total";
-/// Notable events, by kind (see `telemetry::Event`).
+/// Notable events, by kind and stage (see `telemetry::Event`).
 pub const EVENTS_TOTAL: &str = "freshet_events_total";

@@ -560,6 +560,9 @@ pub enum LookupError {
     /// A fingerprint not learned yet: learn the schema topic, then try again.
     #[error("fingerprint {} is not among the published schemas", hex(.0))]
     UnknownFingerprint([u8; 8]),
+    /// The registry did not answer: a later attempt can pass.
+    #[error("{0}")]
+    Registry(String),
     #[error("{0}")]
     Other(String),
 }
@@ -602,9 +605,9 @@ impl Schemas {
                         "schema id {id}, but no schema_registry is configured"
                     )));
                 };
-                let registered = get_schema_by_id(id, settings)
-                    .await
-                    .map_err(|e| other(format!("schema registry {url}: schema id {id}: {e}")))?;
+                let registered = get_schema_by_id(id, settings).await.map_err(|e| {
+                    LookupError::Registry(format!("schema registry {url}: schema id {id}: {e}"))
+                })?;
                 let parsed = Schema::parse_str(&registered.schema)
                     .map_err(|e| other(format!("schema id {id}: {e}")))?;
                 self.by_id.insert(id, Arc::new(parsed));
