@@ -591,6 +591,53 @@ async fn a_column_added_mid_stream_starts_a_file_of_the_new_shape() {
     }
 }
 
+#[tokio::test]
+async fn a_lake_ahead_of_its_topic_stops_the_sink_rather_than_rewrite_history() {
+    let s = Setup::new("lake_ahead", "CREATE TABLE t (id int PRIMARY KEY)").await;
+    s.publish("t").await;
+    let mut broker = Broker::start(Engine::Memory);
+    let store = format!("file://{}", s.lake_dir().display());
+    let pipeline = s.kafka_pipeline(
+        &["public.t"],
+        &broker.brokers(),
+        &batcher_yaml(&store, ""),
+        false,
+    );
+    let mut daemon = s.start_kafka(&pipeline);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 40)")
+        .await
+        .unwrap();
+    let dir = s.lake_dir();
+    support::wait_for("the rows in the lake", Duration::from_secs(60), || {
+        let dir = dir.clone();
+        async move { (read_dir(&dir).rows.len() == 40).then_some(()) }
+    })
+    .await;
+    assert_eq!(daemon.terminate(), Some(0));
+    // The memory engine forgets its topics: capture makes them again, empty, and the lake
+    // now holds offsets the topics do not.
+    broker.restart();
+    let mut capture = start_role(&s, &pipeline, "capture", "capture.log", &[]);
+    s.slot_ready(&capture).await;
+    let mut sink = start_role(&s, &pipeline, "sink", "sink.log", &[]);
+    let code = support::exit_status(&mut sink).await.code();
+    assert_eq!(code, Some(1), "log:\n{}", sink.log_text());
+    assert!(
+        sink.log_text()
+            .contains("the lake resumes at offsets the topic does not hold"),
+        "log:\n{}",
+        sink.log_text()
+    );
+    assert_eq!(
+        read_dir(&dir).rows.len(),
+        40,
+        "nothing was written over the lake"
+    );
+    assert_eq!(capture.terminate(), Some(0));
+}
+
 fn start_role(s: &Setup, pipeline: &Path, role: &str, log: &str, env: &[(&str, String)]) -> Daemon {
     let state = s.dir.path().join("state");
     Daemon::start_env(

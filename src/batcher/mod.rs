@@ -328,7 +328,21 @@ impl<'a> Batcher<'a> {
                 };
                 info!(topic = %t.topic, partition = p, ?offset, "resuming from the lake");
                 if let Offset::Offset(n) = offset {
-                    resumed.push(format!("{}/{p} at {n}", t.topic));
+                    let at = format!("{}/{p} at {n}", t.topic);
+                    let (low, high) = tokio::task::block_in_place(|| {
+                        consumer.fetch_watermarks(&t.topic, p, Duration::from_secs(30))
+                    })
+                    .map_err(client(format!("reading the offsets of {}/{p}", t.topic)))?;
+                    // Records deleted before the lake got them; or a topic made again, empty.
+                    // (A partition ahead of a topic that holds records is the broker's to
+                    // report, as OffsetOutOfRange, when the fetch reaches it.)
+                    if n < low || (high == 0 && n > 0) {
+                        return Err(BatcherError::OutOfRange {
+                            error: format!("the topic holds offsets {low}..{high}"),
+                            resume: at,
+                        });
+                    }
+                    resumed.push(at);
                 }
                 tpl.add_partition_offset(&t.topic, p, offset)
                     .map_err(client(format!("assigning {}/{p}", t.topic)))?;
