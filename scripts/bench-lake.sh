@@ -3,7 +3,9 @@
 # a ROWS-row (1000000) EAV workload captured into Kafka by `freshet bench kafka` (the capture
 # side's rate, beside pg_recvlogical on the same WAL), then read from the same topics by the
 # batcher into a fresh local lake with `freshet bench lake` (records/s, MB/s, the objects it
-# wrote, peak RSS). The sink must never be the slower half: the ratio is sink / capture.
+# wrote, peak RSS). The sink must never be the slower half: the ratio is sink / capture. The
+# topics are also read once by a consumer that decodes nothing: the broker's own pace.
+# PROFILE=1 records the sink with `perf record` and prints its top functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -55,11 +57,22 @@ echo "$capture"
 capture_rate=$(echo "$capture" | sed -E 's/.* = ([0-9]+) records\/s.*/\1/')
 
 mkdir -p "$run/lake"
-"$freshet" bench lake --pipeline "$run/pipeline.yaml" --lake "$run/lake" >"$run/sink.out" 2>"$run/sink.log"
+profile=()
+[ -z "${PROFILE:-}" ] || profile=(perf record -g -F 499 -o "$run/perf.data" --)
+/usr/bin/time -f "%U %S" -o "$run/sink.cpu" "${profile[@]}" "$freshet" bench lake --pipeline "$run/pipeline.yaml" \
+    --lake "$run/lake" >"$run/sink.out" 2>"$run/sink.log"
 sink=$(cat "$run/sink.out")
 echo "$sink"
-sink_rate=$(echo "$sink" | sed -E 's/.* = ([0-9]+) records\/s.*/\1/')
-printf 'sink / capture: %.2f (above 1: the sink keeps up with capture)\n' "$(echo "$sink_rate / $capture_rate" | bc -l)"
+read -r user sys <"$run/sink.cpu"
+printf 'bench lake process CPU, both reads: %.1fs user + %.1fs system\n' "$user" "$sys"
+if [ -n "${PROFILE:-}" ]; then
+    echo "-- the sink's top functions (self time)"
+    { perf report -i "$run/perf.data" --no-children --stdio --sort dso,sym 2>/dev/null | grep -E "^ +[0-9]" | head -30; } || true
+fi
+sink_rate=$(echo "$sink" | grep -- '-> lake' | sed -E 's/.* = ([0-9]+) records\/s.*/\1/')
+raw_rate=$(echo "$sink" | grep 'read only' | sed -E 's/.* = ([0-9]+) records\/s.*/\1/')
+printf 'sink / capture: %.2f (above 1: the sink keeps up with capture); sink / broker read only: %.2f\n' \
+    "$(echo "$sink_rate / $capture_rate" | bc -l)" "$(echo "$sink_rate / $raw_rate" | bc -l)"
 find "$run/lake" -name '*.parquet' -printf '%s %P\n' | sort -n | awk '
     { n++; total += $1; sizes[n] = $1 }
     END { if (n) printf "objects: %d, %.1f MB, median %.2f MB\n", n, total / 1e6, sizes[int((n + 1) / 2)] / 1e6 }'

@@ -9,6 +9,9 @@ use freshet::cli::{Bench, Cli, Command, Loadgen, Shape, Target};
 use freshet::config::{self, ConfigError};
 use freshet::loadgen::{self, FillOptions, RunOptions};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -215,6 +218,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let run = bench::lake::run(&p, &lake).await?;
             let (s, secs) = (&run.summary, run.elapsed.as_secs_f64().max(1e-9));
             let mb = |b: u64| b as f64 / 1e6;
+            let raw_secs = run.raw_elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "kafka read only (the broker's pace, nothing decoded): {} records in {raw_secs:.2}s = {:.0} records/s",
+                run.raw_records,
+                run.raw_records as f64 / raw_secs
+            );
             println!(
                 "freshet (kafka -> lake): {} records in {secs:.2}s = {:.0} records/s, {:.1} MB/s of Kafka values ({:.1} MB) -> {:.1} MB of Parquet in {} objects ({:.2}-{:.2} MB, {} rows), peak RSS {:.1} MiB",
                 s.records,

@@ -28,7 +28,7 @@ use crate::config::{ParquetCompression, Pipeline};
 use crate::kafka::{self, tail::DecodeError, tail::Schemas};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, names, Event};
-use crate::transform::decode::{read_change, row_columns};
+use crate::transform::decode::{read_shaped, RowShape};
 use columns::{Layout, Row};
 use layout::Span;
 
@@ -54,8 +54,8 @@ pub enum BatcherError {
     /// lake or committed.
     #[error(
         "{topic} partition {partition} offset {offset}: {why}; the batcher stops before this \
-         record (nothing after it is written or committed): fix the writer of the topic, or \
-         move the consumer past it with a new batcher.store prefix"
+         record (nothing after it is written or committed): look at it with `freshet tail`, \
+         mend what wrote it, and start the sink again"
     )]
     Record {
         topic: String,
@@ -229,6 +229,10 @@ struct Batcher<'a> {
     consumer: StreamConsumer<kafka::Context>,
     schemas: Schemas,
     by_topic: HashMap<String, usize>,
+    /// Each schema's row shape (the schema kept with it, so its address stays its own).
+    shapes: HashMap<usize, (Arc<apache_avro::Schema>, Arc<RowShape>)>,
+    /// Per table, looked up once: this counts every record.
+    consumed: Vec<metrics::Counter>,
     /// Where each partition resumed, for the out-of-range error.
     resumed: Vec<String>,
     files: BTreeMap<(usize, i32), OpenFile>,
@@ -295,6 +299,8 @@ impl<'a> Batcher<'a> {
             .set("auto.offset.reset", "error")
             // Small budgets need records soon after they land, not after a half-second wait.
             .set("fetch.wait.max.ms", "100")
+            // Large fetches while catching up: a backlog arrives in fewer round trips.
+            .set("max.partition.fetch.bytes", "8388608")
             .create_with_context(kafka::Context)
             .map_err(client("creating the batcher's consumer".into()))?;
         let mut tpl = TopicPartitionList::new();
@@ -374,6 +380,14 @@ impl<'a> Batcher<'a> {
                 .enumerate()
                 .map(|(i, t)| (t.topic.clone(), i))
                 .collect(),
+            shapes: HashMap::new(),
+            consumed: settings
+                .tables
+                .iter()
+                .map(|t| {
+                    metrics::counter!(names::BATCHER_RECORDS_CONSUMED_TOTAL, "table" => t.name.clone())
+                })
+                .collect(),
             resumed,
             files: BTreeMap::new(),
             props,
@@ -446,8 +460,16 @@ impl<'a> Batcher<'a> {
             Err(DecodeError::Unavailable(why)) => return Err(BatcherError::Schemas(why)),
             Err(DecodeError::Record(why)) => return Err(record_error(why)),
         };
-        let change = read_change(&schema, &value).map_err(|e| record_error(e.to_string()))?;
-        metrics::counter!(names::BATCHER_RECORDS_CONSUMED_TOTAL, "table" => self.settings.tables[table].name.clone()).increment(1);
+        // Keyed by the schema's address: the lookup keeps every schema it hands out alive.
+        let shape = match self.shapes.entry(Arc::as_ptr(&schema) as usize) {
+            std::collections::hash_map::Entry::Occupied(e) => Arc::clone(&e.get().1),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let shape = RowShape::of(&schema).map_err(|e| record_error(e.to_string()))?;
+                Arc::clone(&e.insert((Arc::clone(&schema), Arc::new(shape))).1)
+            }
+        };
+        let change = read_shaped(&shape, &value).map_err(|e| record_error(e.to_string()))?;
+        self.consumed[table].increment(1);
         // A new schema (ALTER TABLE) starts a new file: one file, one column set.
         if self
             .files
@@ -457,8 +479,7 @@ impl<'a> Batcher<'a> {
             self.close(key, "schema").await?;
         }
         if !self.files.contains_key(&key) {
-            let columns = row_columns(&schema).map_err(|e| record_error(e.to_string()))?;
-            let layout = Layout::new(columns, self.settings.tables[table].eav);
+            let layout = Layout::new(shape.kinds(), self.settings.tables[table].eav);
             let writer =
                 ArrowWriter::try_new(Vec::new(), layout.schema(), Some(self.props.clone()))
                     .map_err(|e| self.parquet_error(table, e))?;

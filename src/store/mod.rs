@@ -131,16 +131,6 @@ impl Store {
         result
     }
 
-    /// Reads a whole object (tests and the loader's checks; the lake is written, not read).
-    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let result = match &self.backend {
-            Backend::Local(l) => l.get(key).await,
-            Backend::S3(s) => s.get(key).await,
-        };
-        self.observe(&result);
-        result
-    }
-
     fn observe<T>(&self, result: &Result<T, StoreError>) {
         let Ok(mut since) = self.failing_since.lock() else {
             return;

@@ -101,3 +101,37 @@ pub async fn serve(
     });
     Ok((bound, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_event_reaches_subscribers_and_counts_under_its_kind_and_stage() {
+        let handle = install().unwrap();
+        let mut events = subscribe();
+        let event = Event::FileWritten {
+            table: "atlasco.entities".into(),
+            key: "atlasco.entities/dt=2026-11-30/0-0-9.parquet".into(),
+            rows: 10,
+            bytes: 4096,
+            reason: "age",
+        };
+        emit(event.clone());
+        // Other tests of this process may emit too: find ours.
+        loop {
+            if events.recv().await.unwrap() == event {
+                break;
+            }
+        }
+        let text = handle.render();
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("freshet_events_total{kind=\"file_written\",stage=\"batcher\"}")
+            })
+            .unwrap_or_else(|| panic!("no event counter in:\n{text}"));
+        let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(count >= 1.0, "{line}");
+    }
+}

@@ -158,12 +158,45 @@ fn exactness(v: Option<&Avro>) -> Exactness {
 
 /// Reads one envelope written by Freshet.
 pub fn read_change(schema: &Schema, value: &Avro) -> Result<ChangeRecord, ShapeError> {
+    read_shaped(&RowShape::of(schema)?, value)
+}
+
+/// The PostgreSQL columns of an envelope schema's row record, worked out once per schema
+/// for readers that decode many records of it.
+#[derive(Debug)]
+pub struct RowShape {
+    columns: Vec<(String, TypeInfo, i32)>,
+}
+
+impl RowShape {
+    pub fn of(schema: &Schema) -> Result<RowShape, ShapeError> {
+        let Some(fields) = row_fields(schema) else {
+            return shape("no before/after row record");
+        };
+        Ok(RowShape {
+            columns: columns_of(fields)?,
+        })
+    }
+
+    /// The table's columns in column order, with their kinds.
+    pub fn kinds(&self) -> Vec<(String, ColumnKind)> {
+        self.columns
+            .iter()
+            .map(|(name, ty, typmod)| (name.clone(), ColumnKind::of(ty, *typmod)))
+            .collect()
+    }
+}
+
+fn columns_of(fields: &[RecordField]) -> Result<Vec<(String, TypeInfo, i32)>, ShapeError> {
+    fields.iter().map(field_column).collect()
+}
+
+/// Reads one envelope of the schema `shape` was made from.
+pub fn read_shaped(row: &RowShape, value: &Avro) -> Result<ChangeRecord, ShapeError> {
     let Avro::Record(fields) = value else {
         return shape("the value is not a record");
     };
-    let Some(row_fields) = row_fields(schema) else {
-        return shape("no before/after row record");
-    };
+    let row_fields = &row.columns;
     let Some(Avro::Record(source)) = get(fields, "source") else {
         return shape("no source record");
     };
@@ -208,7 +241,7 @@ pub fn key_json(schema: &Schema, value: &Avro) -> Result<Json, ShapeError> {
     let Schema::Record(r) = schema else {
         return shape("the key schema is not a record");
     };
-    let row = image(&r.fields, Some(value), &Exactness::default())?;
+    let row = image(&columns_of(&r.fields)?, Some(value), &Exactness::default())?;
     Ok(Json::Object(
         row.into_iter()
             .flatten()
@@ -240,17 +273,6 @@ fn field_column(field: &RecordField) -> Result<(String, TypeInfo, i32), ShapeErr
     Ok((name, ty, typmod))
 }
 
-/// The columns of the table an envelope schema describes, in column order, with their kinds.
-pub fn row_columns(schema: &Schema) -> Result<Vec<(String, ColumnKind)>, ShapeError> {
-    let Some(fields) = row_fields(schema) else {
-        return shape("no before/after row record");
-    };
-    fields
-        .iter()
-        .map(|f| field_column(f).map(|(name, ty, typmod)| (name, ColumnKind::of(&ty, typmod))))
-        .collect()
-}
-
 fn row_fields(schema: &Schema) -> Option<&[RecordField]> {
     let Schema::Record(envelope) = schema else {
         return None;
@@ -269,7 +291,7 @@ fn row_fields(schema: &Schema) -> Option<&[RecordField]> {
 }
 
 fn image(
-    fields: &[RecordField],
+    columns: &[(String, TypeInfo, i32)],
     value: Option<&Avro>,
     exactness: &Exactness,
 ) -> Result<Option<Image>, ShapeError> {
@@ -280,26 +302,25 @@ fn image(
         return shape("a row is not a record");
     };
     let mut row = Vec::with_capacity(values.len());
-    for (field, (_, v)) in fields.iter().zip(values) {
-        let (name, ty, typmod) = field_column(field)?;
-        let datum = if exactness.unchanged.contains(&name) {
+    for ((name, ty, typmod), (_, v)) in columns.iter().zip(values) {
+        let datum = if exactness.unchanged.contains(name) {
             Datum::Unchanged
-        } else if let Some(text) = exactness.exact.get(&name) {
+        } else if let Some(text) = exactness.exact.get(name) {
             match text {
                 None => Datum::Null,
                 Some(text) => Datum::Value(
-                    parse_text(&ty, text).map_err(|e| ShapeError(format!("{name}: {e}")))?,
+                    parse_text(ty, text).map_err(|e| ShapeError(format!("{name}: {e}")))?,
                 ),
             }
         } else {
             match present(Some(v)) {
                 None => Datum::Null,
                 Some(v) => Datum::Value(
-                    column(&ty, typmod, v).map_err(|e| ShapeError(format!("{name}: {e}")))?,
+                    column(ty, *typmod, v).map_err(|e| ShapeError(format!("{name}: {e}")))?,
                 ),
             }
         };
-        row.push((name, datum));
+        row.push((name.clone(), datum));
     }
     Ok(Some(row))
 }

@@ -545,13 +545,31 @@ impl Published {
     }
 }
 
+type DatumReader<'s> = GenericDatumReader<'s>;
+
+self_cell::self_cell!(
+    /// A writer schema and its Avro reader, resolved once: resolving the schema's names for
+    /// every record was much of a reader's time.
+    struct Resolved {
+        owner: Arc<Schema>,
+        #[covariant]
+        dependent: DatumReader,
+    }
+);
+
+impl Resolved {
+    fn of(schema: Schema) -> Result<Resolved, apache_avro::Error> {
+        Resolved::try_new(Arc::new(schema), |s| GenericDatumReader::builder(s).build())
+    }
+}
+
 /// The reader's side of both framings: the schema a record names, by registry id or by
 /// single-object fingerprint, and the record decoded with it. The schema topic's records are
 /// handed in by whoever reads Kafka ([`Schemas::learn`]).
 pub struct Schemas {
     registry: Option<(String, SrSettings)>,
-    by_id: HashMap<u32, Arc<Schema>>,
-    by_fingerprint: HashMap<[u8; 8], Arc<Schema>>,
+    by_id: HashMap<u32, Resolved>,
+    by_fingerprint: HashMap<[u8; 8], Resolved>,
 }
 
 /// Why a record could not be decoded.
@@ -586,8 +604,19 @@ impl Schemas {
     /// Takes the schema topic's record values (subject, fingerprint, schema).
     pub fn learn<'a>(&mut self, published: impl IntoIterator<Item = &'a [u8]>) {
         for p in published.into_iter().filter_map(Published::read) {
-            self.by_fingerprint
-                .insert(p.fingerprint, Arc::new(p.schema));
+            // A schema already known keeps its Arc: readers tell versions apart by it.
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                self.by_fingerprint.entry(p.fingerprint)
+            {
+                match Resolved::of(p.schema) {
+                    Ok(resolved) => {
+                        slot.insert(resolved);
+                    }
+                    Err(error) => {
+                        tracing::warn!(subject = %p.subject, %error, "a published schema has no Avro reader")
+                    }
+                }
+            }
         }
     }
 
@@ -608,9 +637,10 @@ impl Schemas {
                 let registered = get_schema_by_id(id, settings).await.map_err(|e| {
                     LookupError::Registry(format!("schema registry {url}: schema id {id}: {e}"))
                 })?;
-                let parsed = Schema::parse_str(&registered.schema)
+                let resolved = Schema::parse_str(&registered.schema)
+                    .and_then(Resolved::of)
                     .map_err(|e| other(format!("schema id {id}: {e}")))?;
-                self.by_id.insert(id, Arc::new(parsed));
+                self.by_id.insert(id, resolved);
             }
             (&self.by_id[&id], &bytes[5..])
         } else if bytes.len() >= 10 && bytes[..2] == SINGLE_OBJECT_MAGIC {
@@ -625,11 +655,11 @@ impl Schemas {
                 "neither the Confluent wire format nor Avro single-object encoding".into(),
             ));
         };
-        let value = GenericDatumReader::builder(schema)
-            .build()
-            .and_then(|r| r.read_value(&mut body))
+        let value = schema
+            .borrow_dependent()
+            .read_value(&mut body)
             .map_err(|e| other(e.to_string()))?;
-        Ok((Arc::clone(schema), value))
+        Ok((Arc::clone(schema.borrow_owner()), value))
     }
 }
 
