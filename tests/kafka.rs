@@ -508,17 +508,7 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
     let broker = Broker::start_advertising(Engine::Memory, broker_port, proxy_port);
     let proxy = support::kafka::Proxy::start(proxy_port, broker_port).await;
     let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
-    let metrics_port = support::kafka::free_port();
-    let mut daemon = Daemon::start_with(
-        &pipeline,
-        &[
-            "--state-dir",
-            &s.dir.path().join("state").display().to_string(),
-            "--listen",
-            &format!("127.0.0.1:{metrics_port}"),
-        ],
-        &s.dir.path().join("freshet.log"),
-    );
+    let (mut daemon, metrics_port) = s.start_listening(&pipeline, &[]);
     s.slot_ready(&daemon).await;
     let load = loadgen_spawn(&s.db.url, 400, "45s");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -545,13 +535,7 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
         daemon.log_text()
     );
     let metrics = support::scrape(metrics_port);
-    let event = |kind: &str| {
-        support::sample(
-            &metrics,
-            &format!("freshet_events_total{{kind=\"{kind}\",stage=\"kafka\"}}"),
-        )
-        .unwrap_or(0.0)
-    };
+    let event = |kind: &str| support::events(&metrics, kind, "kafka");
     // A restart is counted under the half's name, whichever it is.
     let restarts =
         support::sample(&metrics, "freshet_events_total{kind=\"restarted\"").unwrap_or(0.0);

@@ -396,15 +396,19 @@ impl<'a> Batcher<'a> {
     }
 
     async fn consume(&mut self, mut stopped: watch::Receiver<bool>) -> Result<(), BatcherError> {
+        // The open file due first decides when to wake, so each closes on time, idle or not;
+        // one timer, moved only when that time changes.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            // The open file due first decides when to wake, so each closes on time, idle or not.
             let next_due = self.files.values().map(|f| f.due).min();
-            let due_sleep = async {
-                match next_due {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+            if next_due != armed {
+                if let Some(at) = next_due {
+                    timer.as_mut().reset(at.into());
                 }
-            };
+                armed = next_due;
+            }
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|s| *s) => {
@@ -412,7 +416,8 @@ impl<'a> Batcher<'a> {
                     info!(objects = self.summary.objects, rows = self.summary.rows, "batcher stopped; every open file is in the lake");
                     return Ok(());
                 }
-                _ = due_sleep => {
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
                     let due: Vec<_> = self
                         .files
                         .iter()

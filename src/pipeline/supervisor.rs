@@ -123,6 +123,12 @@ pub async fn run(
         error!(class = class.label(), error = %e, "the other half failed too while it stopped");
     }
     match (first, second) {
+        // A failure that needs an operator outranks a transient one, whichever came first:
+        // the exit code must not invite a restart loop past it.
+        (
+            Ended::Failed(Class::Transient, _),
+            worse @ Ended::Failed(Class::Data | Class::Fatal, _),
+        ) => worse,
         (failed @ Ended::Failed(..), _) | (_, failed @ Ended::Failed(..)) => failed,
         _ => Ended::Stopped,
     }

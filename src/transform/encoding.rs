@@ -635,7 +635,13 @@ impl Schemas {
                     )));
                 };
                 let registered = get_schema_by_id(id, settings).await.map_err(|e| {
-                    LookupError::Registry(format!("schema registry {url}: schema id {id}: {e}"))
+                    let why = format!("schema registry {url}: schema id {id}: {e}");
+                    // An id the registry does not know (404) will not appear with time.
+                    if e.retriable {
+                        LookupError::Registry(why)
+                    } else {
+                        LookupError::Other(why)
+                    }
                 })?;
                 let resolved = Schema::parse_str(&registered.schema)
                     .and_then(Resolved::of)

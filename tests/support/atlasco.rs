@@ -14,11 +14,7 @@ impl Setup {
     pub async fn atlasco(prefix: &str) -> Setup {
         let s = Setup::new(prefix, &super::schema_sql()).await;
         s.client
-            .batch_execute(
-                "INSERT INTO atlasco.tenants (tenant_id, name) SELECT g, 'tenant-' || g FROM generate_series(1, 4) g;
-                 INSERT INTO atlasco.attributes (attribute_id, name, data_type) VALUES
-                   (1, 'status', 'string'), (2, 'temperature', 'float'), (3, 'count', 'integer');",
-            )
+            .batch_execute(ATLASCO_FIXTURES)
             .await
             .expect("atlasco fixtures");
         s.publish_atlasco().await;
@@ -68,6 +64,12 @@ impl Setup {
         )
     }
 }
+
+/// Four tenants and a catalog of three attributes, one per value type the tests write.
+pub const ATLASCO_FIXTURES: &str =
+    "INSERT INTO atlasco.tenants (tenant_id, name) SELECT g, 'tenant-' || g FROM generate_series(1, 4) g;
+     INSERT INTO atlasco.attributes (attribute_id, name, data_type) VALUES
+       (1, 'status', 'string'), (2, 'temperature', 'float'), (3, 'count', 'integer');";
 
 pub const EAV: &str =
     "transform:\n  eav:\n    values: atlasco.entity_values\n    catalog: atlasco.attributes\n";

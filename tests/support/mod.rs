@@ -67,6 +67,28 @@ impl Setup {
             .expect("create publication");
     }
 
+    /// `freshet run` with its state in this setup's directory and `/metrics` on a port of its
+    /// own, returned beside it; `env` is added to its environment.
+    pub fn start_listening(
+        &self,
+        pipeline: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> (Daemon, u16) {
+        let port = kafka::free_port();
+        let daemon = Daemon::start_env(
+            pipeline,
+            &[
+                "--state-dir",
+                &self.dir.path().join("state").display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+            &self.dir.path().join("freshet.log"),
+            env,
+        );
+        (daemon, port)
+    }
+
     /// Waits until the daemon's slot is streaming (it is then safe to write).
     pub async fn slot_ready(&self, daemon: &Daemon) {
         slot_streaming(&self.client, &self.slot, daemon).await;
@@ -550,4 +572,13 @@ pub fn scrape(port: u16) -> String {
     let mut out = String::new();
     conn.read_to_string(&mut out).unwrap();
     out
+}
+
+/// `freshet_events_total{kind, stage}` in a scrape (0 when never counted).
+pub fn events(metrics: &str, kind: &str, stage: &str) -> f64 {
+    sample(
+        metrics,
+        &format!("freshet_events_total{{kind=\"{kind}\",stage=\"{stage}\"}}"),
+    )
+    .unwrap_or(0.0)
 }
