@@ -265,12 +265,7 @@ async fn snapshot_and_stream_through_kafka_equal_the_source() {
     let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
     let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
-    let load = loadgen_run(&s.db.url, 300, "8s");
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    finish(loadgen_spawn(&s.db.url, 300, "8s"));
     support::caught_up(&s.client, &s.slot, &daemon).await;
     assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
     let lines = atlasco_lines(&pipeline).await;

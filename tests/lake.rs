@@ -89,6 +89,17 @@ impl Setup {
             .expect("publication");
     }
 
+    /// The pipeline file of [`TABLES`] with the EAV mapping, snapshot on, into the local lake.
+    fn lake_pipeline(&self, brokers: &str) -> PathBuf {
+        let store = format!("file://{}", self.lake_dir().display());
+        self.kafka_pipeline(
+            &TABLES,
+            brokers,
+            &format!("{EAV}{}", batcher_yaml(&store, "")),
+            true,
+        )
+    }
+
     fn lake_dir(&self) -> PathBuf {
         self.dir.path().join("lake")
     }
@@ -283,13 +294,7 @@ async fn every_offset_is_in_the_lake(pipeline: &Path, held: &BTreeMap<(String, i
 async fn the_lake_equals_the_source_after_a_mixed_workload() {
     let s = Setup::lake("lake_mixed").await;
     let broker = Broker::start(Engine::Memory);
-    let store = format!("file://{}", s.lake_dir().display());
-    let pipeline = s.kafka_pipeline(
-        &TABLES,
-        &broker.brokers(),
-        &format!("{EAV}{}", batcher_yaml(&store, "")),
-        true,
-    );
+    let pipeline = s.lake_pipeline(&broker.brokers());
     let mut daemon = s.start_kafka(&pipeline);
     s.slot_ready(&daemon).await;
     workload(&s.client).await;
@@ -645,13 +650,7 @@ async fn kill_9_of_the_sink_half_loses_nothing_and_writes_no_object_twice() {
     // The durable engine: a restarted batcher fetches from inside a record batch, which the
     // memory engine gets wrong (see the README).
     let broker = Broker::start(Engine::Sqlite);
-    let store = format!("file://{}", s.lake_dir().display());
-    let pipeline = s.kafka_pipeline(
-        &TABLES,
-        &broker.brokers(),
-        &format!("{EAV}{}", batcher_yaml(&store, "")),
-        true,
-    );
+    let pipeline = s.lake_pipeline(&broker.brokers());
     let mut capture = start_role(&s, &pipeline, "capture", "capture.log", &[]);
     s.slot_ready(&capture).await;
     let mut sink = start_role(&s, &pipeline, "sink", "sink.log", &[]);
@@ -716,13 +715,7 @@ async fn kill_9_of_the_sink_half_loses_nothing_and_writes_no_object_twice() {
 async fn two_sink_processes_share_the_partitions_and_write_one_lake() {
     let s = Setup::lake_filled("lake_share").await;
     let broker = Broker::start(Engine::Memory);
-    let store = format!("file://{}", s.lake_dir().display());
-    let pipeline = s.kafka_pipeline(
-        &TABLES,
-        &broker.brokers(),
-        &format!("{EAV}{}", batcher_yaml(&store, "")),
-        true,
-    );
+    let pipeline = s.lake_pipeline(&broker.brokers());
     let mut capture = start_role(&s, &pipeline, "capture", "capture.log", &[]);
     s.slot_ready(&capture).await;
     let ports = [support::kafka::free_port(), support::kafka::free_port()];

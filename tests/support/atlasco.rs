@@ -210,22 +210,6 @@ pub fn freshet_loadgen_fill(url: &str, entities: u32) {
     );
 }
 
-pub fn loadgen_run(url: &str, rate: u32, duration: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args([
-            "loadgen",
-            "run",
-            "--url",
-            url,
-            "--rate",
-            &rate.to_string(),
-            "--duration",
-            duration,
-        ])
-        .output()
-        .unwrap()
-}
-
 /// Starts `freshet loadgen run` in the background.
 pub fn loadgen_spawn(url: &str, rate: u32, duration: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
