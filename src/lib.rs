@@ -16,6 +16,8 @@ pub mod jsonl;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kind;
+#[cfg(feature = "kafka")]
+pub mod loader;
 pub mod loadgen;
 pub mod lsn;
 pub mod pg;

@@ -342,7 +342,7 @@ async fn the_lake_equals_the_source_after_a_mixed_workload() {
         ("_freshet_commit_lsn", "int64"),
         ("_freshet_commit_ts", "timestamp[ms, tz=UTC]"),
         ("_freshet_kafka_offset", "int64"),
-        ("_freshet_unchanged", "list<item: string>"),
+        ("_freshet_unchanged", "string"),
         ("_freshet_attribute_name", "string"),
     ] {
         assert_eq!(types[column], want, "entity_values.{column}: {types}");

@@ -5,13 +5,13 @@
 //! than 38 digits, a multi-dimensional array) is NULL there and appears, as PostgreSQL's
 //! text, in `_freshet_exact` (a JSON object of column → text), as in the records' own
 //! `freshet` field. A TOASTed column the update left untouched is NULL and listed in
-//! `_freshet_unchanged`: the loader keeps the value the warehouse has.
+//! `_freshet_unchanged` (a JSON array of names): the loader keeps the value it had.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, ListArray, RecordBatch};
@@ -21,7 +21,8 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::change::{DateValue, Datum, TimestampValue, Value};
 use crate::kind::ColumnKind;
 use crate::transform::avro::column::money_digits;
-use crate::transform::decode::ChangeRecord;
+use crate::transform::avro::{type_from_json, type_json};
+use crate::transform::decode::{ChangeRecord, RowShape};
 
 /// time's range in Arrow ends before PostgreSQL's 24:00:00.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -43,6 +44,60 @@ pub const BEFORE: &str = "_freshet_before";
 /// The EAV value table's attribute, by name and declared type.
 pub const ATTRIBUTE_NAME: &str = "_freshet_attribute_name";
 pub const ATTRIBUTE_TYPE: &str = "_freshet_attribute_type";
+
+/// The Parquet key-value metadata entry in which every object describes its table, so the
+/// lake's readers (the loader first) need neither Kafka nor the source to know its columns.
+pub const DESCRIPTION_KEY: &str = "freshet.table";
+
+/// A table as one object holds it: its columns' PostgreSQL types, the columns that identify
+/// a row (empty for a table without a key: a multiset), and whether it is the EAV value
+/// table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Description {
+    pub table: String,
+    pub columns: Vec<DescribedColumn>,
+    pub key: Vec<String>,
+    pub eav: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DescribedColumn {
+    pub name: String,
+    pub pg_type: serde_json::Value,
+    pub pg_typmod: i32,
+}
+
+impl Description {
+    pub fn of(table: &str, shape: &RowShape, eav: bool) -> Description {
+        Description {
+            table: table.to_owned(),
+            columns: shape
+                .types()
+                .map(|(name, ty, typmod)| DescribedColumn {
+                    name: name.to_owned(),
+                    pg_type: type_json(ty),
+                    pg_typmod: typmod,
+                })
+                .collect(),
+            key: shape.key().to_vec(),
+            eav,
+        }
+    }
+
+    /// The columns with their kinds; `None` names a column whose type is unreadable.
+    pub fn kinds(&self) -> Result<Vec<(String, ColumnKind)>, String> {
+        self.columns
+            .iter()
+            .map(|c| match type_from_json(&c.pg_type) {
+                Some(ty) => Ok((c.name.clone(), ColumnKind::of(&ty, c.pg_typmod))),
+                None => Err(format!(
+                    "column {}: unreadable pg_type {}",
+                    c.name, c.pg_type
+                )),
+            })
+            .collect()
+    }
+}
 
 /// One consumed change and where it lay in Kafka.
 pub struct Row {
@@ -118,11 +173,9 @@ impl Layout {
             ),
             Field::new(KAFKA_PARTITION, DataType::Int32, false),
             Field::new(KAFKA_OFFSET, DataType::Int64, false),
-            Field::new(
-                UNCHANGED,
-                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-                false,
-            ),
+            // A JSON array of names, as `_freshet_exact` and `_freshet_before` are JSON: one
+            // text that a warehouse's SQL reads the same way everywhere.
+            Field::new(UNCHANGED, DataType::Utf8, true),
             Field::new(EXACT, DataType::Utf8, true),
             Field::new(BEFORE, DataType::Utf8, true),
         ]);
@@ -151,7 +204,7 @@ impl Layout {
             .collect();
         let mut exact: Vec<serde_json::Map<String, serde_json::Value>> =
             vec![serde_json::Map::new(); rows.len()];
-        let mut unchanged = ListBuilder::new(StringBuilder::new());
+        let mut unchanged = StringBuilder::new();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (i, (name, kind)) in self.columns.iter().enumerate() {
             let mut values = Vec::with_capacity(rows.len());
@@ -174,12 +227,18 @@ impl Layout {
             arrays.push(build(kind, &values)?);
         }
         for image in &images {
-            for (name, d) in image.map(|i| i.as_slice()).unwrap_or_default() {
-                if *d == Datum::Unchanged {
-                    unchanged.values().append_value(name);
-                }
+            let names: Vec<&str> = image
+                .map(|i| i.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .filter(|(_, d)| *d == Datum::Unchanged)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if names.is_empty() {
+                unchanged.append_null();
+            } else {
+                unchanged.append_value(serde_json::Value::from(names).to_string());
             }
-            unchanged.append(true);
         }
         let strings = |f: &dyn Fn(&Row) -> Option<&str>| {
             let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, Instrument as _};
 
 use crate::config::{ParquetCompression, Pipeline};
@@ -29,7 +30,7 @@ use crate::kafka::{self, tail::DecodeError, tail::Schemas};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, names, Event};
 use crate::transform::decode::{read_shaped, RowShape};
-use columns::{Layout, Row};
+use columns::{Description, Layout, Row};
 use layout::Span;
 
 /// Rows gathered before they are encoded into the open file's current row group, and the
@@ -133,7 +134,7 @@ impl std::str::FromStr for Share {
 }
 
 impl Share {
-    fn takes(self, partition: i32) -> bool {
+    pub fn takes(self, partition: i32) -> bool {
         u32::try_from(partition).is_ok_and(|p| p % self.of == self.index)
     }
 }
@@ -183,6 +184,18 @@ impl Settings {
             group: b.consumer_group.clone(),
         })
     }
+}
+
+/// An object the batcher made durable, for the loader.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The table's directory in the lake.
+    pub dir: String,
+    pub key: String,
+    pub span: Span,
+    pub bytes: u64,
+    /// The oldest commit among its rows (Unix ms, the source's clock).
+    pub oldest_commit_ms: i64,
 }
 
 /// What a run did.
@@ -238,6 +251,8 @@ struct Batcher<'a> {
     files: BTreeMap<(usize, i32), OpenFile>,
     props: WriterProperties,
     summary: Summary,
+    /// Where each durable object is announced (the loader), if anywhere.
+    written: Option<mpsc::UnboundedSender<Written>>,
 }
 
 /// Reads the table topics from where the lake ends until no record has arrived for `quiet`,
@@ -248,7 +263,7 @@ pub async fn drain(
     store: &Store,
     quiet: Duration,
 ) -> Result<Summary, BatcherError> {
-    let mut b = Batcher::start(k, settings, store).await?;
+    let mut b = Batcher::start(k, settings, store, None).await?;
     while let Ok(message) = tokio::time::timeout(quiet, b.consumer.recv()).await {
         let message = message.map_err(|e| b.consume_error(e))?;
         let owned = message.detach();
@@ -258,16 +273,18 @@ pub async fn drain(
     Ok(b.summary)
 }
 
-/// Runs the batcher until `stopped` (then writes every open file) or an error.
+/// Runs the batcher until `stopped` (then writes every open file) or an error; each
+/// durable object is announced on `written`.
 pub async fn run(
     k: &crate::config::Kafka,
     settings: &Settings,
     store: &Store,
+    written: Option<mpsc::UnboundedSender<Written>>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Summary, BatcherError> {
     let span = tracing::info_span!("sink", stage = "batcher");
     async move {
-        let mut b = Batcher::start(k, settings, store).await?;
+        let mut b = Batcher::start(k, settings, store, written).await?;
         b.consume(stopped).await?;
         Ok(b.summary)
     }
@@ -280,6 +297,7 @@ impl<'a> Batcher<'a> {
         k: &'a crate::config::Kafka,
         settings: &'a Settings,
         store: &'a Store,
+        written: Option<mpsc::UnboundedSender<Written>>,
     ) -> Result<Batcher<'a>, BatcherError> {
         let brokers = k.brokers.0.clone();
         let client = |what: String| {
@@ -392,6 +410,7 @@ impl<'a> Batcher<'a> {
             files: BTreeMap::new(),
             props,
             summary: Summary::default(),
+            written,
         })
     }
 
@@ -484,10 +503,16 @@ impl<'a> Batcher<'a> {
             self.close(key, "schema").await?;
         }
         if !self.files.contains_key(&key) {
-            let layout = Layout::new(shape.kinds(), self.settings.tables[table].eav);
-            let writer =
+            let t = &self.settings.tables[table];
+            let layout = Layout::new(shape.kinds(), t.eav);
+            let mut writer =
                 ArrowWriter::try_new(Vec::new(), layout.schema(), Some(self.props.clone()))
                     .map_err(|e| self.parquet_error(table, e))?;
+            let description = Description::of(&t.name, &shape, t.eav);
+            writer.append_key_value_metadata(KeyValue::new(
+                columns::DESCRIPTION_KEY.to_owned(),
+                serde_json::to_string(&description).map_err(|e| self.parquet_error(table, e))?,
+            ));
             self.files.insert(
                 key,
                 OpenFile {
@@ -606,6 +631,16 @@ impl<'a> Batcher<'a> {
             .increment(1);
         metrics::counter!(names::BATCHER_BYTES_WRITTEN_TOTAL, "table" => table.name.clone())
             .increment(bytes);
+        if let Some(w) = &self.written {
+            // A loader gone (its half restarting) finds the object in the lake on start.
+            let _ = w.send(Written {
+                dir: table.dir.clone(),
+                key: object.clone(),
+                span: file.span,
+                bytes,
+                oldest_commit_ms: file.oldest_commit_ms,
+            });
+        }
         telemetry::emit(Event::FileWritten {
             table: table.name.clone(),
             key: object,

@@ -39,6 +39,8 @@ pub enum PipelineError {
     Batcher(#[from] crate::batcher::BatcherError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Loader(#[from] crate::loader::LoaderError),
     #[error("{0}")]
     Config(String),
     #[error("restoring state from Kafka: {0}")]

@@ -75,6 +75,10 @@ pub fn classify(e: &PipelineError) -> Class {
         PipelineError::Batcher(_) => Fatal,
         PipelineError::Store(s) if s.is_transient() => Transient,
         PipelineError::Store(_) => Fatal,
+        PipelineError::Loader(l) if l.is_transient() => Transient,
+        // A table the warehouse cannot follow, or an object it cannot read, stops alone
+        // (the loader's own policy); what reaches here stops every table.
+        PipelineError::Loader(_) => Fatal,
         PipelineError::Jsonl(_) | PipelineError::Config(_) | PipelineError::OutputTask(_) => Fatal,
     }
 }

@@ -1,17 +1,21 @@
-//! The sink half: the table topics → batcher → store (the loader joins in the next stage).
-//! It holds no state of its own: each start resumes from what the store holds.
+//! The sink half: the table topics → batcher → store → loader → warehouse. It holds no
+//! state of its own: each start resumes from what the store (the batcher) and the
+//! warehouse's ledger (the loader) hold.
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::PipelineError;
 use crate::batcher::{self, Settings, Share, Summary};
 use crate::config::Pipeline;
+use crate::loader;
 use crate::store::Store;
 
 /// What the sink half needs that outlives its restarts.
 pub struct Sink {
     pub settings: Settings,
     pub store: Store,
+    /// `None` without a `warehouse` section: the sink half ends at the lake.
+    pub loader: Option<loader::Settings>,
 }
 
 impl Sink {
@@ -21,8 +25,16 @@ impl Sink {
             return Ok(None);
         };
         settings.share = share;
+        let mut loader = loader::Settings::from_pipeline(p)?;
+        if let Some(l) = &mut loader {
+            l.share = share;
+        }
         let store = Store::open(&b.store.value.0, &b.s3).await?;
-        Ok(Some(Sink { settings, store }))
+        Ok(Some(Sink {
+            settings,
+            store,
+            loader,
+        }))
     }
 
     /// Runs until `stopped` (writing every open file first) or a failure.
@@ -36,6 +48,19 @@ impl Sink {
                 "the sink half reads the kafka section's topics; the pipeline has none".into(),
             ));
         };
-        Ok(batcher::run(k, &self.settings, &self.store, stopped).await?)
+        let Some(l) = &self.loader else {
+            return Ok(batcher::run(k, &self.settings, &self.store, None, stopped).await?);
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batcher = async {
+            Ok::<_, PipelineError>(
+                batcher::run(k, &self.settings, &self.store, Some(tx), stopped.clone()).await?,
+            )
+        };
+        let loader = async {
+            Ok::<_, PipelineError>(loader::run(p, l, &self.store, rx, stopped.clone()).await?)
+        };
+        let (summary, _) = tokio::try_join!(batcher, loader)?;
+        Ok(summary)
     }
 }

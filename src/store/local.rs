@@ -56,6 +56,13 @@ impl Local {
         }
     }
 
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        tokio::fs::read(self.root.join(key))
+            .await
+            .map(Bytes::from)
+            .map_err(|e| self.error("get", key, e))
+    }
+
     /// The directory exists (or can be made) and takes a file.
     pub async fn probe(&self) -> Result<(), StoreError> {
         let probe = ".freshet-check";

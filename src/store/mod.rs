@@ -118,6 +118,19 @@ impl Store {
         result
     }
 
+    /// The object at `key`, whole.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Local(l) => l.get(key).await,
+            Backend::S3(s) => s.get(key).await,
+        };
+        metrics::histogram!(names::STORE_REQUEST_SECONDS, "op" => "get")
+            .record(started.elapsed().as_secs_f64());
+        self.observe(&result);
+        result
+    }
+
     /// Every object whose key starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Object>, StoreError> {
         let started = Instant::now();

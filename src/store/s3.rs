@@ -238,6 +238,28 @@ impl S3 {
         Ok(())
     }
 
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| self.error("get", key, e))?;
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                endpoint: self.endpoint(),
+                op: "get",
+                key: key.to_owned(),
+                error: aws_error_chain(&e),
+            })?;
+        Ok(body.into_bytes())
+    }
+
     /// One listing request of at most one key: credentials, region and bucket are right.
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.client

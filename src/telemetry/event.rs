@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::names;
 
@@ -45,6 +45,22 @@ pub enum Event {
         key: String,
         error: String,
     },
+    /// Objects loaded into the warehouse in one transaction.
+    Loaded {
+        table: String,
+        objects: usize,
+        rows: u64,
+        took: Duration,
+    },
+    /// A lake object the loader cannot read (corrupt, or not the lake's): skipped, never
+    /// loaded.
+    ObjectSkipped {
+        table: String,
+        key: String,
+        error: String,
+    },
+    /// A table whose loads stop (a change the warehouse cannot follow): the other tables go on.
+    TableStopped { table: String, error: String },
 }
 
 impl Event {
@@ -55,6 +71,9 @@ impl Event {
             Event::Restarted { half, .. } => half,
             Event::FileWritten { .. } => "batcher",
             Event::ObjectRejected { .. } => "store",
+            Event::Loaded { .. } | Event::ObjectSkipped { .. } | Event::TableStopped { .. } => {
+                "loader"
+            }
         }
     }
 
@@ -66,6 +85,9 @@ impl Event {
             Event::Restarted { .. } => "restarted",
             Event::FileWritten { .. } => "file_written",
             Event::ObjectRejected { .. } => "object_rejected",
+            Event::Loaded { .. } => "loaded",
+            Event::ObjectSkipped { .. } => "object_skipped",
+            Event::TableStopped { .. } => "table_stopped",
         }
     }
 }
@@ -113,6 +135,18 @@ pub fn emit(event: Event) {
             key,
             error,
         } => warn!(%endpoint, %key, %error, "the store rejected an object"),
+        Event::Loaded {
+            table,
+            objects,
+            rows,
+            took,
+        } => info!(%table, objects, rows, ?took, "loaded into the warehouse"),
+        Event::ObjectSkipped { table, key, error } => {
+            error!(%table, %key, %error, "lake object skipped: it is never loaded; move it aside or mend it and replay the table")
+        }
+        Event::TableStopped { table, error } => {
+            error!(%table, %error, "loads of {table} stopped; the other tables go on. Mend the warehouse table (or drop it to rebuild it by replay) and restart the sink")
+        }
     }
     metrics::counter!(names::EVENTS_TOTAL, "kind" => event.kind(), "stage" => event.stage())
         .increment(1);

@@ -21,6 +21,18 @@ pub const BATCHER_COMMIT_TO_DURABLE_SECONDS: &str = "freshet_batcher_commit_to_d
 /// One store request's duration, by operation (put, list).
 pub const STORE_REQUEST_SECONDS: &str = "freshet_store_request_seconds";
 
+/// Rows copied into the warehouse's staging table, by table (before the merge drops what an
+/// earlier load took or what is not newer).
+pub const LOADER_ROWS_COPIED_TOTAL: &str = "freshet_loader_rows_copied_total";
+/// Lake objects loaded, by table.
+pub const LOADER_OBJECTS_LOADED_TOTAL: &str = "freshet_loader_objects_loaded_total";
+/// One load transaction's duration (fetching the objects included), by table.
+pub const LOADER_LOAD_SECONDS: &str = "freshet_loader_load_seconds";
+/// Commit in PostgreSQL → visible in the warehouse, for the oldest change of each load.
+pub const LOADER_COMMIT_TO_VISIBLE_SECONDS: &str = "freshet_loader_commit_to_visible_seconds";
+/// Objects waiting to be loaded, by table.
+pub const LOADER_PENDING_OBJECTS: &str = "freshet_loader_pending_objects";
+
 /// Restarts of a half after a transient failure, by half.
 pub const PIPELINE_RESTARTS_TOTAL: &str = "freshet_pipeline_restarts_total";
 /// Notable events, by kind and stage (see `telemetry::Event`).

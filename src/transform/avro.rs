@@ -215,12 +215,14 @@ fn capitalise(s: &str) -> String {
 }
 
 /// Builds the schemas of `table`; `key_columns` overrides the replica identity as the key
-/// (the primary key, or for the EAV value table a prefix of it); `eav` adds the attribute
-/// to Freshet's field; `nullable` forces columns nullable whatever the catalog says.
+/// (the primary key, or for the EAV value table a prefix of it); `primary_key` is the
+/// table's primary key when it has one; `eav` adds the attribute to Freshet's field;
+/// `nullable` forces columns nullable whatever the catalog says.
 pub fn table_schema(
     prefix: &str,
     table: &Table,
     key_columns: Option<&[usize]>,
+    primary_key: Option<&[usize]>,
     eav: bool,
     options: &Options,
     nullable: &HashSet<String>,
@@ -229,14 +231,27 @@ pub fn table_schema(
     let mut defined = HashSet::new();
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut layouts = Vec::with_capacity(table.columns.len());
-    for c in &table.columns {
+    // What identifies a row, for the warehouse's merge: the primary key, else the replica
+    // identity's index; a table with neither (FULL identity alone) is a multiset.
+    let row_key: Vec<usize> = match primary_key {
+        Some(k) => k.to_vec(),
+        None if table.replica_identity == b'f' => Vec::new(),
+        None => (0..table.columns.len())
+            .filter(|&i| table.columns[i].key)
+            .collect(),
+    };
+    for (i, c) in table.columns.iter().enumerate() {
         let (ty, enc) = column::column_type(
             &ColumnKind::of(&c.ty, c.type_modifier),
             options,
             &mut defined,
         );
         let optional = c.nullable || nullable.contains(&c.name);
-        fields.push(field(c, ty, optional));
+        let mut f = field(c, ty, optional);
+        if let Some(n) = row_key.iter().position(|&k| k == i) {
+            f["pg_key"] = json!(n + 1);
+        }
+        fields.push(f);
         layouts.push(Layout {
             enc,
             nullable: optional,

@@ -166,6 +166,8 @@ pub fn read_change(schema: &Schema, value: &Avro) -> Result<ChangeRecord, ShapeE
 #[derive(Debug)]
 pub struct RowShape {
     columns: Vec<(String, TypeInfo, i32)>,
+    /// The columns that identify a row (`pg_key`), in key order; empty for a multiset.
+    key: Vec<String>,
 }
 
 impl RowShape {
@@ -173,9 +175,30 @@ impl RowShape {
         let Some(fields) = row_fields(schema) else {
             return shape("no before/after row record");
         };
+        let mut key: Vec<(i64, String)> = fields
+            .iter()
+            .filter_map(|f| {
+                let n = f.custom_attributes.get("pg_key")?.as_i64()?;
+                let name = f.custom_attributes.get("pg_name").and_then(Json::as_str);
+                Some((n, name.unwrap_or(&f.name).to_owned()))
+            })
+            .collect();
+        key.sort();
         Ok(RowShape {
             columns: columns_of(fields)?,
+            key: key.into_iter().map(|(_, name)| name).collect(),
         })
+    }
+
+    /// The columns that identify a row, in key order: the primary key, else the replica
+    /// identity's index; empty for a table with neither.
+    pub fn key(&self) -> &[String] {
+        &self.key
+    }
+
+    /// Each column's PostgreSQL type and modifier, in column order.
+    pub fn types(&self) -> impl Iterator<Item = (&str, &TypeInfo, i32)> {
+        self.columns.iter().map(|(n, t, m)| (n.as_str(), t, *m))
     }
 
     /// The table's columns in column order, with their kinds.

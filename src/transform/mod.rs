@@ -583,20 +583,18 @@ impl Transform {
             Some(c) => c.role(table)?,
             None => eav::Role::Other,
         };
+        let primary_key = self
+            .primary_keys
+            .get(&(table.schema.clone(), table.name.clone()))
+            .and_then(|names| {
+                names
+                    .iter()
+                    .map(|n| table.columns.iter().position(|c| &c.name == n))
+                    .collect::<Option<Vec<usize>>>()
+            });
         let (key_columns, eav) = match (&self.catalog, role) {
             (Some(c), eav::Role::Values { .. }) => (Some(c.key_columns(table)?), true),
-            _ => {
-                let pk = self
-                    .primary_keys
-                    .get(&(table.schema.clone(), table.name.clone()))
-                    .and_then(|names| {
-                        names
-                            .iter()
-                            .map(|n| table.columns.iter().position(|c| &c.name == n))
-                            .collect::<Option<Vec<usize>>>()
-                    });
-                (pk, false)
-            }
+            _ => (primary_key.clone(), false),
         };
         let previous = self.versions.get(&table.oid);
         // A column nullable in the previous version stays nullable: a schema that stopped
@@ -610,6 +608,7 @@ impl Transform {
                 &self.topic_prefix,
                 table,
                 key_columns.as_deref(),
+                primary_key.as_deref(),
                 eav,
                 &self.options,
                 nullable,

@@ -127,7 +127,8 @@ def rows(key, body):
                 image[c] = json.loads(r[c])
             else:
                 image[c] = render(r[c])
-        for c in r["_freshet_unchanged"]:
+        unchanged = json.loads(r["_freshet_unchanged"]) if r["_freshet_unchanged"] else []
+        for c in unchanged:
             image.pop(c, None)
         op = r["_freshet_op"]
         before = after = None
@@ -146,7 +147,7 @@ def rows(key, body):
             "table": name,
             "before": before,
             "after": after,
-            "unchanged": r["_freshet_unchanged"],
+            "unchanged": unchanged,
             "commit_ts": r["_freshet_commit_ts"].isoformat(),
             "partition": r["_freshet_kafka_partition"],
             "offset": r["_freshet_kafka_offset"],

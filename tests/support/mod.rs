@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod lake;
 pub mod registry;
 pub mod types;
+pub mod warehouse;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -217,7 +217,15 @@ fn meta<'a>(origin: &'a Origin, op: char) -> Meta<'a> {
 }
 
 fn schema(t: &Table) -> TableSchema {
-    table_schema("shop", t, None, true, &Options::default(), &HashSet::new())
+    table_schema(
+        "shop",
+        t,
+        None,
+        None,
+        true,
+        &Options::default(),
+        &HashSet::new(),
+    )
 }
 
 /// The envelope's fields by name.
@@ -445,7 +453,15 @@ fn schemas_carry_debezium_s_names_and_not_null_columns_are_required() {
         time_precision: crate::config::TimePrecision::Connect,
         ..Options::default()
     };
-    let s = table_schema("shop", &table(), None, false, &connect, &HashSet::new());
+    let s = table_schema(
+        "shop",
+        &table(),
+        None,
+        None,
+        false,
+        &connect,
+        &HashSet::new(),
+    );
     let ts = &s.value["fields"][0]["type"][1]["fields"][12]["type"][1];
     assert_eq!(ts["logicalType"], "timestamp-millis");
 }
@@ -471,7 +487,15 @@ fn keys_are_required_fields_with_the_same_bytes_whatever_the_rest_of_the_row() {
     // Lossy is fine in a key (the value carries the exact text); NaN has no key form.
     let mut t = table();
     t.columns[6].key = true;
-    let keyed = table_schema("p", &t, None, false, &Options::default(), &HashSet::new());
+    let keyed = table_schema(
+        "p",
+        &t,
+        None,
+        None,
+        false,
+        &Options::default(),
+        &HashSet::new(),
+    );
     let mut lossy = row();
     lossy[6] = v(Value::Numeric("1.50".into()));
     assert!(keyed.encode_key(&lossy, &mut Vec::new()).is_ok());
@@ -506,6 +530,7 @@ fn a_null_in_a_not_null_column_is_written_as_debezium_does_and_read_back_as_null
         "shop",
         &t,
         None,
+        None,
         true,
         &Options::default(),
         &HashSet::from(["required_n".to_owned()]),
@@ -521,11 +546,13 @@ fn full_identity_tables_key_only_by_an_explicit_primary_key() {
         c.key = true;
     }
     let o = Options::default();
-    assert!(table_schema("p", &t, None, false, &o, &HashSet::new())
-        .key
-        .is_none());
     assert!(
-        table_schema("p", &t, Some(&[0]), false, &o, &HashSet::new())
+        table_schema("p", &t, None, None, false, &o, &HashSet::new())
+            .key
+            .is_none()
+    );
+    assert!(
+        table_schema("p", &t, Some(&[0]), None, false, &o, &HashSet::new())
             .key
             .is_some()
     );
@@ -536,7 +563,16 @@ fn adding_a_nullable_column_is_backward_compatible_and_a_type_change_is_not() {
     use crate::transform::encoding::backward;
     let parse = |t: &Table| {
         Schema::parse(
-            &table_schema("p", t, None, false, &Options::default(), &HashSet::new()).value,
+            &table_schema(
+                "p",
+                t,
+                None,
+                None,
+                false,
+                &Options::default(),
+                &HashSet::new(),
+            )
+            .value,
         )
         .unwrap()
     };

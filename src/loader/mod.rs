@@ -1,0 +1,762 @@
+//! The loader: lake objects into the warehouse, exactly once in effect.
+//!
+//! Per table, pending objects are loaded in batches, each in one warehouse transaction:
+//! COPY into staging, the newest change per key merged into the change table (or, for a
+//! table without a key, each change's row deltas added), and the objects' (partition,
+//! offsets) written into the ledger. The ledger is the loader's position: on start it reads
+//! it and loads only what it does not cover; a reloaded object, or one overlapping a loaded
+//! one, changes nothing (see [`sql`]).
+//!
+//! A table whose change the warehouse cannot follow (a column's type changed) stops alone;
+//! an unreadable object is skipped and named; a warehouse that does not answer is waited
+//! for, with `stalled` and `recovered` events, the objects staying in the lake meanwhile.
+
+mod copy;
+pub mod postgres;
+pub mod sql;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, Instrument as _};
+
+use crate::batcher::columns::{Description, DESCRIPTION_KEY};
+use crate::batcher::layout::{self, Span};
+use crate::batcher::{Share, Written};
+use crate::config::{Pipeline, WarehouseDriver};
+use crate::store::{Store, StoreError};
+use crate::telemetry::{self, names, Event};
+use postgres::Postgres;
+use sql::{Column, Dialect};
+
+/// At most this many objects, or bytes of them, per load.
+const MAX_OBJECTS: usize = 32;
+const MAX_BYTES: u64 = 256 << 20;
+/// Waits between attempts while the warehouse does not answer.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("warehouse {endpoint}: {error}\n  in: {statement}")]
+    Warehouse {
+        endpoint: String,
+        /// The statement that failed (shortened), or what the driver was doing.
+        statement: String,
+        error: String,
+        transient: bool,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("lake object {key}: {why}")]
+    Object { key: String, why: String },
+    /// A change the warehouse table cannot follow.
+    #[error("{table}: column {column}: {why}")]
+    Column {
+        table: String,
+        column: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl LoaderError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LoaderError::Warehouse { transient, .. } => *transient,
+            LoaderError::Store(s) => s.is_transient(),
+            LoaderError::Object { .. } | LoaderError::Column { .. } | LoaderError::Config(_) => {
+                false
+            }
+        }
+    }
+}
+
+/// One table as the loader handles it.
+#[derive(Clone, Debug)]
+pub struct TableSettings {
+    /// `schema.table` at the source.
+    pub source: String,
+    /// The table's directory in the lake.
+    pub dir: String,
+    /// The warehouse's view (and change table) name.
+    pub name: String,
+    /// How long a written object may wait for its load: half the table's freshness budget.
+    pub cadence: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub tables: Vec<TableSettings>,
+    pub schema: String,
+    pub share: Option<Share>,
+}
+
+impl Settings {
+    /// `None` without a `warehouse` section; an error when two tables would share a name.
+    pub fn from_pipeline(p: &Pipeline) -> Result<Option<Settings>, LoaderError> {
+        let Some(w) = &p.warehouse else {
+            return Ok(None);
+        };
+        let mut tables: Vec<TableSettings> = Vec::new();
+        for t in &p.source.tables {
+            let t = &t.value;
+            let budget = p
+                .tables
+                .get(&t.to_string())
+                .and_then(|s| p.freshness_classes.get(&s.value.freshness.value))
+                .map(|d| d.0);
+            if let Some(other) = tables.iter().find(|o| o.name == t.table) {
+                return Err(LoaderError::Config(format!(
+                    "{t} and {} would both be the warehouse's {}.{}: the warehouse names tables \
+                     by the source table's name",
+                    other.source, w.schema, t.table
+                )));
+            }
+            tables.push(TableSettings {
+                source: t.to_string(),
+                dir: layout::table_dir(&t.schema, &t.table),
+                name: t.table.clone(),
+                cadence: budget.map_or(Duration::from_secs(15), |b| b / 2),
+            });
+        }
+        Ok(Some(Settings {
+            tables,
+            schema: w.schema.clone(),
+            share: None,
+        }))
+    }
+}
+
+/// What a run loaded.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub loads: u64,
+    pub objects: u64,
+    pub rows: u64,
+}
+
+/// The warehouse, by driver.
+enum Warehouse {
+    Postgres(Postgres),
+}
+
+impl Warehouse {
+    async fn connect(p: &Pipeline) -> Result<Warehouse, LoaderError> {
+        let Some(w) = &p.warehouse else {
+            return Err(LoaderError::Config("no warehouse section".into()));
+        };
+        match (w.driver.value, &w.postgres) {
+            (WarehouseDriver::Postgres, Some(pg)) => {
+                Ok(Warehouse::Postgres(Postgres::connect(&pg.url).await?))
+            }
+            (WarehouseDriver::Postgres, None) => Err(LoaderError::Config(
+                "warehouse.driver postgres needs a warehouse.postgres section".into(),
+            )),
+            (WarehouseDriver::RedshiftData, _) => Err(LoaderError::Config(
+                "warehouse.driver redshift_data: this build of Freshet loads into PostgreSQL \
+                 only; the Redshift Data API driver is not built yet"
+                    .into(),
+            )),
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            Warehouse::Postgres(_) => Postgres::DIALECT,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        match self {
+            Warehouse::Postgres(p) => p.endpoint().to_owned(),
+        }
+    }
+
+    async fn execute(&mut self, statements: &[String]) -> Result<(), LoaderError> {
+        match self {
+            Warehouse::Postgres(p) => p.execute(statements).await,
+        }
+    }
+
+    async fn columns(&self, t: &sql::Table) -> Result<Vec<(String, String)>, LoaderError> {
+        match self {
+            Warehouse::Postgres(p) => p.columns(t).await,
+        }
+    }
+
+    async fn ledger(&self, t: &sql::Table) -> Result<Vec<(i32, i64, i64)>, LoaderError> {
+        match self {
+            Warehouse::Postgres(p) => p.ledger(t).await,
+        }
+    }
+
+    async fn load(
+        &mut self,
+        load: &sql::Load,
+        objects: &[(String, Bytes)],
+        table_columns: usize,
+    ) -> Result<u64, LoaderError> {
+        match self {
+            Warehouse::Postgres(p) => p.load(load, objects, table_columns).await,
+        }
+    }
+}
+
+/// An object waiting for its load.
+#[derive(Clone, Debug)]
+struct Pending {
+    key: String,
+    span: Span,
+    bytes: u64,
+    /// The oldest commit among its rows (Unix ms), when the batcher said.
+    oldest_commit_ms: Option<i64>,
+}
+
+/// Per table: what the ledger covers and what waits.
+struct TableState {
+    settings: TableSettings,
+    /// Loaded offset ranges per partition.
+    loaded: HashMap<i32, Vec<(i64, i64)>>,
+    /// By (partition, first offset).
+    pending: BTreeMap<(i32, i64), Pending>,
+    due: Option<Instant>,
+    stopped: bool,
+}
+
+impl TableState {
+    fn covered(&self, span: Span) -> bool {
+        let mut ranges = self
+            .loaded
+            .get(&span.partition)
+            .cloned()
+            .unwrap_or_default();
+        ranges.sort_unstable();
+        let mut next = span.first;
+        for (first, last) in ranges {
+            if first <= next && last >= next {
+                next = last + 1;
+            }
+        }
+        next > span.last
+    }
+
+    fn add(&mut self, p: Pending) {
+        if self.stopped || self.covered(p.span) {
+            return;
+        }
+        let now = Instant::now();
+        let due = now + self.settings.cadence;
+        self.due = Some(self.due.map_or(due, |d| d.min(due)));
+        let pending_bytes: u64 = self.pending.values().map(|p| p.bytes).sum::<u64>() + p.bytes;
+        if self.pending.len() + 1 >= MAX_OBJECTS || pending_bytes >= MAX_BYTES {
+            self.due = Some(now);
+        }
+        self.pending.insert((p.span.partition, p.span.first), p);
+    }
+}
+
+struct Loader<'a> {
+    p: &'a Pipeline,
+    settings: &'a Settings,
+    store: &'a Store,
+    warehouse: Option<Warehouse>,
+    tables: Vec<TableState>,
+    summary: Summary,
+    /// Since when the warehouse has not answered, while it does not.
+    failing_since: Option<Instant>,
+}
+
+/// Runs the loader until `stopped` (between loads: a load under way finishes first) or a
+/// failure no table can go on past.
+pub async fn run(
+    p: &Pipeline,
+    settings: &Settings,
+    store: &Store,
+    mut written: mpsc::UnboundedReceiver<Written>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<Summary, LoaderError> {
+    let span = tracing::info_span!("sink", stage = "loader");
+    async move {
+        let mut l = Loader {
+            p,
+            settings,
+            store,
+            warehouse: None,
+            tables: settings
+                .tables
+                .iter()
+                .map(|t| TableState {
+                    settings: t.clone(),
+                    loaded: HashMap::new(),
+                    pending: BTreeMap::new(),
+                    due: None,
+                    stopped: false,
+                })
+                .collect(),
+            summary: Summary::default(),
+            failing_since: None,
+        };
+        if !l.start(&mut stopped).await? {
+            return Ok(l.summary);
+        }
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut stopped_in_load = stopped.clone();
+        loop {
+            let next_due = l.tables.iter().filter_map(|t| t.due).min();
+            if let Some(at) = next_due {
+                timer.as_mut().reset(at.into());
+            }
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|s| *s) => break,
+                w = written.recv() => match w {
+                    Some(w) => l.written(w),
+                    // The batcher is gone: the supervisor restarts the half.
+                    None => break,
+                },
+                _ = &mut timer, if next_due.is_some() => {
+                    if !l.load_due(&mut stopped_in_load).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        info!(
+            loads = l.summary.loads,
+            objects = l.summary.objects,
+            rows = l.summary.rows,
+            "loader stopped; objects not yet loaded stay in the lake for the next start"
+        );
+        Ok(l.summary)
+    }
+    .instrument(span)
+    .await
+}
+
+impl Loader<'_> {
+    fn table(&self, source: &str) -> sql::Table {
+        let t = self.tables.iter().find(|t| t.settings.source == source);
+        sql::Table {
+            source: source.to_owned(),
+            schema: self.settings.schema.clone(),
+            name: t.map_or_else(String::new, |t| t.settings.name.clone()),
+            key: Vec::new(),
+            eav: false,
+        }
+    }
+
+    /// Sets the warehouse up, reads the ledger and lists the lake; false when stopped first.
+    async fn start(&mut self, stopped: &mut watch::Receiver<bool>) -> Result<bool, LoaderError> {
+        let schema = self.settings.schema.clone();
+        let sources: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| t.settings.source.clone())
+            .collect();
+        let mut ledgers = Vec::new();
+        for source in &sources {
+            let t = self.table(source);
+            let schema = schema.clone();
+            let got = self
+                .with_warehouse(stopped, move |w| {
+                    let (t, schema) = (t.clone(), schema.clone());
+                    Box::pin(async move {
+                        w.execute(&sql::setup(&schema, w.dialect())).await?;
+                        w.ledger(&t).await
+                    })
+                })
+                .await?;
+            match got {
+                Some(l) => ledgers.push(l),
+                None => return Ok(false),
+            }
+        }
+        for (state, ledger) in self.tables.iter_mut().zip(ledgers) {
+            for (partition, first, last) in ledger {
+                state
+                    .loaded
+                    .entry(partition)
+                    .or_default()
+                    .push((first, last));
+            }
+        }
+        for i in 0..self.tables.len() {
+            let dir = self.tables[i].settings.dir.clone();
+            let objects = loop {
+                match self.store.list(&format!("{dir}/")).await {
+                    Ok(o) => break o,
+                    Err(e) if e.is_transient() => {
+                        if wait(stopped, RETRY_MIN).await {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            for o in objects {
+                let Some(span) = layout::parse(&o.key) else {
+                    continue;
+                };
+                if self
+                    .settings
+                    .share
+                    .is_some_and(|s| !s.takes(span.partition))
+                {
+                    continue;
+                }
+                self.tables[i].add(Pending {
+                    key: o.key,
+                    span,
+                    bytes: o.size,
+                    oldest_commit_ms: None,
+                });
+            }
+            // What the lake held before this start loads now.
+            if !self.tables[i].pending.is_empty() {
+                self.tables[i].due = Some(Instant::now());
+            }
+            info!(
+                table = %self.tables[i].settings.source,
+                pending = self.tables[i].pending.len(),
+                "resuming from the warehouse's ledger"
+            );
+        }
+        Ok(true)
+    }
+
+    fn written(&mut self, w: Written) {
+        let Some(t) = self.tables.iter_mut().find(|t| t.settings.dir == w.dir) else {
+            return;
+        };
+        t.add(Pending {
+            key: w.key,
+            span: w.span,
+            bytes: w.bytes,
+            oldest_commit_ms: Some(w.oldest_commit_ms),
+        });
+        metrics::gauge!(names::LOADER_PENDING_OBJECTS, "table" => t.settings.source.clone())
+            .set(t.pending.len() as f64);
+    }
+
+    /// Loads every table that is due; false when stopped meanwhile.
+    async fn load_due(&mut self, stopped: &mut watch::Receiver<bool>) -> Result<bool, LoaderError> {
+        let now = Instant::now();
+        for i in 0..self.tables.len() {
+            if self.tables[i].due.is_none_or(|d| d > now) {
+                continue;
+            }
+            self.tables[i].due = None;
+            while !self.tables[i].pending.is_empty() && !self.tables[i].stopped {
+                if *stopped.borrow() {
+                    return Ok(false);
+                }
+                match self.load_batch(i, stopped).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(false),
+                    Err(e) => {
+                        let t = &mut self.tables[i];
+                        t.stopped = true;
+                        t.pending.clear();
+                        telemetry::emit(Event::TableStopped {
+                            table: t.settings.source.clone(),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+            let t = &self.tables[i];
+            metrics::gauge!(names::LOADER_PENDING_OBJECTS, "table" => t.settings.source.clone())
+                .set(t.pending.len() as f64);
+        }
+        Ok(true)
+    }
+
+    /// Loads the table's next batch of objects; false when stopped while waiting for the
+    /// warehouse. An error stops the table.
+    async fn load_batch(
+        &mut self,
+        i: usize,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Result<bool, LoaderError> {
+        let started = Instant::now();
+        let source = self.tables[i].settings.source.clone();
+        // Fetch objects in offset order until the batch is full or the columns change.
+        let mut batch: Vec<(Pending, Bytes)> = Vec::new();
+        let mut description: Option<Description> = None;
+        let mut bytes = 0;
+        let candidates: Vec<Pending> = self.tables[i].pending.values().cloned().collect();
+        for p in candidates {
+            if batch.len() >= MAX_OBJECTS || (bytes >= MAX_BYTES && !batch.is_empty()) {
+                break;
+            }
+            let body = loop {
+                match self.store.get(&p.key).await {
+                    Ok(b) => break b,
+                    Err(e) if e.is_transient() => {
+                        if wait(stopped, RETRY_MIN).await {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let d = match describe(&body) {
+                Ok(d) if d.table == source => d,
+                Ok(d) => {
+                    self.skip(i, &p, format!("it holds {}, not {source}", d.table));
+                    continue;
+                }
+                Err(why) => {
+                    self.skip(i, &p, why);
+                    continue;
+                }
+            };
+            if description.as_ref().is_some_and(|first| *first != d) {
+                break;
+            }
+            description = Some(d);
+            bytes += body.len() as u64;
+            batch.push((p, body));
+        }
+        let Some(description) = description else {
+            return Ok(true);
+        };
+        let kinds = description.kinds().map_err(|why| LoaderError::Object {
+            key: batch[0].0.key.clone(),
+            why,
+        })?;
+        let columns: Vec<Column> = kinds
+            .into_iter()
+            .map(|(name, kind)| Column { name, kind })
+            .collect();
+        let mut t = self.table(&source);
+        t.key = description.key.clone();
+        t.eav = description.eav;
+        let objects: Vec<sql::Object> = batch
+            .iter()
+            .map(|(p, _)| sql::Object {
+                key: p.key.clone(),
+                partition: p.span.partition,
+                first: p.span.first,
+                last: p.span.last,
+            })
+            .collect();
+        let bodies: Vec<(String, Bytes)> = batch
+            .iter()
+            .map(|(p, b)| (p.key.clone(), b.clone()))
+            .collect();
+        let loaded = self
+            .with_warehouse(stopped, |w| {
+                let (t, columns, objects, bodies) =
+                    (t.clone(), columns.clone(), objects.clone(), bodies.clone());
+                Box::pin(async move {
+                    let table_columns = prepare(w, &t, &columns).await?;
+                    let at = chrono::Utc::now().to_rfc3339();
+                    let load = sql::load(&t, &columns, &table_columns, &objects, &at, w.dialect());
+                    w.load(&load, &bodies, columns.len()).await
+                })
+            })
+            .await;
+        let rows = match loaded {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return Ok(false),
+            Err(LoaderError::Object { key, why }) => {
+                if let Some((p, _)) = batch.iter().find(|(p, _)| p.key == key) {
+                    let p = p.clone();
+                    self.skip(i, &p, why);
+                    return Ok(true);
+                }
+                return Err(LoaderError::Object { key, why });
+            }
+            Err(e) => return Err(e),
+        };
+        let took = started.elapsed();
+        let state = &mut self.tables[i];
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (p, _) in &batch {
+            state.pending.remove(&(p.span.partition, p.span.first));
+            state
+                .loaded
+                .entry(p.span.partition)
+                .or_default()
+                .push((p.span.first, p.span.last));
+            if let Some(c) = p.oldest_commit_ms {
+                metrics::histogram!(names::LOADER_COMMIT_TO_VISIBLE_SECONDS, "table" => source.clone())
+                    .record(now_ms.saturating_sub(c).max(0) as f64 / 1000.0);
+            }
+        }
+        metrics::counter!(names::LOADER_ROWS_COPIED_TOTAL, "table" => source.clone())
+            .increment(rows);
+        metrics::counter!(names::LOADER_OBJECTS_LOADED_TOTAL, "table" => source.clone())
+            .increment(batch.len() as u64);
+        metrics::histogram!(names::LOADER_LOAD_SECONDS, "table" => source.clone())
+            .record(took.as_secs_f64());
+        telemetry::emit(Event::Loaded {
+            table: source,
+            objects: batch.len(),
+            rows,
+            took,
+        });
+        self.summary.loads += 1;
+        self.summary.objects += batch.len() as u64;
+        self.summary.rows += rows;
+        Ok(true)
+    }
+
+    fn skip(&mut self, i: usize, p: &Pending, error: String) {
+        let t = &mut self.tables[i];
+        t.pending.remove(&(p.span.partition, p.span.first));
+        telemetry::emit(Event::ObjectSkipped {
+            table: t.settings.source.clone(),
+            key: p.key.clone(),
+            error,
+        });
+    }
+
+    /// Runs `op` on the warehouse, connecting first when needed; while the warehouse does
+    /// not answer, waits and tries again (reconnecting), with one `stalled` event and one
+    /// `recovered`. `None` when stopped while waiting.
+    async fn with_warehouse<T>(
+        &mut self,
+        stopped: &mut watch::Receiver<bool>,
+        mut op: impl for<'w> FnMut(
+            &'w mut Warehouse,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, LoaderError>> + Send + 'w>,
+        >,
+    ) -> Result<Option<T>, LoaderError> {
+        let mut backoff = RETRY_MIN;
+        loop {
+            let result = match &mut self.warehouse {
+                Some(w) => op(w).await,
+                None => match Warehouse::connect(self.p).await {
+                    Ok(w) => {
+                        let w = self.warehouse.insert(w);
+                        op(w).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(v) => {
+                    if let Some(at) = self.failing_since.take() {
+                        telemetry::emit(Event::Recovered {
+                            stage: "loader",
+                            endpoint: self.endpoint(),
+                            waited: at.elapsed(),
+                        });
+                    }
+                    return Ok(Some(v));
+                }
+                Err(e) if e.is_transient() => {
+                    // The connection may be dead: the next attempt makes a new one.
+                    self.warehouse = None;
+                    if self.failing_since.is_none() {
+                        self.failing_since = Some(Instant::now());
+                        telemetry::emit(Event::Stalled {
+                            stage: "loader",
+                            endpoint: self.endpoint(),
+                            waited: Duration::ZERO,
+                            error: e.to_string(),
+                        });
+                    }
+                    if wait(stopped, backoff).await {
+                        return Ok(None);
+                    }
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        match (&self.warehouse, &self.p.warehouse) {
+            (Some(w), _) => w.endpoint(),
+            (None, Some(w)) => match &w.postgres {
+                Some(pg) => crate::pg::endpoint(&pg.url.to_config()),
+                None => "the warehouse".into(),
+            },
+            (None, None) => "the warehouse".into(),
+        }
+    }
+}
+
+/// Makes the change table and its view on the first load; adds the columns the source
+/// added; refuses a column whose type changed. Returns the change table's source columns.
+async fn prepare(
+    w: &mut Warehouse,
+    t: &sql::Table,
+    columns: &[Column],
+) -> Result<Vec<String>, LoaderError> {
+    let d = w.dialect();
+    let mut existing = w.columns(t).await?;
+    if existing.is_empty() {
+        let mut statements = sql::create(t, columns, d);
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        statements.push(sql::view(t, &names, d));
+        w.execute(&statements).await?;
+        existing = w.columns(t).await?;
+    }
+    let mut added = false;
+    for c in columns {
+        let want = sql::sql_type(&c.kind, d);
+        match existing.iter().find(|(n, _)| *n == c.name) {
+            Some((_, have)) if *have == want => {}
+            Some((_, have)) => {
+                return Err(LoaderError::Column {
+                    table: t.source.clone(),
+                    column: c.name.clone(),
+                    why: format!(
+                        "the source's type is now {want}, the warehouse's {} holds {have}; the \
+                         warehouse cannot follow: rebuild the table (drop {} and replay)",
+                        t.changes(),
+                        t.changes()
+                    ),
+                });
+            }
+            None => {
+                w.execute(&[sql::add_column(t, c, d)]).await?;
+                existing.push((c.name.clone(), want));
+                added = true;
+            }
+        }
+    }
+    let source_columns: Vec<String> = existing
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| !n.starts_with("_freshet_"))
+        .collect();
+    if added {
+        w.execute(&[sql::view(t, &source_columns, d)]).await?;
+    }
+    Ok(source_columns)
+}
+
+/// The table description an object carries.
+fn describe(body: &Bytes) -> Result<Description, String> {
+    let reader = SerializedFileReader::new(body.clone())
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let text = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == DESCRIPTION_KEY))
+        .and_then(|kv| kv.value.clone())
+        .ok_or_else(|| format!("no {DESCRIPTION_KEY} metadata: not an object Freshet wrote"))?;
+    serde_json::from_str(&text).map_err(|e| format!("its {DESCRIPTION_KEY} metadata: {e}"))
+}
+
+/// Sleeps `d`; true when stopped first.
+async fn wait(stopped: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = stopped.wait_for(|s| *s) => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,790 @@
+//! The warehouse's SQL, written once for both drivers.
+//!
+//! Redshift rules the text (its MERGE has one `WHEN MATCHED THEN UPDATE` and one `WHEN NOT
+//! MATCHED THEN INSERT`, no `AND` conditions, a table as source with one row per key; keys
+//! are not enforced; TRUNCATE commits; COPY maps Parquet columns by position), and the same
+//! statements run on PostgreSQL 15. The dialects differ only in type names, table options,
+//! reading a JSON field, and how a view repeats a row of a multiset.
+//!
+//! Per table the warehouse holds, in the schema `{schema}_freshet`:
+//! - the change table (`{table}`): a keyed table's newest change per key, deletes kept as
+//!   tombstones (`_freshet_deleted`) so an older change replayed later never brings a row
+//!   back; a table without a key as signed row deltas (`_freshet_delta`), one per change and
+//!   image, so the source's duplicate rows count as often as they occur;
+//! - its row in `_freshet_tables`: the TRUNCATE barrier (the identity of the last TRUNCATE:
+//!   rows changed before it are gone) and what is loaded;
+//! - its rows in `_freshet_ledger`: the (partition, offsets) of every object loaded, written
+//!   in the load's own transaction.
+//!
+//! and in `{schema}` a view named as the source table holding exactly the source's rows.
+
+use crate::kind::ColumnKind;
+
+/// Which warehouse the text is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Redshift,
+}
+
+/// The staging table of one load (temporary: dropped with the session, and by the load).
+pub const STAGE: &str = "freshet_stage";
+/// One row per key: the newest staged change with its TOAST-unchanged columns filled in.
+pub const NEWEST: &str = "freshet_newest";
+pub const LEDGER: &str = "_freshet_ledger";
+pub const TABLES: &str = "_freshet_tables";
+
+/// Redshift's widest VARCHAR, in bytes.
+pub const REDSHIFT_VARCHAR_BYTES: usize = 65_535;
+
+/// One table as the warehouse holds it.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// `schema.table` at the source: the ledger's and `_freshet_tables`' key.
+    pub source: String,
+    /// The warehouse schema of the views; Freshet's own tables are in `{schema}_freshet`.
+    pub schema: String,
+    /// The view's and the change table's name: the source table's.
+    pub name: String,
+    /// The columns that identify a row; empty for a multiset.
+    pub key: Vec<String>,
+    pub eav: bool,
+}
+
+/// A column as the load knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+/// One object of a load.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub key: String,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// A load's statements, in one transaction: `before_copy`, the driver's COPY into
+/// [`STAGE`], then `after_copy`.
+#[derive(Debug)]
+pub struct Load {
+    pub before_copy: Vec<String>,
+    pub after_copy: Vec<String>,
+}
+
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl Table {
+    pub fn state_schema(&self) -> String {
+        ident(&format!("{}_freshet", self.schema))
+    }
+
+    /// The change table.
+    pub fn changes(&self) -> String {
+        format!("{}.{}", self.state_schema(), ident(&self.name))
+    }
+
+    pub fn view(&self) -> String {
+        format!("{}.{}", ident(&self.schema), ident(&self.name))
+    }
+
+    pub fn ledger(&self) -> String {
+        format!("{}.{LEDGER}", self.state_schema())
+    }
+
+    pub fn tables(&self) -> String {
+        format!("{}.{TABLES}", self.state_schema())
+    }
+
+    fn keyed(&self) -> bool {
+        !self.key.is_empty()
+    }
+
+    /// The EAV value table's attribute columns.
+    fn attribute_columns(&self) -> &'static [&'static str] {
+        if self.eav {
+            &["_freshet_attribute_name", "_freshet_attribute_type"]
+        } else {
+            &[]
+        }
+    }
+}
+
+/// The SQL type a column of `kind` has in the warehouse, in the form the warehouse's own
+/// catalog prints it (PostgreSQL's `format_type`), so a column's type is compared as text.
+pub fn sql_type(kind: &ColumnKind, d: Dialect) -> String {
+    use ColumnKind as K;
+    let text = || match d {
+        Dialect::Postgres => "text".to_owned(),
+        Dialect::Redshift => format!("character varying({REDSHIFT_VARCHAR_BYTES})"),
+    };
+    let fraction = |name: &str, precision: u8, zone: &str| match precision {
+        6 => format!("{name} {zone} time zone"),
+        p => format!("{name}({p}) {zone} time zone"),
+    };
+    match (kind, d) {
+        (K::Bool | K::Bit, _) => "boolean".into(),
+        (K::Int16, _) => "smallint".into(),
+        (K::Int32, _) => "integer".into(),
+        (K::Int64, _) => "bigint".into(),
+        (K::Float32, _) => "real".into(),
+        (K::Float64, _) => "double precision".into(),
+        (K::Decimal { precision, scale }, Dialect::Postgres) => {
+            format!("numeric({precision},{scale})")
+        }
+        (K::Decimal { precision, scale }, Dialect::Redshift) if *precision <= 38 => {
+            format!("numeric({precision},{scale})")
+        }
+        (K::Numeric, Dialect::Postgres) => "numeric".into(),
+        (K::Money, _) => "numeric(19,2)".into(),
+        (K::Bytes, Dialect::Postgres) => "bytea".into(),
+        (K::Bytes, Dialect::Redshift) => "varbyte(1024000)".into(),
+        (K::Date, _) => "date".into(),
+        (K::Time { precision }, _) => fraction("time", *precision, "without"),
+        (K::Timestamp { precision }, _) => fraction("timestamp", *precision, "without"),
+        (K::TimestampTz { precision }, _) => fraction("timestamp", *precision, "with"),
+        (K::TimeTz, Dialect::Postgres) => "time with time zone".into(),
+        (K::Interval, Dialect::Postgres) => "interval".into(),
+        (K::Uuid, Dialect::Postgres) => "uuid".into(),
+        (K::Json, Dialect::Postgres) => "jsonb".into(),
+        (K::Bits { .. }, Dialect::Postgres) => "bit varying".into(),
+        (K::Array(inner), Dialect::Postgres) => format!("{}[]", sql_type(inner, d)),
+        (K::Array(_), Dialect::Redshift) => "super".into(),
+        // Exact as text: what Redshift has no type for, wider numerics, and text itself.
+        (K::Decimal { .. } | K::Numeric, Dialect::Redshift)
+        | (K::TimeTz | K::Interval | K::Uuid | K::Json | K::Bits { .. }, Dialect::Redshift)
+        | (K::Xml | K::Enum(_) | K::Text, _) => text(),
+    }
+}
+
+/// Kinds whose values PostgreSQL may store out of line (TOAST), so that an update can leave
+/// them unchanged.
+fn toastable(kind: &ColumnKind) -> bool {
+    use ColumnKind as K;
+    matches!(
+        kind,
+        K::Decimal { .. }
+            | K::Numeric
+            | K::Bytes
+            | K::Json
+            | K::Xml
+            | K::Bits { .. }
+            | K::Array(_)
+            | K::Text
+    )
+}
+
+fn text_type(d: Dialect) -> String {
+    sql_type(&ColumnKind::Text, d)
+}
+
+/// Freshet's state tables, made once per warehouse schema.
+pub fn setup(schema: &str, d: Dialect) -> Vec<String> {
+    let t = Table {
+        source: String::new(),
+        schema: schema.to_owned(),
+        name: String::new(),
+        key: Vec::new(),
+        eav: false,
+    };
+    let name = match d {
+        Dialect::Postgres => "text".to_owned(),
+        Dialect::Redshift => "character varying(1024)".to_owned(),
+    };
+    vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", t.state_schema()),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (table_name {name} NOT NULL, kafka_partition integer \
+             NOT NULL, first_offset bigint NOT NULL, last_offset bigint NOT NULL, object_key \
+             {name} NOT NULL, loaded_at timestamp with time zone NOT NULL)",
+            t.ledger()
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (table_name {name} NOT NULL, barrier_lsn bigint NOT \
+             NULL, barrier_sequence bigint NOT NULL)",
+            t.tables()
+        ),
+    ]
+}
+
+/// The change table, made on the first load of `columns`, and the table's state row.
+pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
+    let mut defs: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let not_null = if t.key.contains(&c.name) {
+                " NOT NULL"
+            } else {
+                ""
+            };
+            format!("{} {}{not_null}", ident(&c.name), sql_type(&c.kind, d))
+        })
+        .collect();
+    for a in t.attribute_columns() {
+        defs.push(format!("{a} {}", text_type(d)));
+    }
+    if t.keyed() {
+        defs.push("_freshet_deleted boolean NOT NULL".into());
+    } else {
+        defs.push("_freshet_delta integer NOT NULL".into());
+    }
+    defs.extend([
+        "_freshet_commit_lsn bigint NOT NULL".to_owned(),
+        "_freshet_sequence bigint NOT NULL".to_owned(),
+        "_freshet_commit_ts timestamp with time zone NOT NULL".to_owned(),
+    ]);
+    let keys = t
+        .key
+        .iter()
+        .map(|k| ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let options = match (d, t.keyed()) {
+        (Dialect::Postgres, true) => {
+            defs.push(format!("PRIMARY KEY ({keys})"));
+            String::new()
+        }
+        (Dialect::Postgres, false) => String::new(),
+        // The key's last column spreads rows (for a tenant-prefixed key, the entity: one
+        // entity's rows and its attribute values on one slice, for joins); the sort key is
+        // the whole key, which the merge joins on.
+        (Dialect::Redshift, true) => format!(
+            " DISTKEY({}) SORTKEY({keys})",
+            ident(t.key.last().map_or("", String::as_str))
+        ),
+        (Dialect::Redshift, false) => {
+            " DISTSTYLE AUTO SORTKEY(_freshet_commit_lsn, _freshet_sequence)".to_owned()
+        }
+    };
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}){options}",
+            t.changes(),
+            defs.join(", ")
+        ),
+        format!(
+            "INSERT INTO {tables} (table_name, barrier_lsn, barrier_sequence) SELECT {name}, 0, 0 \
+             WHERE NOT EXISTS (SELECT 1 FROM {tables} WHERE table_name = {name})",
+            tables = t.tables(),
+            name = literal(&t.source)
+        ),
+    ]
+}
+
+/// A column the source added: old rows hold NULL. Outside any load's transaction (Redshift
+/// refuses ALTER TABLE ADD COLUMN inside one).
+pub fn add_column(t: &Table, c: &Column, d: Dialect) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN {} {}",
+        t.changes(),
+        ident(&c.name),
+        sql_type(&c.kind, d)
+    )
+}
+
+/// The rows changed after the table's last TRUNCATE, `r` being the change table's alias
+/// and `b` its `_freshet_tables` row's.
+fn after_barrier(r: &str) -> String {
+    format!(
+        "({r}._freshet_commit_lsn > b.barrier_lsn OR ({r}._freshet_commit_lsn = b.barrier_lsn \
+         AND {r}._freshet_sequence > b.barrier_sequence))"
+    )
+}
+
+/// The view analysts query: exactly the source's rows, by the source's column names
+/// (`columns`: every column the change table has, in its order, so a column added later
+/// comes last, as `CREATE OR REPLACE VIEW` requires).
+pub fn view(t: &Table, columns: &[String], d: Dialect) -> String {
+    let list = |alias: &str| {
+        columns
+            .iter()
+            .map(|c| format!("{alias}{}", ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let state = format!(
+        "{} b WHERE b.table_name = {}",
+        t.tables(),
+        literal(&t.source)
+    );
+    let body = if t.keyed() {
+        format!(
+            "SELECT {} FROM {} r CROSS JOIN {state} AND NOT r._freshet_deleted AND {}",
+            list("r."),
+            t.changes(),
+            after_barrier("r")
+        )
+    } else {
+        // A multiset: each row as often as its deltas sum to.
+        let counted = format!(
+            "SELECT {}, SUM(r._freshet_delta) AS _freshet_count FROM {} r CROSS JOIN {state} \
+             AND {} GROUP BY {}",
+            list("r."),
+            t.changes(),
+            after_barrier("r"),
+            list("r.")
+        );
+        match d {
+            Dialect::Postgres => format!(
+                "SELECT {} FROM ({counted}) g CROSS JOIN LATERAL generate_series(1, \
+                 g._freshet_count) AS n",
+                list("g.")
+            ),
+            Dialect::Redshift => format!(
+                "SELECT {} FROM ({counted}) g JOIN {}._freshet_numbers n ON n.n <= \
+                 g._freshet_count",
+                list("g."),
+                t.state_schema()
+            ),
+        }
+    };
+    format!("CREATE OR REPLACE VIEW {} AS {body}", t.view())
+}
+
+/// `expr`, a JSON object's text, read at field `name` as PostgreSQL text.
+fn json_field(expr: &str, name: &str, d: Dialect) -> String {
+    match d {
+        Dialect::Postgres => format!("(CAST({expr} AS json) ->> {})", literal(name)),
+        Dialect::Redshift => format!("JSON_EXTRACT_PATH_TEXT({expr}, {})", literal(name)),
+    }
+}
+
+/// Whether the staged row `alias` left column `name` unchanged (TOAST).
+fn unchanged(alias: &str, name: &str) -> String {
+    let needle = serde_json::Value::from(name).to_string();
+    format!(
+        "POSITION({} IN COALESCE({alias}._freshet_unchanged, '')) > 0",
+        literal(&needle)
+    )
+}
+
+/// The staging table for objects holding `columns`, in the objects' column order.
+pub fn stage(t: &Table, columns: &[Column], d: Dialect) -> String {
+    let text = text_type(d);
+    let mut defs: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", ident(&c.name), sql_type(&c.kind, d)))
+        .collect();
+    defs.extend([
+        "_freshet_op character varying(1)".to_owned(),
+        "_freshet_commit_lsn bigint".to_owned(),
+        "_freshet_sequence bigint".to_owned(),
+        "_freshet_commit_ts timestamp with time zone".to_owned(),
+        "_freshet_kafka_partition integer".to_owned(),
+        "_freshet_kafka_offset bigint".to_owned(),
+        format!("_freshet_unchanged {text}"),
+        format!("_freshet_exact {text}"),
+        format!("_freshet_before {text}"),
+    ]);
+    for a in t.attribute_columns() {
+        defs.push(format!("{a} {text}"));
+    }
+    format!("CREATE TEMP TABLE {STAGE} ({})", defs.join(", "))
+}
+
+/// Every statement of one load of `objects`, holding `columns`, into a change table that
+/// has `table_columns` (a superset: a column the source dropped stays, NULL from now on).
+pub fn load(
+    t: &Table,
+    columns: &[Column],
+    table_columns: &[String],
+    objects: &[Object],
+    loaded_at: &str,
+    d: Dialect,
+) -> Load {
+    let source = literal(&t.source);
+    let mut after = vec![
+        // Rows an earlier load took (a reloaded object, or one overlapping a loaded one).
+        format!(
+            "DELETE FROM {STAGE} USING {} l WHERE l.table_name = {source} AND \
+             {STAGE}._freshet_kafka_partition = l.kafka_partition AND {STAGE}._freshet_kafka_offset \
+             BETWEEN l.first_offset AND l.last_offset",
+            t.ledger()
+        ),
+        // A TRUNCATE moves the barrier: what changed before it is gone.
+        format!(
+            "UPDATE {} SET barrier_lsn = n.lsn, barrier_sequence = n.seq FROM (SELECT \
+             _freshet_commit_lsn AS lsn, _freshet_sequence AS seq FROM {STAGE} WHERE _freshet_op \
+             = 't' ORDER BY _freshet_commit_lsn DESC, _freshet_sequence DESC LIMIT 1) n WHERE \
+             table_name = {source} AND (n.lsn > barrier_lsn OR (n.lsn = barrier_lsn AND n.seq > \
+             barrier_sequence))",
+            t.tables()
+        ),
+        format!(
+            "DELETE FROM {STAGE} USING {} b WHERE b.table_name = {source} AND \
+             ({STAGE}._freshet_op = 't' OR NOT {})",
+            t.tables(),
+            after_barrier(STAGE)
+        ),
+    ];
+    if t.keyed() {
+        after.extend(merge(t, columns, table_columns));
+    } else {
+        after.extend(deltas(t, columns, d));
+    }
+    let values: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "({source}, {}, {}, {}, {}, CAST({} AS timestamp with time zone))",
+                o.partition,
+                o.first,
+                o.last,
+                literal(&o.key),
+                literal(loaded_at)
+            )
+        })
+        .collect();
+    after.push(format!(
+        "INSERT INTO {} (table_name, kafka_partition, first_offset, last_offset, object_key, \
+         loaded_at) VALUES {}",
+        t.ledger(),
+        values.join(", ")
+    ));
+    after.push(format!("DROP TABLE {STAGE}"));
+    Load {
+        before_copy: vec![stage(t, columns, d)],
+        after_copy: after,
+    }
+}
+
+/// A keyed table: the newest staged change per key, TOAST-unchanged columns filled from the
+/// newest earlier change in the batch that set them (else kept from the change table); the
+/// ones not newer than the change table's dropped; then one MERGE.
+fn merge(t: &Table, columns: &[Column], table_columns: &[String]) -> Vec<String> {
+    let keys: Vec<String> = t.key.iter().map(|k| ident(k)).collect();
+    let by_key = format!("PARTITION BY {}", keys.join(", "));
+    let newest_first = "_freshet_commit_lsn DESC, _freshet_sequence DESC";
+    let mut select = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        let name = ident(&c.name);
+        if toastable(&c.kind) && !t.key.contains(&c.name) {
+            let setters_first =
+                format!("CASE WHEN {} THEN 1 ELSE 0 END", unchanged(STAGE, &c.name));
+            select.push(format!(
+                "FIRST_VALUE({name}) OVER ({by_key} ORDER BY {setters_first}, {newest_first} ROWS \
+                 BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS {name}"
+            ));
+            select.push(format!(
+                "MIN({setters_first}) OVER ({by_key}) AS _freshet_keep_{i}"
+            ));
+        } else {
+            select.push(name);
+        }
+    }
+    let meta = [
+        "_freshet_commit_lsn",
+        "_freshet_sequence",
+        "_freshet_commit_ts",
+    ];
+    select.push("_freshet_op = 'd' AS _freshet_deleted".into());
+    select.extend(meta.iter().map(|m| (*m).to_owned()));
+    select.extend(t.attribute_columns().iter().map(|a| (*a).to_owned()));
+    select.push(format!(
+        "ROW_NUMBER() OVER ({by_key} ORDER BY {newest_first}) AS _freshet_rank"
+    ));
+    let newest = format!(
+        "CREATE TEMP TABLE {NEWEST} AS SELECT * FROM (SELECT {} FROM {STAGE}) ranked WHERE \
+         _freshet_rank = 1",
+        select.join(", ")
+    );
+    let on = |a: &str, b: &str| {
+        keys.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let not_newer = format!(
+        "DELETE FROM {NEWEST} USING {} t WHERE {} AND (t._freshet_commit_lsn > \
+         {NEWEST}._freshet_commit_lsn OR (t._freshet_commit_lsn = {NEWEST}._freshet_commit_lsn \
+         AND t._freshet_sequence >= {NEWEST}._freshet_sequence))",
+        t.changes(),
+        on("t", NEWEST)
+    );
+    let mut set = Vec::new();
+    let mut insert_columns = Vec::new();
+    let mut insert_values = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        let name = ident(&c.name);
+        if t.key.contains(&c.name) {
+            // The key matched: nothing to set.
+        } else if toastable(&c.kind) {
+            set.push(format!(
+                "{name} = CASE WHEN s._freshet_keep_{i} = 1 THEN t.{name} ELSE s.{name} END"
+            ));
+        } else {
+            set.push(format!("{name} = s.{name}"));
+        }
+        insert_columns.push(name.clone());
+        insert_values.push(format!("s.{name}"));
+    }
+    // Columns the source dropped: NULL in every row changed from now on.
+    for gone in table_columns
+        .iter()
+        .filter(|n| !columns.iter().any(|c| &c.name == *n))
+    {
+        set.push(format!("{} = NULL", ident(gone)));
+    }
+    let extra: Vec<&str> = std::iter::once("_freshet_deleted")
+        .chain(meta)
+        .chain(t.attribute_columns().iter().copied())
+        .collect();
+    for m in &extra {
+        set.push(format!("{m} = s.{m}"));
+        insert_columns.push((*m).to_owned());
+        insert_values.push(format!("s.{m}"));
+    }
+    let merge = format!(
+        "MERGE INTO {} t USING {NEWEST} s ON {} WHEN MATCHED THEN UPDATE SET {} WHEN NOT MATCHED \
+         THEN INSERT ({}) VALUES ({})",
+        t.changes(),
+        on("t", "s"),
+        set.join(", "),
+        insert_columns.join(", "),
+        insert_values.join(", ")
+    );
+    vec![newest, not_newer, merge, format!("DROP TABLE {NEWEST}")]
+}
+
+/// A table without a key: each change once (by identity, whatever Kafka repeated) as signed
+/// deltas of its images: +1 the new row, -1 the old one (an update's `_freshet_before`, a
+/// delete's image).
+fn deltas(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
+    let before = |c: &Column| {
+        format!(
+            "CAST({} AS {})",
+            json_field("o._freshet_before", &c.name, d),
+            sql_type(&c.kind, d)
+        )
+    };
+    let new_image: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let name = ident(&c.name);
+            if toastable(&c.kind) {
+                format!(
+                    "CASE WHEN {} THEN {} ELSE o.{name} END",
+                    unchanged("o", &c.name),
+                    before(c)
+                )
+            } else {
+                format!("o.{name}")
+            }
+        })
+        .collect();
+    let old_image: Vec<String> = columns.iter().map(before).collect();
+    let attributes: String = t
+        .attribute_columns()
+        .iter()
+        .map(|a| format!(", o.{a}"))
+        .collect();
+    let meta = "o._freshet_commit_lsn, o._freshet_sequence, o._freshet_commit_ts";
+    let once = format!(
+        "(SELECT * FROM (SELECT {STAGE}.*, ROW_NUMBER() OVER (PARTITION BY _freshet_commit_lsn, \
+         _freshet_sequence ORDER BY _freshet_kafka_offset) AS _freshet_rank FROM {STAGE}) r \
+         WHERE _freshet_rank = 1)"
+    );
+    let mut target: Vec<String> = columns.iter().map(|c| ident(&c.name)).collect();
+    target.extend(t.attribute_columns().iter().map(|a| (*a).to_owned()));
+    target.extend(
+        [
+            "_freshet_commit_lsn",
+            "_freshet_sequence",
+            "_freshet_commit_ts",
+            "_freshet_delta",
+        ]
+        .map(str::to_owned),
+    );
+    vec![
+        // Changes applied before (Kafka holds a change twice after a capture restart).
+        format!(
+            "DELETE FROM {STAGE} USING {} a WHERE a._freshet_commit_lsn = \
+             {STAGE}._freshet_commit_lsn AND a._freshet_sequence = {STAGE}._freshet_sequence",
+            t.changes()
+        ),
+        format!(
+            "INSERT INTO {} ({}) SELECT {}{attributes}, {meta}, CASE WHEN o._freshet_op = 'd' THEN \
+             -1 ELSE 1 END FROM {once} o UNION ALL SELECT {}{attributes}, {meta}, -1 FROM {once} o \
+             WHERE o._freshet_op = 'u'",
+            t.changes(),
+            target.join(", "),
+            new_image.join(", "),
+            old_image.join(", ")
+        ),
+    ]
+}
+
+/// Tombstones older than the retention, and rows behind the TRUNCATE barrier, removed
+/// outside any load. A change older than a purged tombstone, replayed after it, would bring
+/// its row back: the retention outlasts any replay of Kafka's duplicates.
+pub fn purge(t: &Table, older_than: &str) -> String {
+    let cutoff = format!("CAST({} AS timestamp with time zone)", literal(older_than));
+    if t.keyed() {
+        format!(
+            "DELETE FROM {} USING {} b WHERE b.table_name = {} AND ((({c})._freshet_deleted AND \
+             ({c})._freshet_commit_ts < {cutoff}) OR NOT {})",
+            t.changes(),
+            t.tables(),
+            literal(&t.source),
+            after_barrier(&t.changes()),
+            c = t.changes()
+        )
+    } else {
+        format!(
+            "DELETE FROM {} USING {} b WHERE b.table_name = {} AND NOT {}",
+            t.changes(),
+            t.tables(),
+            literal(&t.source),
+            after_barrier(&t.changes())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entities() -> (Table, Vec<Column>) {
+        let t = Table {
+            source: "atlasco.entities".into(),
+            schema: "analytics".into(),
+            name: "entities".into(),
+            key: vec!["tenant_id".into(), "entity_id".into()],
+            eav: false,
+        };
+        let columns = vec![
+            Column {
+                name: "tenant_id".into(),
+                kind: ColumnKind::Int32,
+            },
+            Column {
+                name: "entity_id".into(),
+                kind: ColumnKind::Int64,
+            },
+            Column {
+                name: "entity_type".into(),
+                kind: ColumnKind::Text,
+            },
+            Column {
+                name: "created_at".into(),
+                kind: ColumnKind::TimestampTz { precision: 6 },
+            },
+        ];
+        (t, columns)
+    }
+
+    #[test]
+    fn types_print_as_the_catalog_does() {
+        let d = Dialect::Postgres;
+        assert_eq!(
+            sql_type(&ColumnKind::Time { precision: 3 }, d),
+            "time(3) without time zone"
+        );
+        assert_eq!(
+            sql_type(&ColumnKind::TimestampTz { precision: 6 }, d),
+            "timestamp with time zone"
+        );
+        assert_eq!(
+            sql_type(&ColumnKind::Array(Box::new(ColumnKind::Int32)), d),
+            "integer[]"
+        );
+        assert_eq!(
+            sql_type(&ColumnKind::Numeric, Dialect::Redshift),
+            "character varying(65535)"
+        );
+        assert_eq!(
+            sql_type(
+                &ColumnKind::Decimal {
+                    precision: 40,
+                    scale: 2
+                },
+                Dialect::Redshift
+            ),
+            "character varying(65535)"
+        );
+    }
+
+    #[test]
+    fn the_merge_is_one_redshift_accepts() {
+        let (t, columns) = entities();
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let load = load(
+            &t,
+            &columns,
+            &names,
+            &[Object {
+                key: "atlasco.entities/dt=2026-11-30/0-0-9.parquet".into(),
+                partition: 0,
+                first: 0,
+                last: 9,
+            }],
+            "2026-11-30T18:00:00Z",
+            Dialect::Redshift,
+        );
+        let merge = load
+            .after_copy
+            .iter()
+            .find(|s| s.starts_with("MERGE"))
+            .expect("a MERGE");
+        assert_eq!(merge.matches("WHEN MATCHED THEN UPDATE").count(), 1);
+        assert_eq!(merge.matches("WHEN NOT MATCHED THEN INSERT").count(), 1);
+        assert!(!merge.contains("MATCHED AND"), "{merge}");
+        // The TOASTable column keeps the change table's value when no change set it.
+        assert!(
+            merge.contains(
+                "\"entity_type\" = CASE WHEN s._freshet_keep_2 = 1 THEN t.\"entity_type\" ELSE \
+                 s.\"entity_type\" END"
+            ),
+            "{merge}"
+        );
+        assert!(load.after_copy.iter().all(|s| !s.contains("TRUNCATE")));
+        assert!(load
+            .after_copy
+            .last()
+            .is_some_and(|s| s == "DROP TABLE freshet_stage"));
+    }
+
+    #[test]
+    fn a_dropped_column_is_null_in_rows_changed_after() {
+        let (t, columns) = entities();
+        let mut names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        names.push("legacy".into());
+        let load = load(
+            &t,
+            &columns,
+            &names,
+            &[],
+            "2026-11-30T18:00:00Z",
+            Dialect::Postgres,
+        );
+        let merge = load
+            .after_copy
+            .iter()
+            .find(|s| s.starts_with("MERGE"))
+            .expect("a MERGE");
+        assert!(merge.contains("\"legacy\" = NULL"), "{merge}");
+        assert!(!merge.contains(
+            "INSERT (\"tenant_id\", \"entity_id\", \"entity_type\", \"created_at\", \"legacy\""
+        ));
+    }
+
+    #[test]
+    fn names_are_quoted_and_literals_escaped() {
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(literal("o'clock"), "'o''clock'");
+        assert_eq!(
+            unchanged("s", "a\"b"),
+            "POSITION('\"a\\\"b\"' IN COALESCE(s._freshet_unchanged, '')) > 0"
+        );
+    }
+}
