@@ -12,6 +12,7 @@ pub mod change;
 #[cfg(feature = "kafka")]
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod jsonl;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -304,3 +304,373 @@ async fn digests(s: &Setup) -> Vec<String> {
     }
     d
 }
+
+/// Columns added and dropped at the source mid-stream: the warehouse follows (an added
+/// column NULL in older rows, a dropped one kept and NULL in rows changed since) and still
+/// equals the source. A type the warehouse cannot follow stops that table alone, naming it
+/// and the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warehouse_follows_added_and_dropped_columns_and_stops_one_table_it_cannot_follow() {
+    let s = Setup::warehouse("wh_evolve").await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let (daemon, port) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    for step in [
+        "INSERT INTO public.docs (id, body) SELECT 'doc-' || g, 'v1' FROM generate_series(1, 20) g",
+        "INSERT INTO public.notes SELECT g % 5, 'note' FROM generate_series(1, 20) g",
+    ] {
+        s.client.batch_execute(step).await.expect(step);
+    }
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    for step in [
+        "ALTER TABLE public.docs ADD COLUMN tag text",
+        "ALTER TABLE public.notes ADD COLUMN tag text",
+        "UPDATE public.docs SET tag = 'tagged' WHERE id IN ('doc-1', 'doc-2')",
+        "INSERT INTO public.docs (id, body, tag) VALUES ('doc-new', 'v1', 'new')",
+        "INSERT INTO public.notes VALUES (9, 'with a tag', 'x'), (9, 'with a tag', 'x')",
+        "DELETE FROM public.notes WHERE ctid = (SELECT ctid FROM public.notes WHERE n = 1 LIMIT 1)",
+        "ALTER TABLE public.docs DROP COLUMN n",
+        "ALTER TABLE public.notes DROP COLUMN body",
+        "UPDATE public.docs SET body = 'v2' WHERE id IN ('doc-3', 'doc-new')",
+        "UPDATE public.notes SET tag = 'y' WHERE n = 2",
+        "DELETE FROM public.notes WHERE n = 3",
+    ] {
+        s.client.batch_execute(step).await.expect(step);
+    }
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    let n: Vec<Option<i32>> = s
+        .client
+        .query(
+            "SELECT n FROM analytics.docs WHERE id IN ('doc-3', 'doc-4') ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("the dropped column")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        n,
+        vec![None, Some(0)],
+        "dropped: NULL where changed since, kept elsewhere"
+    );
+
+    // integer → bigint: Avro promotes it, but the warehouse's column is an integer.
+    for step in [
+        "ALTER TABLE public.docs ADD COLUMN size integer",
+        "UPDATE public.docs SET size = 1 WHERE id = 'doc-1'",
+    ] {
+        s.client.batch_execute(step).await.expect(step);
+    }
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    for step in [
+        "ALTER TABLE public.docs ALTER COLUMN size TYPE bigint",
+        "UPDATE public.docs SET size = 5000000000 WHERE id = 'doc-2'",
+        "UPDATE atlasco.tenants SET name = name || '?'",
+        "UPDATE public.notes SET tag = 'after the stop' WHERE n = 2",
+    ] {
+        s.client.batch_execute(step).await.expect(step);
+    }
+    let metrics = support::wait_for("a table stopped", Duration::from_secs(60), || async {
+        let m = support::scrape(port);
+        (support::events(&m, "table_stopped", "loader") >= 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        support::events(&metrics, "table_stopped", "loader"),
+        1.0,
+        "one table stopped"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("public.docs: column size: its type is now bigint"),
+        "the stop names the table and the column: {log}"
+    );
+    // The other tables go on.
+    wait_equal(
+        &s.client,
+        &["public.notes", "atlasco.tenants"],
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+impl Setup {
+    /// [`Setup::warehouse`]'s tables, filled by `freshet loadgen fill` for `freshet loadgen
+    /// run` to write.
+    async fn warehouse_filled(prefix: &str) -> Setup {
+        let s = Setup::new(prefix, EXTRA_DDL).await;
+        freshet_loadgen_fill(&s.db.url, 20);
+        s.client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
+                s.slot,
+                TABLES.join(", ")
+            ))
+            .await
+            .expect("publication");
+        s
+    }
+}
+
+/// One half of `freshet run`, with `/metrics` on a port of its own.
+fn start_role(
+    s: &Setup,
+    pipeline: &std::path::Path,
+    role: &str,
+    env: &[(&str, String)],
+) -> (Daemon, u16) {
+    let port = support::kafka::free_port();
+    let daemon = Daemon::start_env(
+        pipeline,
+        &[
+            "--state-dir",
+            &s.dir.path().join("state").display().to_string(),
+            "--role",
+            role,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &s.dir.path().join(format!("{role}.log")),
+        env,
+    );
+    (daemon, port)
+}
+
+/// Changes to the docs and the notes beside a loadgen run: TOAST, duplicates, deletes.
+async fn side_workload(s: &Setup, round: usize) {
+    for step in [
+        format!(
+            "INSERT INTO public.docs (id, body) VALUES ('doc-{round}', {}) ON CONFLICT (id) DO \
+             UPDATE SET n = public.docs.n + 1",
+            big(&round.to_string())
+        ),
+        format!(
+            "UPDATE public.docs SET n = n + 1 WHERE id = 'doc-{}'",
+            round / 2
+        ),
+        format!(
+            "INSERT INTO public.notes VALUES ({0}, 'note'), ({0}, 'note')",
+            round % 3
+        ),
+        "DELETE FROM public.notes WHERE ctid = (SELECT ctid FROM public.notes LIMIT 1)".into(),
+    ] {
+        s.client.batch_execute(&step).await.expect(&step);
+    }
+}
+
+/// The sink aborted at each boundary of its work (after an object's upload, before its
+/// offset commit and manifest; after COPY; before the merge; after the ledger row, before
+/// COMMIT), then started again: the warehouse equals the source, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_every_boundary_of_the_sink_leaves_the_warehouse_equal() {
+    let s = Setup::warehouse_filled("wh_crash").await;
+    // The durable engine: a restarted batcher fetches from inside a record batch, which the
+    // memory engine gets wrong (see the README).
+    let broker = Broker::start(Engine::Sqlite);
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let (capture, _) = start_role(&s, &pipeline, "capture", &[]);
+    s.slot_ready(&capture).await;
+    let mut round = 0;
+    for point in [
+        "batcher.after_upload",
+        "loader.after_copy",
+        "loader.before_merge",
+        "loader.before_commit",
+    ] {
+        let (mut sink, _) = start_role(
+            &s,
+            &pipeline,
+            "sink",
+            &[("FRESHET_CRASH_AT", point.to_owned())],
+        );
+        // Changes until the sink reaches the point and aborts.
+        support::wait_for(
+            &format!("the sink to abort at {point}"),
+            Duration::from_secs(60),
+            || {
+                round += 1;
+                let r = round;
+                let running = sink.running();
+                let s = &s;
+                async move {
+                    if running {
+                        side_workload(s, r).await;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        None
+                    } else {
+                        Some(())
+                    }
+                }
+            },
+        )
+        .await;
+        assert!(
+            sink.log_text()
+                .contains(&format!("FRESHET_CRASH_AT={point}")),
+            "the sink stopped elsewhere than {point}:\n{}",
+            sink.log_text()
+        );
+    }
+    let (sink, _) = start_role(&s, &pipeline, "sink", &[]);
+    wait_equal(&s.client, &TABLES, Duration::from_secs(120)).await;
+    drop((sink, capture));
+}
+
+/// `kill -9` of either half at moments no test lines up with, under load, several times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_either_half_under_load_leaves_the_warehouse_equal() {
+    let s = Setup::warehouse_filled("wh_kill").await;
+    let broker = Broker::start(Engine::Sqlite);
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let (mut capture, _) = start_role(&s, &pipeline, "capture", &[]);
+    s.slot_ready(&capture).await;
+    let (mut sink, _) = start_role(&s, &pipeline, "sink", &[]);
+    let load = loadgen_spawn(&s.db.url, 100, "14s");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos() as u64;
+    for round in 0..6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        side_workload(&s, round).await;
+        tokio::time::sleep(Duration::from_millis(1000 + (seed >> 33) % 2000)).await;
+        if round % 2 == 0 {
+            sink.kill9();
+            sink = start_role(&s, &pipeline, "sink", &[]).0;
+        } else {
+            capture.kill9();
+            capture = start_role(&s, &pipeline, "capture", &[]).0;
+        }
+    }
+    finish(load);
+    wait_equal(&s.client, &TABLES, Duration::from_secs(180)).await;
+    drop((sink, capture));
+}
+
+/// The warehouse unreachable for 60 s under load: the loader waits (a `stalled` event), the
+/// objects stay in the lake, and it catches up by itself (`recovered`), losing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warehouse_down_for_a_minute_under_load_catches_up_by_itself() {
+    let s = Setup::warehouse_filled("wh_down").await;
+    let broker = Broker::start(Engine::Memory);
+    let pg_port = s.db.config().get_ports()[0];
+    let proxy = support::kafka::Proxy::start(support::kafka::free_port(), pg_port).await;
+    let through_proxy =
+        s.db.url
+            .replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    assert_ne!(
+        through_proxy, s.db.url,
+        "the warehouse URL goes through the proxy"
+    );
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
+    let warehouse_url = format!("    url: {}\n", s.db.url);
+    assert!(yaml.contains(&warehouse_url));
+    std::fs::write(
+        &pipeline,
+        yaml.replace(&warehouse_url, &format!("    url: {through_proxy}\n")),
+    )
+    .expect("pipeline");
+    let (daemon, port) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+
+    proxy.set(support::kafka::Mode::Refuse);
+    let load = loadgen_spawn(&s.db.url, 100, "50s");
+    for round in 0..10 {
+        side_workload(&s, round).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+    let metrics = support::scrape(port);
+    assert!(
+        support::events(&metrics, "stalled", "loader") >= 1.0,
+        "a stalled event while the warehouse is away:\n{metrics}"
+    );
+    assert_eq!(support::events(&metrics, "recovered", "loader"), 0.0);
+    finish(load);
+    proxy.set(support::kafka::Mode::Forward);
+    wait_equal(&s.client, &TABLES, Duration::from_secs(120)).await;
+    let metrics = support::scrape(port);
+    assert_eq!(
+        support::events(&metrics, "recovered", "loader"),
+        1.0,
+        "one recovered event:\n{metrics}"
+    );
+    assert!(daemon.log_text().contains("stalled: waiting for"));
+}
+
+/// Objects under the lake's prefix that Freshet did not write: one with a lake name that is
+/// not Parquet, one of another table, and a stray file. Each named and skipped, never loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_foreign_object_is_skipped_and_named() {
+    let s = Setup::warehouse("wh_foreign").await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let (mut daemon, _) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    side_workload(&s, 1).await;
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    daemon.terminate();
+
+    let lake = s.dir.path().join("lake");
+    let object_of = |table: &str| {
+        std::fs::read_dir(lake.join(table))
+            .expect("objects")
+            .flat_map(|d| std::fs::read_dir(d.expect("dir").path()).expect("objects"))
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .expect("an object")
+    };
+    // Named as the docs' own object (the batcher resumes where it did), in other directories.
+    let name = object_of("public.docs")
+        .file_name()
+        .expect("name")
+        .to_owned();
+    let docs = lake.join("public.docs/dt=2026-01-01");
+    let elsewhere = lake.join("public.docs/dt=2026-01-02");
+    std::fs::create_dir_all(&docs).expect("dir");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    std::fs::write(docs.join(&name), b"not parquet").expect("corrupt");
+    std::fs::copy(object_of("public.notes"), elsewhere.join(&name)).expect("foreign");
+    std::fs::write(docs.join("README.txt"), b"a stray file").expect("stray");
+    // The docs loaded again from the lake, among them the strangers.
+    s.client
+        .batch_execute(
+            "DELETE FROM analytics_freshet._freshet_ledger WHERE table_name = 'public.docs'",
+        )
+        .await
+        .expect("forget the docs' ledger");
+
+    let (daemon, port) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    let metrics = support::wait_for("objects skipped", Duration::from_secs(60), || async {
+        let m = support::scrape(port);
+        (support::events(&m, "object_skipped", "loader") >= 2.0).then_some(m)
+    })
+    .await;
+    assert_eq!(support::events(&metrics, "object_skipped", "loader"), 2.0);
+    let log = daemon.log_text();
+    let corrupt = format!("public.docs/dt=2026-01-01/{}", name.to_string_lossy());
+    assert!(log.contains(&corrupt), "{log}");
+    assert!(log.contains("not a readable Parquet file"), "{log}");
+    assert!(
+        log.contains("it holds public.notes, not public.docs"),
+        "{log}"
+    );
+    side_workload(&s, 2).await;
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    let ledger: i64 = s
+        .client
+        .query_one(
+            "SELECT count(*) FROM analytics_freshet._freshet_ledger WHERE object_key LIKE '%/dt=2026-01-0_/%'",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(ledger, 0, "nothing of the skipped objects is in the ledger");
+}

@@ -616,6 +616,7 @@ impl<'a> Batcher<'a> {
             file.span,
         );
         self.store.put(&object, body).await?;
+        crate::crash::point("batcher.after_upload");
         let manifest = layout::manifest(&self.store.url(&object), bytes);
         self.store
             .put(&layout::manifest_key(&object), Bytes::from(manifest))

@@ -222,10 +222,12 @@ struct TableState {
     settings: TableSettings,
     /// Loaded offset ranges per partition.
     loaded: HashMap<i32, Vec<(i64, i64)>>,
-    /// By (partition, first offset).
-    pending: BTreeMap<(i32, i64), Pending>,
+    /// In offset order (the key last: objects a crash left beside each other may overlap).
+    pending: BTreeMap<(i32, i64, String), Pending>,
     due: Option<Instant>,
     stopped: bool,
+    /// The description the warehouse table was last prepared for, and its columns then.
+    prepared: Option<(Description, Vec<String>)>,
 }
 
 impl TableState {
@@ -256,7 +258,8 @@ impl TableState {
         if self.pending.len() + 1 >= MAX_OBJECTS || pending_bytes >= MAX_BYTES {
             self.due = Some(now);
         }
-        self.pending.insert((p.span.partition, p.span.first), p);
+        self.pending
+            .insert((p.span.partition, p.span.first, p.key.clone()), p);
     }
 }
 
@@ -296,6 +299,7 @@ pub async fn run(
                     pending: BTreeMap::new(),
                     due: None,
                     stopped: false,
+                    prepared: None,
                 })
                 .collect(),
             summary: Summary::default(),
@@ -551,20 +555,37 @@ impl Loader<'_> {
             .iter()
             .map(|(p, b)| (p.key.clone(), b.clone()))
             .collect();
+        let prepared = self.tables[i]
+            .prepared
+            .as_ref()
+            .filter(|(d, _)| *d == description)
+            .map(|(_, c)| c.clone());
         let loaded = self
             .with_warehouse(stopped, |w| {
-                let (t, columns, objects, bodies) =
-                    (t.clone(), columns.clone(), objects.clone(), bodies.clone());
+                let (t, columns, objects, bodies, prepared) = (
+                    t.clone(),
+                    columns.clone(),
+                    objects.clone(),
+                    bodies.clone(),
+                    prepared.clone(),
+                );
                 Box::pin(async move {
-                    let table_columns = prepare(w, &t, &columns).await?;
+                    let table_columns = match prepared {
+                        Some(c) => c,
+                        None => prepare(w, &t, &columns).await?,
+                    };
                     let at = chrono::Utc::now().to_rfc3339();
                     let load = sql::load(&t, &columns, &table_columns, &objects, &at, w.dialect());
-                    w.load(&load, &bodies, columns.len()).await
+                    let rows = w.load(&load, &bodies, columns.len()).await?;
+                    Ok((rows, table_columns))
                 })
             })
             .await;
         let rows = match loaded {
-            Ok(Some(rows)) => rows,
+            Ok(Some((rows, table_columns))) => {
+                self.tables[i].prepared = Some((description, table_columns));
+                rows
+            }
             Ok(None) => return Ok(false),
             Err(LoaderError::Object { key, why }) => {
                 if let Some((p, _)) = batch.iter().find(|(p, _)| p.key == key) {
@@ -580,7 +601,9 @@ impl Loader<'_> {
         let state = &mut self.tables[i];
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (p, _) in &batch {
-            state.pending.remove(&(p.span.partition, p.span.first));
+            state
+                .pending
+                .remove(&(p.span.partition, p.span.first, p.key.clone()));
             state
                 .loaded
                 .entry(p.span.partition)
@@ -611,7 +634,8 @@ impl Loader<'_> {
 
     fn skip(&mut self, i: usize, p: &Pending, error: String) {
         let t = &mut self.tables[i];
-        t.pending.remove(&(p.span.partition, p.span.first));
+        t.pending
+            .remove(&(p.span.partition, p.span.first, p.key.clone()));
         telemetry::emit(Event::ObjectSkipped {
             table: t.settings.source.clone(),
             key: p.key.clone(),
@@ -689,7 +713,8 @@ impl Loader<'_> {
 }
 
 /// Makes the change table and its view on the first load; adds the columns the source
-/// added; refuses a column whose type changed. Returns the change table's source columns.
+/// added; refuses a column whose type changed; writes the view again. Returns the change
+/// table's source columns (those the source dropped included).
 async fn prepare(
     w: &mut Warehouse,
     t: &sql::Table,
@@ -698,13 +723,9 @@ async fn prepare(
     let d = w.dialect();
     let mut existing = w.columns(t).await?;
     if existing.is_empty() {
-        let mut statements = sql::create(t, columns, d);
-        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-        statements.push(sql::view(t, &names, d));
-        w.execute(&statements).await?;
+        w.execute(&sql::create(t, columns, d)).await?;
         existing = w.columns(t).await?;
     }
-    let mut added = false;
     for c in columns {
         let want = sql::sql_type(&c.kind, d);
         match existing.iter().find(|(n, _)| *n == c.name) {
@@ -714,9 +735,9 @@ async fn prepare(
                     table: t.source.clone(),
                     column: c.name.clone(),
                     why: format!(
-                        "the source's type is now {want}, the warehouse's {} holds {have}; the \
-                         warehouse cannot follow: rebuild the table (drop {} and replay)",
-                        t.changes(),
+                        "its type is now {want} at the source, and {} holds {have}: the \
+                         warehouse cannot follow. Rebuild the table: drop it and its view, \
+                         and replay it",
                         t.changes()
                     ),
                 });
@@ -724,19 +745,27 @@ async fn prepare(
             None => {
                 w.execute(&[sql::add_column(t, c, d)]).await?;
                 existing.push((c.name.clone(), want));
-                added = true;
             }
         }
     }
-    let source_columns: Vec<String> = existing
+    let table_columns: Vec<String> = existing
         .iter()
         .map(|(n, _)| n.clone())
         .filter(|n| !n.starts_with("_freshet_"))
         .collect();
-    if added {
-        w.execute(&[sql::view(t, &source_columns, d)]).await?;
-    }
-    Ok(source_columns)
+    // A keyed table's view keeps a dropped column (NULL in rows changed since); a
+    // multiset's counts rows by the source's columns of now, so its view follows them.
+    let view_columns: Vec<String> = if t.key.is_empty() {
+        table_columns
+            .iter()
+            .filter(|n| columns.iter().any(|c| &c.name == *n))
+            .cloned()
+            .collect()
+    } else {
+        table_columns.clone()
+    };
+    w.execute(&sql::view(t, &view_columns, d)).await?;
+    Ok(table_columns)
 }
 
 /// The table description an object carries.

@@ -126,9 +126,15 @@ impl Postgres {
                 .map_err(|e| error(&copy, e))?;
         }
         let rows = copy_in.finish().await.map_err(|e| error(&copy, e))?;
+        crate::crash::point("loader.after_copy");
         for s in &load.after_copy {
+            if s.starts_with("MERGE") || (s.starts_with("INSERT INTO") && !s.contains(sql::LEDGER))
+            {
+                crate::crash::point("loader.before_merge");
+            }
             tx.batch_execute(s).await.map_err(|e| error(s, e))?;
         }
+        crate::crash::point("loader.before_commit");
         tx.commit().await.map_err(|e| error("COMMIT", e))?;
         Ok(rows)
     }

@@ -302,9 +302,9 @@ fn after_barrier(r: &str) -> String {
 }
 
 /// The view analysts query: exactly the source's rows, by the source's column names
-/// (`columns`: every column the change table has, in its order, so a column added later
-/// comes last, as `CREATE OR REPLACE VIEW` requires).
-pub fn view(t: &Table, columns: &[String], d: Dialect) -> String {
+/// (`columns`, in the change table's order, so a column added later comes last, as
+/// `CREATE OR REPLACE VIEW` requires).
+pub fn view(t: &Table, columns: &[String], d: Dialect) -> Vec<String> {
     let list = |alias: &str| {
         columns
             .iter()
@@ -348,7 +348,16 @@ pub fn view(t: &Table, columns: &[String], d: Dialect) -> String {
             ),
         }
     };
-    format!("CREATE OR REPLACE VIEW {} AS {body}", t.view())
+    if t.keyed() {
+        // Columns only ever join at the end: the view is replaced in place.
+        vec![format!("CREATE OR REPLACE VIEW {} AS {body}", t.view())]
+    } else {
+        // The multiset's columns are the source's of now: one may leave.
+        vec![
+            format!("DROP VIEW IF EXISTS {}", t.view()),
+            format!("CREATE VIEW {} AS {body}", t.view()),
+        ]
+    }
 }
 
 /// `expr`, a JSON object's text, read at field `name` as PostgreSQL text.
