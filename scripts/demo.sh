@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The demo, as far as the pipeline reaches today: a throwaway PostgreSQL with the AtlasCo
 # schema and some data and a Tansu broker, `freshet check`, then `freshet run` with both
-# halves, capture into Kafka as Avro (the initial snapshot, then the stream) and the sink
-# batching the topics into Parquet in a local lake, while `freshet loadgen run` writes; live
-# freshness and the lake's files per table every few seconds, then the records as a consumer
-# decodes them and the lake as pyarrow reads it. `scripts/demo.sh --s3` puts the lake in S3
-# (moto's server) instead of a directory.
+# halves: capture into Kafka as Avro (the initial snapshot, then the stream), and the sink
+# batching the topics into Parquet in a local lake and loading it into the warehouse (a
+# second database of the same PostgreSQL), while `freshet loadgen run` writes. Every few
+# seconds: live freshness, the lake's files and the warehouse's rows and lag per table; then
+# the warehouse catching up and a query on it, the records as a consumer decodes them, and
+# the lake as pyarrow reads it. `scripts/demo.sh --s3` puts the lake in S3 (moto's server)
+# instead of a directory.
 # DEMO_SECONDS (default 30) long; Ctrl-C stops early.
 # Everything it starts is stopped on exit.
 set -euo pipefail
@@ -38,6 +40,11 @@ FRESHET_SOURCE_URL=$(scripts/pg.sh start "$run/pg")
 export FRESHET_SOURCE_URL FRESHET_DATA_DIR="$run"
 echo "== PostgreSQL 15 (wal_level=logical) at $FRESHET_SOURCE_URL"
 
+FRESHET_WAREHOUSE_URL="${FRESHET_SOURCE_URL%/*}/warehouse"
+psql -X -q "$FRESHET_SOURCE_URL" -c "CREATE DATABASE warehouse"
+export FRESHET_WAREHOUSE_URL
+echo "== the warehouse: database warehouse of the same server, views in schema analytics"
+
 echo "== freshet loadgen fill: 4 tenants x 1000 entities x 10 attributes (applies schema/schema.sql)"
 "$freshet" loadgen fill --tenants 4 --entities 1000 --attributes 10 --catalog 1000
 
@@ -67,7 +74,8 @@ echo "== freshet check --pipeline $pipeline"
 
 metrics_port=$(free_port)
 echo "== freshet run --pipeline $pipeline   (log: $run/freshet.log, metrics: http://127.0.0.1:$metrics_port/metrics)"
-echo "   capture: PostgreSQL -> Kafka; sink: Kafka -> Parquet in $lake"
+echo "   capture: PostgreSQL -> Kafka; sink: Kafka -> Parquet in $lake -> the warehouse"
+echo "   loads every half freshness budget: attributes (alerts) at once, entities and values (analytics, 30 s) every 15 s, tenants (exports, 15 min) every 7.5 min"
 "$freshet" run --pipeline "$pipeline" --state-dir "$run" --listen "127.0.0.1:$metrics_port" >"$run/freshet.log" 2>&1 &
 freshet_pid=$!
 pids+=($freshet_pid)
@@ -80,10 +88,20 @@ pids+=($load)
 # Live freshness: the kafka stage logs, every 5 s, how long after their commit in PostgreSQL
 # the window's transactions were acknowledged by Kafka; beside it, the WAL the slot holds and,
 # from /metrics, the lake's objects and rows per table.
-python3 - "$FRESHET_SOURCE_URL" "$load" "$run/freshet.log" "$metrics_port" <<'EOF'
+python3 - "$FRESHET_SOURCE_URL" "$load" "$run/freshet.log" "$metrics_port" "$FRESHET_WAREHOUSE_URL" <<'EOF'
 import os, re, subprocess, sys, time, urllib.request
-url, load, log, port = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+url, load, log, port, warehouse_url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 seen = 0
+
+def warehouse():
+    # Rows per view, and how far behind the source the newest loaded change is.
+    out = subprocess.run(["psql", "-X", "-At", "-F", " ", warehouse_url, "-c",
+        "SELECT c.relname, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM analytics.%I', c.relname), false, true, '')))[1]::text, "
+        "(xpath('/row/lag/text()', query_to_xml(format('SELECT round(extract(epoch FROM now() - max(_freshet_commit_ts))::numeric, 1) AS lag FROM analytics_freshet.%I', c.relname), false, true, '')))[1]::text "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'analytics' AND c.relkind = 'v' ORDER BY 1"],
+        capture_output=True, text=True).stdout.split("\n")
+    parts = [f"{l.split()[0]} {l.split()[1]} rows (newest {l.split()[2] if len(l.split()) > 2 else '-'} s old)" for l in out if l.strip()]
+    return "  ".join(parts) or "nothing loaded yet"
 
 def lake():
     try:
@@ -116,6 +134,7 @@ while True:
             n, p50, p99, mx = m.groups()
             print(f"commit -> acknowledged by Kafka, last 5 s: {int(n):>5} txns  p50 {float(p50):7.1f} ms  p99 {float(p99):7.1f} ms  max {float(mx):7.1f} ms   slot holds {held}", flush=True)
             print(f"   lake so far: {lake()}", flush=True)
+            print(f"   warehouse:   {warehouse()}", flush=True)
     seen = len(lines)
 EOF
 tail -1 "$run/loadgen.log"
@@ -125,6 +144,29 @@ if ! kill -0 "$freshet_pid" 2>/dev/null; then
     tail -20 "$run/freshet.log" >&2
     exit 1
 fi
+
+echo "== the warehouse catching up (entities and values: a load at most every 15 s)"
+count() { psql -X -At "$1" -c "SELECT count(*) FROM $2"; }
+for _ in $(seq 1 60); do
+    src=$(count "$FRESHET_SOURCE_URL" atlasco.entity_values)
+    wh=$(count "$FRESHET_WAREHOUSE_URL" analytics.entity_values 2>/dev/null || echo 0)
+    echo "   entity_values: source $src rows, warehouse $wh rows"
+    [ "$src" = "$wh" ] && break
+    sleep 2
+done
+echo "-- a query on the warehouse: the five attributes with the most values"
+psql -X "$FRESHET_WAREHOUSE_URL" -c "
+    SELECT a.name AS attribute, a.data_type AS type, count(*) AS entities,
+           round(avg(coalesce(v.float_value, v.integer_value))::numeric, 2) AS average
+    FROM analytics.entity_values v JOIN analytics.attributes a USING (attribute_id)
+    GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 5"
+echo "-- the source and the warehouse, side by side:"
+for t in entities entity_values; do
+    sum="SELECT count(*) || ' rows, checksum ' || coalesce(sum(hashtext(t::text)), 0) FROM (SELECT tenant_id, entity_id FROM %s) t"
+    printf '   %-14s source: %s   warehouse: %s\n' "$t" \
+        "$(psql -X -At "$FRESHET_SOURCE_URL" -c "$(printf "$sum" "atlasco.$t")")" \
+        "$(psql -X -At "$FRESHET_WAREHOUSE_URL" -c "$(printf "$sum" "analytics.$t")")"
+done
 echo "== stopping freshet (SIGTERM): capture drains, waits for Kafka, confirms; the sink writes its open files"
 kill -TERM "$freshet_pid"
 wait "$freshet_pid" || true

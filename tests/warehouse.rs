@@ -674,3 +674,63 @@ async fn a_corrupt_or_foreign_object_is_skipped_and_named() {
         .get(0);
     assert_eq!(ledger, 0, "nothing of the skipped objects is in the ledger");
 }
+
+/// Tombstones past `warehouse.tombstone_retention`, and rows behind a TRUNCATE, leave the
+/// change tables; the views are as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_past_retention_and_rows_behind_a_truncate_are_purged() {
+    let s = Setup::warehouse("wh_purge").await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(
+        &pipeline,
+        yaml.replace(
+            "  schema: analytics\n",
+            "  schema: analytics\n  tombstone_retention: 8s\n",
+        ),
+    )
+    .expect("pipeline");
+    let (mut daemon, _) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    for step in [
+        "INSERT INTO public.docs (id, body) SELECT 'doc-' || g, 'x' FROM generate_series(1, 10) g",
+        "DELETE FROM public.docs WHERE id IN ('doc-1', 'doc-2')",
+        "INSERT INTO public.notes SELECT g, 'note' FROM generate_series(1, 10) g",
+    ] {
+        s.client.batch_execute(step).await.expect(step);
+    }
+    // Loaded before the TRUNCATE, so that rows lie behind its barrier.
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    s.client
+        .batch_execute("TRUNCATE public.notes; INSERT INTO public.notes VALUES (1, 'after')")
+        .await
+        .expect("truncate");
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    let count = |q: &'static str| {
+        let client = &s.client;
+        async move { client.query_one(q, &[]).await.expect(q).get::<_, i64>(0) }
+    };
+    let tombstones = "SELECT count(*) FROM analytics_freshet.docs WHERE _freshet_deleted";
+    let notes = "SELECT count(*) FROM analytics_freshet.notes";
+    assert_eq!(count(tombstones).await, 2);
+    assert_eq!(
+        count(notes).await,
+        11,
+        "ten deltas behind the barrier, one after it"
+    );
+    // Purges run once per start of the loader and hourly: a start after the retention.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    daemon.terminate();
+    let (daemon, _) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("UPDATE public.docs SET n = 1 WHERE id = 'doc-3'; INSERT INTO public.notes VALUES (2, 'later')")
+        .await
+        .expect("changes");
+    support::wait_for("the purge", Duration::from_secs(60), || async {
+        (count(tombstones).await == 0 && count(notes).await == 2).then_some(())
+    })
+    .await;
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+}

@@ -20,6 +20,7 @@ pub const DEFAULT_TOPIC_PARTITIONS: u32 = 16;
 pub const DEFAULT_REPLICATION_FACTOR: u16 = 1;
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 pub const DEFAULT_BATCH_BYTES: u32 = 1 << 20;
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
 pub const DEFAULT_ROTATE_ROWS: u64 = 1_000_000;
 pub const DEFAULT_ROTATE_BYTES: u64 = 128 << 20;
@@ -406,6 +407,10 @@ pub struct Warehouse {
     pub schema: String,
     pub postgres: Option<PostgresWarehouse>,
     pub redshift_data: Option<Spanned<RedshiftData>>,
+    /// How long a delete's tombstone stays in the warehouse: a change older than it,
+    /// replayed after it was purged, would bring its row back.
+    #[serde(default = "default_tombstone_retention")]
+    pub tombstone_retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -522,6 +527,9 @@ fn default_rotate_age() -> Duration {
 }
 fn default_consumer_group() -> String {
     DEFAULT_CONSUMER_GROUP.to_string()
+}
+fn default_tombstone_retention() -> Duration {
+    DEFAULT_TOMBSTONE_RETENTION
 }
 fn default_warehouse_schema() -> String {
     DEFAULT_WAREHOUSE_SCHEMA.to_string()

@@ -35,6 +35,8 @@ use sql::{Column, Dialect};
 /// At most this many objects, or bytes of them, per load.
 const MAX_OBJECTS: usize = 32;
 const MAX_BYTES: u64 = 256 << 20;
+/// How often a table's tombstones past retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Waits between attempts while the warehouse does not answer.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -94,6 +96,7 @@ pub struct Settings {
     pub tables: Vec<TableSettings>,
     pub schema: String,
     pub share: Option<Share>,
+    pub tombstone_retention: Duration,
 }
 
 impl Settings {
@@ -128,6 +131,7 @@ impl Settings {
             tables,
             schema: w.schema.clone(),
             share: None,
+            tombstone_retention: w.tombstone_retention.0,
         }))
     }
 }
@@ -228,6 +232,7 @@ struct TableState {
     stopped: bool,
     /// The description the warehouse table was last prepared for, and its columns then.
     prepared: Option<(Description, Vec<String>)>,
+    purged: Option<Instant>,
 }
 
 impl TableState {
@@ -300,6 +305,7 @@ pub async fn run(
                     due: None,
                     stopped: false,
                     prepared: None,
+                    purged: None,
                 })
                 .collect(),
             summary: Summary::default(),
@@ -477,8 +483,49 @@ impl Loader<'_> {
             let t = &self.tables[i];
             metrics::gauge!(names::LOADER_PENDING_OBJECTS, "table" => t.settings.source.clone())
                 .set(t.pending.len() as f64);
+            if !t.stopped && t.purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                if !self.purge(i, stopped).await? {
+                    return Ok(false);
+                }
+            }
         }
         Ok(true)
+    }
+
+    /// Tombstones past retention and rows behind the TRUNCATE barrier leave the change
+    /// table, in a transaction of their own.
+    async fn purge(
+        &mut self,
+        i: usize,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Result<bool, LoaderError> {
+        let Some((description, _)) = self.tables[i].prepared.clone() else {
+            return Ok(true);
+        };
+        let mut t = self.table(&self.tables[i].settings.source);
+        t.key = description.key;
+        let retention = chrono::Duration::from_std(self.settings.tombstone_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now()
+            .checked_sub_signed(retention)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .to_rfc3339();
+        let statement = sql::purge(&t, &cutoff);
+        let done = self
+            .with_warehouse(stopped, |w| {
+                let statement = statement.clone();
+                Box::pin(async move { w.execute(&[statement]).await })
+            })
+            .await;
+        self.tables[i].purged = Some(Instant::now());
+        match done {
+            Ok(done) => Ok(done.is_some()),
+            // Upkeep, not loading: the next hour tries again.
+            Err(error) => {
+                tracing::warn!(table = %t.source, %error, "purging tombstones failed");
+                Ok(true)
+            }
+        }
     }
 
     /// Loads the table's next batch of objects; false when stopped while waiting for the

@@ -640,8 +640,8 @@ pub fn purge(t: &Table, older_than: &str) -> String {
     let cutoff = format!("CAST({} AS timestamp with time zone)", literal(older_than));
     if t.keyed() {
         format!(
-            "DELETE FROM {} USING {} b WHERE b.table_name = {} AND ((({c})._freshet_deleted AND \
-             ({c})._freshet_commit_ts < {cutoff}) OR NOT {})",
+            "DELETE FROM {} USING {} b WHERE b.table_name = {} AND (({c}._freshet_deleted AND \
+             {c}._freshet_commit_ts < {cutoff}) OR NOT {})",
             t.changes(),
             t.tables(),
             literal(&t.source),
