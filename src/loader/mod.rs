@@ -483,10 +483,11 @@ impl Loader<'_> {
             let t = &self.tables[i];
             metrics::gauge!(names::LOADER_PENDING_OBJECTS, "table" => t.settings.source.clone())
                 .set(t.pending.len() as f64);
-            if !t.stopped && t.purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
-                if !self.purge(i, stopped).await? {
-                    return Ok(false);
-                }
+            if !t.stopped
+                && t.purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY)
+                && !self.purge(i, stopped).await?
+            {
+                return Ok(false);
             }
         }
         Ok(true)
