@@ -58,6 +58,18 @@ pub enum Command {
         #[arg(long)]
         table: String,
     },
+    /// Rebuild a table in the warehouse from its topic: read it again from an offset into
+    /// the lake and load it (from 0, the warehouse table is made anew). Stop the sink first.
+    Replay {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// schema.table, one of source.tables.
+        #[arg(long)]
+        table: String,
+        /// The topic offset (in every partition) to read from.
+        #[arg(long, default_value_t = 0)]
+        from_offset: i64,
+    },
     /// Validate a pipeline file and the live prerequisites; print what to fix.
     Check {
         #[arg(long, short)]

@@ -132,6 +132,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             http.abort();
             code
         }
+        Command::Replay {
+            pipeline,
+            table,
+            from_offset,
+        } => {
+            let p = config::load(&pipeline)?;
+            let table = config::TableName::parse(&table).map_err(anyhow::Error::msg)?;
+            let (written, loaded) =
+                freshet::pipeline::sink::replay(&p, &table, from_offset).await?;
+            println!(
+                "{table}: {} records read again from offset {from_offset} into {} objects; {} objects ({} rows) loaded into the warehouse",
+                written.records, written.objects, loaded.objects, loaded.rows
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tail { pipeline, table } => {
             let p = config::load(&pipeline)?;
             let table = config::TableName::parse(&table).map_err(anyhow::Error::msg)?;

@@ -148,6 +148,10 @@ pub struct Settings {
     pub max_bytes: u64,
     pub compression: ParquetCompression,
     pub group: String,
+    /// Read every partition from this offset instead of where the lake ends (`freshet
+    /// replay`): objects already there are written again, under the same name when their
+    /// span is the same.
+    pub from: Option<i64>,
 }
 
 impl Settings {
@@ -182,6 +186,7 @@ impl Settings {
             max_bytes: b.rotation.max_bytes,
             compression: b.compression,
             group: b.consumer_group.clone(),
+            from: None,
         })
     }
 }
@@ -346,9 +351,9 @@ impl<'a> Batcher<'a> {
                 .into_iter()
                 .filter(|p| settings.share.is_none_or(|s| s.takes(*p)))
             {
-                let offset = match next.get(&p) {
-                    Some(n) => Offset::Offset(*n),
-                    None => Offset::Beginning,
+                let offset = match (settings.from, next.get(&p)) {
+                    (Some(n), _) | (None, Some(&n)) => Offset::Offset(n),
+                    (None, None) => Offset::Beginning,
                 };
                 info!(topic = %t.topic, partition = p, ?offset, "resuming from the lake");
                 if let Offset::Offset(n) = offset {

@@ -290,27 +290,7 @@ pub async fn run(
 ) -> Result<Summary, LoaderError> {
     let span = tracing::info_span!("sink", stage = "loader");
     async move {
-        let mut l = Loader {
-            p,
-            settings,
-            store,
-            warehouse: None,
-            tables: settings
-                .tables
-                .iter()
-                .map(|t| TableState {
-                    settings: t.clone(),
-                    loaded: HashMap::new(),
-                    pending: BTreeMap::new(),
-                    due: None,
-                    stopped: false,
-                    prepared: None,
-                    purged: None,
-                })
-                .collect(),
-            summary: Summary::default(),
-            failing_since: None,
-        };
+        let mut l = Loader::new(p, settings, store);
         if !l.start(&mut stopped).await? {
             return Ok(l.summary);
         }
@@ -347,6 +327,84 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// `freshet replay`: forgets what the warehouse took of `source` from offset `from` on (from
+/// 0: the table, its view and its state, so it is made again), for the next load to take it
+/// again from the lake.
+pub async fn forget(
+    p: &Pipeline,
+    settings: &Settings,
+    source: &str,
+    from: i64,
+) -> Result<(), LoaderError> {
+    let mut w = Warehouse::connect(p).await?;
+    let d = w.dialect();
+    w.execute(&sql::setup(&settings.schema, d)).await?;
+    let name = settings
+        .tables
+        .iter()
+        .find(|t| t.source == source)
+        .map(|t| t.name.clone())
+        .ok_or_else(|| LoaderError::Config(format!("{source} is not one of source.tables")))?;
+    let t = sql::Table {
+        source: source.to_owned(),
+        schema: settings.schema.clone(),
+        name,
+        key: Vec::new(),
+        eav: false,
+    };
+    w.execute(&sql::forget(&t, from)).await
+}
+
+/// Loads what the lake holds and the ledger does not cover, then returns.
+pub async fn load_all(
+    p: &Pipeline,
+    settings: &Settings,
+    store: &Store,
+) -> Result<Summary, LoaderError> {
+    let (_tx, mut stopped) = watch::channel(false);
+    let mut l = Loader::new(p, settings, store);
+    l.start(&mut stopped).await?;
+    while l.tables.iter().any(|t| !t.pending.is_empty() && !t.stopped) {
+        for t in &mut l.tables {
+            t.due = Some(Instant::now());
+        }
+        l.load_due(&mut stopped).await?;
+    }
+    if let Some(t) = l.tables.iter().find(|t| t.stopped) {
+        return Err(LoaderError::Config(format!(
+            "loads of {} stopped (see the log)",
+            t.settings.source
+        )));
+    }
+    Ok(l.summary)
+}
+
+impl<'a> Loader<'a> {
+    fn new(p: &'a Pipeline, settings: &'a Settings, store: &'a Store) -> Loader<'a> {
+        Loader {
+            p,
+            settings,
+            store,
+            warehouse: None,
+            tables: settings
+                .tables
+                .iter()
+                .map(|t| TableState {
+                    settings: t.clone(),
+                    loaded: HashMap::new(),
+                    pending: BTreeMap::new(),
+                    due: None,
+                    stopped: false,
+                    prepared: None,
+                    purged: None,
+                })
+                .collect(),
+            summary: Summary::default(),
+            failing_since: None,
+        }
+    }
 }
 
 impl Loader<'_> {

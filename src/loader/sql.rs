@@ -633,6 +633,25 @@ fn deltas(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
     ]
 }
 
+/// What the warehouse holds of the table from offset `from` on, forgotten: from 0 the table,
+/// its view and its state; else the ledger rows, so that those objects load again.
+pub fn forget(t: &Table, from: i64) -> Vec<String> {
+    let source = literal(&t.source);
+    if from <= 0 {
+        vec![
+            format!("DROP VIEW IF EXISTS {}", t.view()),
+            format!("DROP TABLE IF EXISTS {}", t.changes()),
+            format!("DELETE FROM {} WHERE table_name = {source}", t.tables()),
+            format!("DELETE FROM {} WHERE table_name = {source}", t.ledger()),
+        ]
+    } else {
+        vec![format!(
+            "DELETE FROM {} WHERE table_name = {source} AND last_offset >= {from}",
+            t.ledger()
+        )]
+    }
+}
+
 /// Tombstones older than the retention, and rows behind the TRUNCATE barrier, removed
 /// outside any load. A change older than a purged tombstone, replayed after it, would bring
 /// its row back: the retention outlasts any replay of Kafka's duplicates.

@@ -64,3 +64,39 @@ impl Sink {
         Ok(summary)
     }
 }
+
+/// `freshet replay`: the table's topic read again from offset `from` into the lake, and the
+/// table loaded again into the warehouse (from 0: rebuilt). Run it with the sink stopped.
+pub async fn replay(
+    p: &Pipeline,
+    table: &crate::config::TableName,
+    from: i64,
+) -> Result<(Summary, loader::Summary), PipelineError> {
+    let (Some(k), Some(b)) = (&p.kafka, &p.batcher) else {
+        return Err(PipelineError::Config(
+            "replay reads the kafka section's topics into the batcher's lake; the pipeline lacks one".into(),
+        ));
+    };
+    let source = table.to_string();
+    let (Some(mut settings), Some(mut l)) = (
+        Settings::from_pipeline(p),
+        loader::Settings::from_pipeline(p)?,
+    ) else {
+        return Err(PipelineError::Config(
+            "replay loads into the warehouse; the pipeline has no warehouse section".into(),
+        ));
+    };
+    settings.tables.retain(|t| t.name == source);
+    l.tables.retain(|t| t.source == source);
+    if settings.tables.is_empty() {
+        return Err(PipelineError::Config(format!(
+            "{source} is not one of source.tables"
+        )));
+    }
+    settings.from = Some(from);
+    let store = Store::open(&b.store.value.0, &b.s3).await?;
+    loader::forget(p, &l, &source, from).await?;
+    let written = batcher::drain(k, &settings, &store, std::time::Duration::from_secs(5)).await?;
+    let loaded = loader::load_all(p, &l, &store).await?;
+    Ok((written, loaded))
+}
