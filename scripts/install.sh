@@ -42,22 +42,26 @@ if ! "$FRESHET_TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
 fi
 # The consumers the tests read Freshet's records with, from PyPI, pinned, in a virtual
 # environment in the cache: the official Confluent client (it bundles librdkafka) with its
-# Schema Registry and Avro deserializers, and fastavro; pyarrow reads the lake back, and
-# moto's server is the S3 of the tests and the demo.
+# Schema Registry and Avro deserializers, and fastavro; pyarrow reads the lake back, moto's
+# server is the S3 of the tests and the demo, and psycopg lets the Redshift Data API stand-in
+# run its statements on PostgreSQL.
 CONFLUENT_KAFKA_VERSION=2.16.1
 FASTAVRO_VERSION=1.13.1
 PYARROW_VERSION=26.0.1
 MOTO_VERSION=5.2.5
-if ! "$FRESHET_VENV/bin/python" -c "import confluent_kafka, fastavro, pyarrow, moto, sys
+PSYCOPG_VERSION=3.3.9
+if ! "$FRESHET_VENV/bin/python" -c "import confluent_kafka, fastavro, pyarrow, moto, psycopg, sys
 import confluent_kafka.schema_registry.avro, moto.server
 sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION' or fastavro.__version__ != '$FASTAVRO_VERSION'
-         or pyarrow.__version__ != '$PYARROW_VERSION' or moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+         or pyarrow.__version__ != '$PYARROW_VERSION' or moto.__version__ != '$MOTO_VERSION'
+         or psycopg.__version__ != '$PSYCOPG_VERSION')" 2>/dev/null; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-    echo "install: Python venv with confluent-kafka $CONFLUENT_KAFKA_VERSION, fastavro $FASTAVRO_VERSION, pyarrow $PYARROW_VERSION, moto $MOTO_VERSION" >&2
+    echo "install: Python venv with confluent-kafka $CONFLUENT_KAFKA_VERSION, fastavro $FASTAVRO_VERSION, pyarrow $PYARROW_VERSION, moto $MOTO_VERSION, psycopg $PSYCOPG_VERSION" >&2
     python3 -m venv "$FRESHET_VENV" >&2
     "$FRESHET_VENV/bin/pip" install --quiet --disable-pip-version-check \
         "confluent-kafka[avro,schemaregistry]==$CONFLUENT_KAFKA_VERSION" \
-        "fastavro==$FASTAVRO_VERSION" "pyarrow==$PYARROW_VERSION" "moto[server]==$MOTO_VERSION" >&2
+        "fastavro==$FASTAVRO_VERSION" "pyarrow==$PYARROW_VERSION" "moto[server]==$MOTO_VERSION" \
+        "psycopg[binary]==$PSYCOPG_VERSION" >&2
 fi
 # cargo-fuzz: the test command builds the fuzz targets (with AddressSanitizer), README says how
 # to run them. Built once into the cache.

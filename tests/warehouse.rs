@@ -779,3 +779,43 @@ async fn replay_rebuilds_a_table_from_its_topic_and_again_changes_nothing() {
     );
     wait_equal(&s.client, &TABLES, Duration::from_secs(10)).await;
 }
+
+/// The Redshift driver end to end: the lake in S3 (moto's server), the loads through the
+/// Redshift Data API, which a stand-in speaks here (Redshift cannot run on this machine),
+/// running the driver's Redshift SQL on PostgreSQL, its COPY reading the Parquet objects by
+/// their manifests from S3. Serialization conflicts are retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redshift_data_api_driver_loads_through_the_stand_in() {
+    let s = Setup::warehouse("wh_redshift").await;
+    let s3 = support::lake::MotoS3::start();
+    s3.create_bucket("lake");
+    let redshift = support::warehouse::RedshiftStandIn::start(&s.db.url, &s3, 2);
+    let broker = Broker::start(Engine::Memory);
+    let mut extra = format!(
+        "{EAV}batcher:\n  store: s3://lake/cdc\n  s3:\n    endpoint: {}\n    path_style: true\n    \
+         region: us-east-1\n  rotation:\n    max_rows: 400\n    max_age: 1s\n{}",
+        s3.endpoint(),
+        redshift.warehouse_yaml()
+    );
+    extra.push_str("freshness_classes:\n  test: 2s\ntables:\n");
+    for t in TABLES {
+        extra.push_str(&format!("  {t}: {{ freshness: test }}\n"));
+    }
+    let pipeline = s.kafka_pipeline(&TABLES, &broker.brokers(), &extra, true);
+    let (daemon, port) = s.start_listening(&pipeline, &s3.env());
+    s.slot_ready(&daemon).await;
+    run_workload(&s).await;
+    delete_unseen_key(&s).await;
+    wait_equal(&s.client, &TABLES, Duration::from_secs(120)).await;
+    let log = daemon.log_text();
+    assert!(
+        log.contains("serialization conflict in Redshift; trying the transaction again"),
+        "the conflicts were retried:\n{log}"
+    );
+    // The Redshift SQL ran: its table options were there to be taken out.
+    let metrics = support::scrape(port);
+    assert!(
+        support::events(&metrics, "loaded", "loader") >= 6.0,
+        "{metrics}"
+    );
+}

@@ -13,6 +13,7 @@
 
 mod copy;
 pub mod postgres;
+pub mod redshift;
 pub mod sql;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,10 +31,12 @@ use crate::config::{Pipeline, WarehouseDriver};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, names, Event};
 use postgres::Postgres;
+use redshift::RedshiftData;
 use sql::{Column, Dialect};
 
-/// At most this many objects, or bytes of them, per load.
-const MAX_OBJECTS: usize = 32;
+/// At most this many objects, or bytes of them, per load (Redshift: each object is one COPY
+/// of the at most 40 statements of one batch).
+const MAX_OBJECTS: usize = 25;
 const MAX_BYTES: u64 = 256 << 20;
 /// How often a table's tombstones past retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -147,6 +150,16 @@ pub struct Summary {
 /// The warehouse, by driver.
 enum Warehouse {
     Postgres(Postgres),
+    RedshiftData(RedshiftData),
+}
+
+/// One object of a load, as each driver reads it: PostgreSQL is sent its rows, Redshift
+/// copies it from the store by its manifest.
+#[derive(Clone)]
+pub struct Object {
+    pub key: String,
+    pub body: Bytes,
+    pub manifest_url: String,
 }
 
 impl Warehouse {
@@ -154,17 +167,18 @@ impl Warehouse {
         let Some(w) = &p.warehouse else {
             return Err(LoaderError::Config("no warehouse section".into()));
         };
-        match (w.driver.value, &w.postgres) {
-            (WarehouseDriver::Postgres, Some(pg)) => {
+        match (w.driver.value, &w.postgres, &w.redshift_data) {
+            (WarehouseDriver::Postgres, Some(pg), _) => {
                 Ok(Warehouse::Postgres(Postgres::connect(&pg.url).await?))
             }
-            (WarehouseDriver::Postgres, None) => Err(LoaderError::Config(
+            (WarehouseDriver::RedshiftData, _, Some(r)) => Ok(Warehouse::RedshiftData(
+                RedshiftData::connect(&r.value).await?,
+            )),
+            (WarehouseDriver::Postgres, None, _) => Err(LoaderError::Config(
                 "warehouse.driver postgres needs a warehouse.postgres section".into(),
             )),
-            (WarehouseDriver::RedshiftData, _) => Err(LoaderError::Config(
-                "warehouse.driver redshift_data: this build of Freshet loads into PostgreSQL \
-                 only; the Redshift Data API driver is not built yet"
-                    .into(),
+            (WarehouseDriver::RedshiftData, _, None) => Err(LoaderError::Config(
+                "warehouse.driver redshift_data needs a warehouse.redshift_data section".into(),
             )),
         }
     }
@@ -172,41 +186,54 @@ impl Warehouse {
     fn dialect(&self) -> Dialect {
         match self {
             Warehouse::Postgres(_) => Postgres::DIALECT,
+            Warehouse::RedshiftData(_) => RedshiftData::DIALECT,
         }
     }
 
     fn endpoint(&self) -> String {
         match self {
             Warehouse::Postgres(p) => p.endpoint().to_owned(),
+            Warehouse::RedshiftData(r) => r.endpoint().to_owned(),
         }
     }
 
     async fn execute(&mut self, statements: &[String]) -> Result<(), LoaderError> {
         match self {
             Warehouse::Postgres(p) => p.execute(statements).await,
+            Warehouse::RedshiftData(r) => r.execute(statements).await,
         }
     }
 
     async fn columns(&self, t: &sql::Table) -> Result<Vec<(String, String)>, LoaderError> {
         match self {
             Warehouse::Postgres(p) => p.columns(t).await,
+            Warehouse::RedshiftData(r) => r.columns(t).await,
         }
     }
 
     async fn ledger(&self, t: &sql::Table) -> Result<Vec<(i32, i64, i64)>, LoaderError> {
         match self {
             Warehouse::Postgres(p) => p.ledger(t).await,
+            Warehouse::RedshiftData(r) => r.ledger(t).await,
         }
     }
 
     async fn load(
         &mut self,
         load: &sql::Load,
-        objects: &[(String, Bytes)],
-        table_columns: usize,
-    ) -> Result<u64, LoaderError> {
+        objects: &[Object],
+        columns: &[Column],
+    ) -> Result<(), LoaderError> {
         match self {
-            Warehouse::Postgres(p) => p.load(load, objects, table_columns).await,
+            Warehouse::Postgres(p) => p.load(load, objects, columns.len()).await,
+            Warehouse::RedshiftData(r) => {
+                let manifests: Vec<String> =
+                    objects.iter().map(|o| o.manifest_url.clone()).collect();
+                let nested = columns
+                    .iter()
+                    .any(|c| matches!(c.kind, crate::kind::ColumnKind::Array(_)));
+                r.load(load, &manifests, nested).await
+            }
         }
     }
 }
@@ -600,6 +627,7 @@ impl Loader<'_> {
         let mut batch: Vec<(Pending, Bytes)> = Vec::new();
         let mut description: Option<Description> = None;
         let mut bytes = 0;
+        let mut rows = 0;
         let candidates: Vec<Pending> = self.tables[i].pending.values().cloned().collect();
         for p in candidates {
             if batch.len() >= MAX_OBJECTS || (bytes >= MAX_BYTES && !batch.is_empty()) {
@@ -616,9 +644,9 @@ impl Loader<'_> {
                     Err(e) => return Err(e.into()),
                 }
             };
-            let d = match describe(&body) {
-                Ok(d) if d.table == source => d,
-                Ok(d) => {
+            let (d, object_rows) = match describe(&body) {
+                Ok((d, r)) if d.table == source => (d, r),
+                Ok((d, _)) => {
                     self.skip(i, &p, format!("it holds {}, not {source}", d.table));
                     continue;
                 }
@@ -632,6 +660,7 @@ impl Loader<'_> {
             }
             description = Some(d);
             bytes += body.len() as u64;
+            rows += object_rows;
             batch.push((p, body));
         }
         let Some(description) = description else {
@@ -657,9 +686,13 @@ impl Loader<'_> {
                 last: p.span.last,
             })
             .collect();
-        let bodies: Vec<(String, Bytes)> = batch
+        let bodies: Vec<Object> = batch
             .iter()
-            .map(|(p, b)| (p.key.clone(), b.clone()))
+            .map(|(p, b)| Object {
+                key: p.key.clone(),
+                body: b.clone(),
+                manifest_url: self.store.url(&layout::manifest_key(&p.key)),
+            })
             .collect();
         let prepared = self.tables[i]
             .prepared
@@ -682,15 +715,14 @@ impl Loader<'_> {
                     };
                     let at = chrono::Utc::now().to_rfc3339();
                     let load = sql::load(&t, &columns, &table_columns, &objects, &at, w.dialect());
-                    let rows = w.load(&load, &bodies, columns.len()).await?;
-                    Ok((rows, table_columns))
+                    w.load(&load, &bodies, &columns).await?;
+                    Ok(table_columns)
                 })
             })
             .await;
-        let rows = match loaded {
-            Ok(Some((rows, table_columns))) => {
+        match loaded {
+            Ok(Some(table_columns)) => {
                 self.tables[i].prepared = Some((description, table_columns));
-                rows
             }
             Ok(None) => return Ok(false),
             Err(LoaderError::Object { key, why }) => {
@@ -702,7 +734,7 @@ impl Loader<'_> {
                 return Err(LoaderError::Object { key, why });
             }
             Err(e) => return Err(e),
-        };
+        }
         let took = started.elapsed();
         let state = &mut self.tables[i];
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -874,10 +906,11 @@ async fn prepare(
     Ok(table_columns)
 }
 
-/// The table description an object carries.
-fn describe(body: &Bytes) -> Result<Description, String> {
+/// The table description an object carries, and its rows.
+fn describe(body: &Bytes) -> Result<(Description, u64), String> {
     let reader = SerializedFileReader::new(body.clone())
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
     let text = reader
         .metadata()
         .file_metadata()
@@ -885,7 +918,9 @@ fn describe(body: &Bytes) -> Result<Description, String> {
         .and_then(|kv| kv.iter().find(|kv| kv.key == DESCRIPTION_KEY))
         .and_then(|kv| kv.value.clone())
         .ok_or_else(|| format!("no {DESCRIPTION_KEY} metadata: not an object Freshet wrote"))?;
-    serde_json::from_str(&text).map_err(|e| format!("its {DESCRIPTION_KEY} metadata: {e}"))
+    let d =
+        serde_json::from_str(&text).map_err(|e| format!("its {DESCRIPTION_KEY} metadata: {e}"))?;
+    Ok((d, rows))
 }
 
 /// Sleeps `d`; true when stopped first.

@@ -85,13 +85,13 @@ impl Postgres {
     }
 
     /// One load: the statements before, COPY of every object's rows into the staging table,
-    /// the statements after, and COMMIT. Returns the rows copied.
+    /// the statements after, and COMMIT.
     pub async fn load(
         &mut self,
         load: &Load,
-        objects: &[(String, Bytes)],
+        objects: &[super::Object],
         table_columns: usize,
-    ) -> Result<u64, LoaderError> {
+    ) -> Result<(), LoaderError> {
         let Postgres { client, endpoint } = self;
         let error = |statement: &str, e: tokio_postgres::Error| failed(endpoint, statement, &e);
         let tx = client.transaction().await.map_err(|e| error("BEGIN", e))?;
@@ -102,12 +102,12 @@ impl Postgres {
         let copy_in = tx.copy_in(&copy).await.map_err(|e| error(&copy, e))?;
         tokio::pin!(copy_in);
         let mut text = String::with_capacity(COPY_CHUNK + 4096);
-        for (key, body) in objects {
+        for o in objects {
             let object_error = |why: String| LoaderError::Object {
-                key: key.clone(),
+                key: o.key.clone(),
                 why,
             };
-            let reader = ParquetRecordBatchReaderBuilder::try_new(body.clone())
+            let reader = ParquetRecordBatchReaderBuilder::try_new(o.body.clone())
                 .and_then(|b| b.build())
                 .map_err(|e| object_error(e.to_string()))?;
             for batch in reader {
@@ -125,7 +125,7 @@ impl Postgres {
                 .await
                 .map_err(|e| error(&copy, e))?;
         }
-        let rows = copy_in.finish().await.map_err(|e| error(&copy, e))?;
+        copy_in.finish().await.map_err(|e| error(&copy, e))?;
         crate::crash::point("loader.after_copy");
         for s in &load.after_copy {
             if s.starts_with("MERGE") || (s.starts_with("INSERT INTO") && !s.contains(sql::LEDGER))
@@ -135,8 +135,7 @@ impl Postgres {
             tx.batch_execute(s).await.map_err(|e| error(s, e))?;
         }
         crate::crash::point("loader.before_commit");
-        tx.commit().await.map_err(|e| error("COMMIT", e))?;
-        Ok(rows)
+        tx.commit().await.map_err(|e| error("COMMIT", e))
     }
 }
 

@@ -200,7 +200,7 @@ pub fn setup(schema: &str, d: Dialect) -> Vec<String> {
         Dialect::Postgres => "text".to_owned(),
         Dialect::Redshift => "character varying(1024)".to_owned(),
     };
-    vec![
+    let mut statements = vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)),
         format!("CREATE SCHEMA IF NOT EXISTS {}", t.state_schema()),
         format!(
@@ -214,8 +214,25 @@ pub fn setup(schema: &str, d: Dialect) -> Vec<String> {
              NULL, barrier_sequence bigint NOT NULL)",
             t.tables()
         ),
-    ]
+    ];
+    if d == Dialect::Redshift {
+        // Redshift has no generate_series on its compute nodes: the views of tables without
+        // a key repeat a row by joining these numbers (a row repeated more often than
+        // NUMBERS times at the source shows NUMBERS times).
+        let numbers = format!("{}._freshet_numbers", t.state_schema());
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {numbers} (n integer NOT NULL) DISTSTYLE ALL SORTKEY(n)"
+        ));
+        statements.push(format!(
+            "INSERT INTO {numbers} WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r \
+             WHERE n < {NUMBERS}) SELECT n FROM r WHERE NOT EXISTS (SELECT 1 FROM {numbers})"
+        ));
+    }
+    statements
 }
+
+/// How many copies of one row a Redshift view of a table without a key can show.
+pub const NUMBERS: u32 = 65_536;
 
 /// The change table, made on the first load of `columns`, and the table's state row.
 pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
@@ -255,13 +272,23 @@ pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
             String::new()
         }
         (Dialect::Postgres, false) => String::new(),
-        // The key's last column spreads rows (for a tenant-prefixed key, the entity: one
-        // entity's rows and its attribute values on one slice, for joins); the sort key is
-        // the whole key, which the merge joins on.
-        (Dialect::Redshift, true) => format!(
-            " DISTKEY({}) SORTKEY({keys})",
-            ident(t.key.last().map_or("", String::as_str))
-        ),
+        // Rows spread by the key's first bigint column, else its last: for AtlasCo the
+        // entity, so an entity's row and all its attribute values share a slice and join
+        // without redistribution (the tenant, first in every key, has too few values to
+        // spread on). The sort key is the whole key, which the merge joins on.
+        (Dialect::Redshift, true) => {
+            let spread = t
+                .key
+                .iter()
+                .find(|k| {
+                    columns
+                        .iter()
+                        .any(|c| &c.name == *k && c.kind == ColumnKind::Int64)
+                })
+                .or(t.key.last())
+                .map_or("", String::as_str);
+            format!(" DISTKEY({}) SORTKEY({keys})", ident(spread))
+        }
         (Dialect::Redshift, false) => {
             " DISTSTYLE AUTO SORTKEY(_freshet_commit_lsn, _freshet_sequence)".to_owned()
         }
@@ -804,6 +831,95 @@ mod tests {
         assert!(!merge.contains(
             "INSERT (\"tenant_id\", \"entity_id\", \"entity_type\", \"created_at\", \"legacy\""
         ));
+    }
+
+    /// The Redshift SQL, pinned: the setup, the EAV value table's and a multiset's DDL and
+    /// views, one load of each (COPY, MERGE, deltas, ledger) and a purge. A change to the text
+    /// shows here as a diff; `FRESHET_BLESS=1 cargo test --lib golden` writes it anew.
+    #[test]
+    fn golden_redshift_sql() {
+        let d = Dialect::Redshift;
+        let values = Table {
+            source: "atlasco.entity_values".into(),
+            schema: "analytics".into(),
+            name: "entity_values".into(),
+            key: vec!["tenant_id".into(), "entity_id".into(), "attribute_id".into()],
+            eav: true,
+        };
+        let value_columns: Vec<Column> = [
+            ("tenant_id", ColumnKind::Int32),
+            ("entity_id", ColumnKind::Int64),
+            ("attribute_id", ColumnKind::Int32),
+            ("string_value", ColumnKind::Text),
+            ("integer_value", ColumnKind::Int64),
+            ("float_value", ColumnKind::Float64),
+            ("boolean_value", ColumnKind::Bool),
+            ("timestamp_value", ColumnKind::TimestampTz { precision: 6 }),
+            ("updated_at", ColumnKind::TimestampTz { precision: 6 }),
+        ]
+        .into_iter()
+        .map(|(name, kind)| Column {
+            name: name.into(),
+            kind,
+        })
+        .collect();
+        let notes = Table {
+            source: "public.notes".into(),
+            schema: "analytics".into(),
+            name: "notes".into(),
+            key: Vec::new(),
+            eav: false,
+        };
+        let note_columns = vec![
+            Column {
+                name: "n".into(),
+                kind: ColumnKind::Int32,
+            },
+            Column {
+                name: "body".into(),
+                kind: ColumnKind::Text,
+            },
+        ];
+        let names = |c: &[Column]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let object = |table: &str| Object {
+            key: format!("{table}/dt=2026-11-30/3-1200-1399.parquet"),
+            partition: 3,
+            first: 1200,
+            last: 1399,
+        };
+        let at = "2026-11-30T18:00:00+00:00";
+        let mut out: Vec<String> = setup("analytics", d);
+        for (t, columns) in [(&values, &value_columns), (&notes, &note_columns)] {
+            out.extend(create(t, columns, d));
+            out.extend(view(t, &names(columns), d));
+            let load = load(t, columns, &names(columns), &[object(&t.source)], at, d);
+            out.extend(load.before_copy);
+            out.push(crate::loader::redshift::copy(
+                &format!("s3://lake/cdc/{}/dt=2026-11-30/_3-1200-1399.manifest", t.source),
+                "arn:aws:iam::123456789012:role/freshet-copy",
+                false,
+            ));
+            out.extend(load.after_copy);
+            out.push(purge(t, at));
+        }
+        out.push(add_column(
+            &values,
+            &Column {
+                name: "unit".into(),
+                kind: ColumnKind::Text,
+            },
+            d,
+        ));
+        let text: String = out.iter().map(|s| format!("{s};\n\n")).collect();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/loader/golden/redshift.sql");
+        if std::env::var_os("FRESHET_BLESS").is_some() {
+            std::fs::write(path, &text).expect("bless");
+        }
+        let golden = std::fs::read_to_string(path).expect("the golden file");
+        assert!(
+            golden == text,
+            "the Redshift SQL changed; if on purpose, FRESHET_BLESS=1 writes it:\n{text}"
+        );
     }
 
     #[test]

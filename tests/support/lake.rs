@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-fn python() -> String {
+pub fn python() -> String {
     let venv = std::env::var("FRESHET_VENV").unwrap_or_else(|_| {
         panic!("FRESHET_VENV is not set: run the tests with scripts/test.sh, which installs it")
     });

@@ -162,3 +162,59 @@ pub async fn ledger_rows(client: &Client, source: &str) -> i64 {
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
+
+/// The Redshift Data API stand-in (`tests/warehouse/redshift_data.py`): Redshift cannot run
+/// here, so its statements run on the test's PostgreSQL; killed when dropped.
+pub struct RedshiftStandIn {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl RedshiftStandIn {
+    /// `conflicts`: how many writing batches fail first with Redshift's serialization error.
+    pub fn start(pg_url: &str, s3: &super::lake::MotoS3, conflicts: u32) -> RedshiftStandIn {
+        use std::io::BufRead as _;
+        let port = super::kafka::free_port();
+        let mut child = std::process::Command::new(super::lake::python())
+            .arg(super::repo().join("tests/warehouse/redshift_data.py"))
+            .args([
+                &port.to_string(),
+                pg_url,
+                &s3.endpoint(),
+                &conflicts.to_string(),
+            ])
+            .envs(s3.env())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the Redshift Data API stand-in");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the stand-in's first line");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the Redshift Data API stand-in did not start"
+        );
+        RedshiftStandIn { child, port }
+    }
+
+    /// The pipeline's warehouse section for this stand-in.
+    pub fn warehouse_yaml(&self) -> String {
+        format!(
+            "warehouse:\n  driver: redshift_data\n  schema: {SCHEMA}\n  redshift_data:\n    \
+             cluster_identifier: freshet-test\n    database: dev\n    db_user: freshet\n    \
+             copy_iam_role: arn:aws:iam::123456789012:role/freshet-copy\n    region: us-east-1\n    \
+             endpoint: http://127.0.0.1:{}\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for RedshiftStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
