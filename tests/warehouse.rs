@@ -812,10 +812,41 @@ async fn the_redshift_data_api_driver_loads_through_the_stand_in() {
         log.contains("serialization conflict in Redshift; trying the transaction again"),
         "the conflicts were retried:\n{log}"
     );
-    // The Redshift SQL ran: its table options were there to be taken out.
     let metrics = support::scrape(port);
     assert!(
         support::events(&metrics, "loaded", "loader") >= 6.0,
         "{metrics}"
     );
+
+    // Text longer than Redshift's VARCHAR(65535): cut to it and counted, the load goes on.
+    s.client
+        .batch_execute("INSERT INTO public.docs (id, body) VALUES ('long', repeat('x', 70000))")
+        .await
+        .expect("a long text");
+    let length = support::wait_for("the long text loaded", Duration::from_secs(60), || async {
+        s.client
+            .query_opt(
+                "SELECT octet_length(body) FROM analytics.docs WHERE id = 'long'",
+                &[],
+            )
+            .await
+            .expect("length")
+            .map(|r| r.get::<_, i32>(0))
+    })
+    .await;
+    assert_eq!(length, 65535);
+    let metrics = support::scrape(port);
+    assert_eq!(
+        support::sample(
+            &metrics,
+            "freshet_loader_values_truncated_total{table=\"public.docs\",column=\"body\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    s.client
+        .batch_execute("DELETE FROM public.docs WHERE id = 'long'")
+        .await
+        .expect("delete");
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
 }

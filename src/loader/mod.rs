@@ -12,6 +12,7 @@
 //! for, with `stalled` and `recovered` events, the objects staying in the lake meanwhile.
 
 mod copy;
+mod oversized;
 pub mod postgres;
 pub mod redshift;
 pub mod sql;
@@ -100,6 +101,9 @@ pub struct Settings {
     pub schema: String,
     pub share: Option<Share>,
     pub tombstone_retention: Duration,
+    /// The warehouse's longest text in bytes, if it has one: longer values are cut (see
+    /// [`oversized`]).
+    pub text_bytes: Option<usize>,
 }
 
 impl Settings {
@@ -135,6 +139,8 @@ impl Settings {
             schema: w.schema.clone(),
             share: None,
             tombstone_retention: w.tombstone_retention.0,
+            text_bytes: (w.driver.value == WarehouseDriver::RedshiftData)
+                .then_some(sql::REDSHIFT_VARCHAR_BYTES),
         }))
     }
 }
@@ -686,7 +692,7 @@ impl Loader<'_> {
                 last: p.span.last,
             })
             .collect();
-        let bodies: Vec<Object> = batch
+        let mut bodies: Vec<Object> = batch
             .iter()
             .map(|(p, b)| Object {
                 key: p.key.clone(),
@@ -694,6 +700,13 @@ impl Loader<'_> {
                 manifest_url: self.store.url(&layout::manifest_key(&p.key)),
             })
             .collect();
+        if let Some(limit) = self.settings.text_bytes {
+            for o in &mut bodies {
+                if !self.cut_long_text(&source, o, limit, stopped).await? {
+                    return Ok(false);
+                }
+            }
+        }
         let prepared = self.tables[i]
             .prepared
             .as_ref()
@@ -767,6 +780,51 @@ impl Loader<'_> {
         self.summary.loads += 1;
         self.summary.objects += batch.len() as u64;
         self.summary.rows += rows;
+        Ok(true)
+    }
+
+    /// Truncate and flag: an object holding text longer than the warehouse takes is written
+    /// again, cut, beside itself, and loaded from there; false when stopped meanwhile.
+    async fn cut_long_text(
+        &self,
+        source: &str,
+        o: &mut Object,
+        limit: usize,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Result<bool, LoaderError> {
+        let Some((body, cut)) =
+            oversized::truncate(&o.body, limit).map_err(|why| LoaderError::Object {
+                key: o.key.clone(),
+                why,
+            })?
+        else {
+            return Ok(true);
+        };
+        let key = oversized::key_of(&o.key);
+        let manifest = layout::manifest(&self.store.url(&key), body.len() as u64);
+        for (k, b) in [
+            (key.clone(), body.clone()),
+            (layout::manifest_key(&key), Bytes::from(manifest)),
+        ] {
+            loop {
+                match self.store.put(&k, b.clone()).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_transient() => {
+                        if wait(stopped, RETRY_MIN).await {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        for (column, n) in cut {
+            tracing::warn!(table = %source, %column, values = n, object = %o.key, limit, "text longer than the warehouse takes: cut to its limit and loaded (truncate and flag)");
+            metrics::counter!(names::LOADER_VALUES_TRUNCATED_TOTAL, "table" => source.to_owned(), "column" => column)
+                .increment(n);
+        }
+        o.manifest_url = self.store.url(&layout::manifest_key(&key));
+        o.body = body;
         Ok(true)
     }
 

@@ -843,7 +843,11 @@ mod tests {
             source: "atlasco.entity_values".into(),
             schema: "analytics".into(),
             name: "entity_values".into(),
-            key: vec!["tenant_id".into(), "entity_id".into(), "attribute_id".into()],
+            key: vec![
+                "tenant_id".into(),
+                "entity_id".into(),
+                "attribute_id".into(),
+            ],
             eav: true,
         };
         let value_columns: Vec<Column> = [
@@ -895,7 +899,10 @@ mod tests {
             let load = load(t, columns, &names(columns), &[object(&t.source)], at, d);
             out.extend(load.before_copy);
             out.push(crate::loader::redshift::copy(
-                &format!("s3://lake/cdc/{}/dt=2026-11-30/_3-1200-1399.manifest", t.source),
+                &format!(
+                    "s3://lake/cdc/{}/dt=2026-11-30/_3-1200-1399.manifest",
+                    t.source
+                ),
                 "arn:aws:iam::123456789012:role/freshet-copy",
                 false,
             ));
@@ -911,7 +918,10 @@ mod tests {
             d,
         ));
         let text: String = out.iter().map(|s| format!("{s};\n\n")).collect();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/loader/golden/redshift.sql");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/loader/golden/redshift.sql"
+        );
         if std::env::var_os("FRESHET_BLESS").is_some() {
             std::fs::write(path, &text).expect("bless");
         }

@@ -30,6 +30,8 @@ pub const LOADER_OBJECTS_LOADED_TOTAL: &str = "freshet_loader_objects_loaded_tot
 pub const LOADER_LOAD_SECONDS: &str = "freshet_loader_load_seconds";
 /// Commit in PostgreSQL → visible in the warehouse, for the oldest change of each load.
 pub const LOADER_COMMIT_TO_VISIBLE_SECONDS: &str = "freshet_loader_commit_to_visible_seconds";
+/// Text values cut to the warehouse's longest VARCHAR (Redshift), by table and column.
+pub const LOADER_VALUES_TRUNCATED_TOTAL: &str = "freshet_loader_values_truncated_total";
 /// Objects waiting to be loaded, by table.
 pub const LOADER_PENDING_OBJECTS: &str = "freshet_loader_pending_objects";
 
