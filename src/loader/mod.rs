@@ -792,8 +792,8 @@ impl Loader<'_> {
         limit: usize,
         stopped: &mut watch::Receiver<bool>,
     ) -> Result<bool, LoaderError> {
-        let Some((body, cut)) =
-            oversized::truncate(&o.body, limit).map_err(|why| LoaderError::Object {
+        let Some(oversized::Cut { body, columns: cut }) = oversized::truncate(&o.body, limit)
+            .map_err(|why| LoaderError::Object {
                 key: o.key.clone(),
                 why,
             })?

@@ -17,9 +17,14 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-/// The object again with every text value cut to `limit` bytes, and per column how many
-/// were cut; `None` when none was longer.
-pub fn truncate(body: &Bytes, limit: usize) -> Result<Option<(Bytes, Vec<(String, u64)>)>, String> {
+/// An object written again with its long text cut, and per column how many values were.
+pub struct Cut {
+    pub body: Bytes,
+    pub columns: Vec<(String, u64)>,
+}
+
+/// The object again with every text value cut to `limit` bytes; `None` when none was longer.
+pub fn truncate(body: &Bytes, limit: usize) -> Result<Option<Cut>, String> {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(body.clone()).map_err(|e| e.to_string())?;
     let metadata = builder
@@ -87,7 +92,10 @@ pub fn truncate(body: &Bytes, limit: usize) -> Result<Option<(Bytes, Vec<(String
         writer.write(&batch).map_err(|e| e.to_string())?;
     }
     let out = writer.into_inner().map_err(|e| e.to_string())?;
-    Ok(Some((Bytes::from(out), cut)))
+    Ok(Some(Cut {
+        body: Bytes::from(out),
+        columns: cut,
+    }))
 }
 
 /// Where the truncated copy of the object at `key` goes.
@@ -119,9 +127,9 @@ mod tests {
         writer.write(&batch).expect("write");
         let body = Bytes::from(writer.into_inner().expect("parquet"));
         assert!(truncate(&body, 20).expect("read").is_none());
-        let (out, cut) = truncate(&body, 7).expect("read").expect("cut");
-        assert_eq!(cut, vec![("t".to_owned(), 1)]);
-        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(out)
+        let cut = truncate(&body, 7).expect("read").expect("cut");
+        assert_eq!(cut.columns, vec![("t".to_owned(), 1)]);
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(cut.body)
             .expect("reader")
             .build()
             .expect("reader")
