@@ -4,7 +4,9 @@
 # side's rate, beside pg_recvlogical on the same WAL), then read from the same topics by the
 # batcher into a fresh local lake with `freshet bench lake` (records/s, MB/s, the objects it
 # wrote, peak RSS). The sink must never be the slower half: the ratio is sink / capture. The
-# topics are also read once by a consumer that decodes nothing: the broker's own pace.
+# topics are also read once by a consumer that decodes nothing: the broker's own pace. Last,
+# `freshet bench warehouse` loads that lake into an empty PostgreSQL warehouse (a second
+# database of the same server): rows/s and seconds per 1M rows, checked against the source.
 # PROFILE=1 records the sink with `perf record` and prints its top functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,8 @@ trap cleanup EXIT
 url=$(scripts/pg.sh start "$run/pg" -c shared_buffers=2GB -c max_wal_size=8GB -c checkpoint_timeout=30min)
 brokers=$(scripts/kafka.sh start "$run/kafka")
 export FRESHET_SOURCE_URL=$url FRESHET_KAFKA_BROKERS=$brokers FRESHET_DATA_DIR=$run
+psql -X -q "$url" -c "CREATE DATABASE warehouse"
+export FRESHET_WAREHOUSE_URL="${url%/*}/warehouse"
 sql() { psql -X -q -v ON_ERROR_STOP=1 -At "$url" -c "$1"; }
 
 "$freshet" loadgen fill --url "$url" --tenants 4 --entities 250 --attributes 10 --catalog 100 >/dev/null
@@ -76,3 +80,12 @@ printf 'sink / capture: %.2f (above 1: the sink keeps up with capture); sink / b
 find "$run/lake" -name '*.parquet' -printf '%s %P\n' | sort -n | awk '
     { n++; total += $1; sizes[n] = $1 }
     END { if (n) printf "objects: %d, %.1f MB, median %.2f MB\n", n, total / 1e6, sizes[int((n + 1) / 2)] / 1e6 }'
+
+/usr/bin/time -f "%U %S" -o "$run/load.cpu" "$freshet" bench warehouse --pipeline "$run/pipeline.yaml" \
+    --lake "$run/lake" >"$run/load.out" 2>"$run/load.log"
+cat "$run/load.out"
+read -r user sys <"$run/load.cpu"
+printf 'bench warehouse process CPU: %.1fs user + %.1fs system (PostgreSQL does the merge on the same 2 cores)\n' "$user" "$sys"
+src=$(sql "SELECT count(*) FROM atlasco.entity_values")
+wh=$(psql -X -At "$FRESHET_WAREHOUSE_URL" -c "SELECT count(*) FROM analytics.entity_values")
+echo "entity_values: source $src rows, warehouse $wh rows"

@@ -183,6 +183,27 @@ pub enum Bench {
         #[arg(long)]
         lake: PathBuf,
     },
+    /// Load a lake (as `bench lake` wrote it) into the pipeline's empty warehouse and time it.
+    Warehouse {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// The lake's directory.
+        #[arg(long)]
+        lake: PathBuf,
+    },
+    /// Commit → visible in the warehouse, measured by probe rows written into a captured table
+    /// (`id bigint PRIMARY KEY, at timestamptz`) while the pipeline runs.
+    Visible {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// schema.table of the probe rows.
+        #[arg(long)]
+        probe: String,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+    },
     /// Fill (when empty), then time the queries of schema/queries.sql and show their plans.
     Schema {
         #[command(flatten)]

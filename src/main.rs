@@ -227,6 +227,47 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            which: Bench::Warehouse { pipeline, lake },
+        } => {
+            let p = config::load(&pipeline)?;
+            let run = bench::warehouse::load(&p, &lake).await?;
+            let (s, secs) = (&run.summary, run.elapsed.as_secs_f64().max(1e-9));
+            println!(
+                "freshet (lake -> warehouse): {} rows from {} objects in {} loads in {secs:.2}s = {:.0} rows/s, {:.1} s per 1M rows, peak RSS {:.1} MiB",
+                s.rows,
+                s.objects,
+                s.loads,
+                s.rows as f64 / secs,
+                secs * 1e6 / (s.rows.max(1) as f64),
+                run.peak_rss_kib as f64 / 1024.0
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which:
+                Bench::Visible {
+                    pipeline,
+                    probe,
+                    duration,
+                    every,
+                },
+        } => {
+            let p = config::load(&pipeline)?;
+            let v = bench::warehouse::visible(&p, &probe, duration, every).await?;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            let l = &v.latencies;
+            println!(
+                "commit -> visible in the warehouse ({probe}): {} probes, p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {} never arrived",
+                l.len(),
+                ms(bench::percentile(l, 50.0)),
+                ms(bench::percentile(l, 90.0)),
+                ms(bench::percentile(l, 99.0)),
+                ms(bench::percentile(l, 100.0)),
+                v.missing
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             which: Bench::Lake { pipeline, lake },
         } => {
             let p = config::load(&pipeline)?;

@@ -102,8 +102,8 @@ pub struct TableSettings {
     pub name: String,
     /// The table's directory in the lake.
     pub dir: String,
-    /// Longest an open file waits: the rotation's `max_age`, lowered by the table's
-    /// freshness budget.
+    /// Longest an open file waits: the rotation's `max_age`, lowered to a quarter of the
+    /// table's freshness budget.
     pub max_age: Duration,
     pub eav: bool,
 }
@@ -169,7 +169,10 @@ impl Settings {
                     .get(&t.to_string())
                     .and_then(|s| p.freshness_classes.get(&s.value.freshness.value))
                     .map(|d| d.0);
-                let max_age = budget.map_or(b.rotation.max_age.0, |d| d.min(b.rotation.max_age.0));
+                // A quarter of the budget for the file, a quarter for its load: a change is in
+                // the warehouse within about half its table's budget.
+                let max_age =
+                    budget.map_or(b.rotation.max_age.0, |d| (d / 4).min(b.rotation.max_age.0));
                 TableSettings {
                     topic: crate::transform::topic_name(&k.topic_prefix, &t.schema, &t.table),
                     name: t.to_string(),

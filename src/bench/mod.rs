@@ -4,6 +4,7 @@ pub mod capture;
 pub mod kafka;
 pub mod lake;
 pub mod schema;
+pub mod warehouse;
 
 /// Nearest-rank percentile of sorted samples.
 pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {

@@ -91,7 +91,8 @@ pub struct TableSettings {
     pub dir: String,
     /// The warehouse's view (and change table) name.
     pub name: String,
-    /// How long a written object may wait for its load: half the table's freshness budget.
+    /// How long a written object may wait for its load: a quarter of the table's freshness
+    /// budget (the batcher closes its files within another quarter).
     pub cadence: Duration,
 }
 
@@ -131,7 +132,7 @@ impl Settings {
                 source: t.to_string(),
                 dir: layout::table_dir(&t.schema, &t.table),
                 name: t.table.clone(),
-                cadence: budget.map_or(Duration::from_secs(15), |b| b / 2),
+                cadence: budget.map_or(Duration::from_secs(15), |b| b / 4),
             });
         }
         Ok(Some(Settings {
