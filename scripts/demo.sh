@@ -75,7 +75,7 @@ echo "== freshet check --pipeline $pipeline"
 metrics_port=$(free_port)
 echo "== freshet run --pipeline $pipeline   (log: $run/freshet.log, metrics: http://127.0.0.1:$metrics_port/metrics)"
 echo "   capture: PostgreSQL -> Kafka; sink: Kafka -> Parquet in $lake -> the warehouse"
-echo "   files close and loads follow within a quarter of each table's freshness budget: attributes (alerts) at once, entities and values (analytics, 30 s) within 7.5 s, tenants (exports, 15 min) within 3.75 min"
+echo "   each change is loaded within a third of its table's freshness budget: attributes (alerts) at once, entities and values (analytics, 30 s) within 10 s, tenants (exports, 15 min) within 5 min"
 "$freshet" run --pipeline "$pipeline" --state-dir "$run" --listen "127.0.0.1:$metrics_port" >"$run/freshet.log" 2>&1 &
 freshet_pid=$!
 pids+=($freshet_pid)
@@ -145,7 +145,7 @@ if ! kill -0 "$freshet_pid" 2>/dev/null; then
     exit 1
 fi
 
-echo "== the warehouse catching up (entities and values: loaded within 7.5 s of their files)"
+echo "== the warehouse catching up (entities and values: loaded within 10 s of their commit)"
 count() { psql -X -At "$1" -c "SELECT count(*) FROM $2"; }
 for _ in $(seq 1 60); do
     src=$(count "$FRESHET_SOURCE_URL" atlasco.entity_values)

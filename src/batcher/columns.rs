@@ -280,7 +280,16 @@ impl Layout {
                 .iter()
                 .filter(|(_, d)| *d != Datum::Unchanged)
                 .map(|(name, d)| {
+                    let money = self
+                        .columns
+                        .iter()
+                        .any(|(n, k)| n == name && *k == ColumnKind::Money);
                     let text = match d {
+                        // money as its amount: the locale's currency text casts to nothing.
+                        Datum::Value(v) if money => {
+                            let text = v.to_pg_text();
+                            money_digits(&text).unwrap_or(text).into()
+                        }
                         Datum::Value(v) => v.to_pg_text().into(),
                         _ => serde_json::Value::Null,
                     };

@@ -72,14 +72,13 @@ pub async fn visible(
         crate::pg::quote_ident(table)
     );
     let read = format!(
-        "SELECT id, (extract(epoch FROM at) * 1000)::bigint FROM {}.{} WHERE id > $1",
+        "SELECT id, (extract(epoch FROM at) * 1000)::bigint FROM {}.{} WHERE id >= $1",
         crate::pg::quote_ident(&w.schema),
         crate::pg::quote_ident(table)
     );
     let sql_error = |e: tokio_postgres::Error| PipelineError::Config(crate::pg::describe(&e));
     let mut committed: std::collections::BTreeSet<i64> = Default::default();
     let mut seen: Vec<Duration> = Vec::new();
-    let mut last_seen = 0i64;
     let mut next_id = 1i64;
     let started = Instant::now();
     let mut next_write = Instant::now();
@@ -93,18 +92,16 @@ pub async fn visible(
             committed.insert(next_id);
             next_id += 1;
             next_write += every;
-        } else if started.elapsed() >= duration && last_seen == next_id - 1 {
+        } else if started.elapsed() >= duration && committed.is_empty() {
             break;
         }
+        // Probes land on several partitions, so in any order: read from the oldest unseen.
+        let from = committed.first().copied().unwrap_or(next_id);
         // The view does not exist before the first load.
-        let rows = warehouse
-            .query(&read, &[&last_seen])
-            .await
-            .unwrap_or_default();
+        let rows = warehouse.query(&read, &[&from]).await.unwrap_or_default();
         let now_ms = chrono::Utc::now().timestamp_millis();
         for r in rows {
             let (id, at_ms): (i64, i64) = (r.get(0), r.get(1));
-            last_seen = last_seen.max(id);
             if committed.remove(&id) {
                 seen.push(Duration::from_millis(
                     u64::try_from(now_ms.saturating_sub(at_ms)).unwrap_or(0),

@@ -91,8 +91,8 @@ pub struct TableSettings {
     pub dir: String,
     /// The warehouse's view (and change table) name.
     pub name: String,
-    /// How long a written object may wait for its load: a quarter of the table's freshness
-    /// budget (the batcher closes its files within another quarter).
+    /// How long after its oldest change's commit an object is loaded at the latest: a third
+    /// of the table's freshness budget (the batcher closes its files within a quarter).
     pub cadence: Duration,
 }
 
@@ -105,6 +105,9 @@ pub struct Settings {
     /// The warehouse's longest text in bytes, if it has one: longer values are cut (see
     /// [`oversized`]).
     pub text_bytes: Option<usize>,
+    /// The most statements one load may take, if the driver has a limit (Redshift's batch).
+    pub max_statements: Option<usize>,
+    pub dialect: Dialect,
 }
 
 impl Settings {
@@ -132,7 +135,7 @@ impl Settings {
                 source: t.to_string(),
                 dir: layout::table_dir(&t.schema, &t.table),
                 name: t.table.clone(),
-                cadence: budget.map_or(Duration::from_secs(15), |b| b / 4),
+                cadence: budget.map_or(Duration::from_secs(15), |b| b / 3),
             });
         }
         Ok(Some(Settings {
@@ -142,6 +145,12 @@ impl Settings {
             tombstone_retention: w.tombstone_retention.0,
             text_bytes: (w.driver.value == WarehouseDriver::RedshiftData)
                 .then_some(sql::REDSHIFT_VARCHAR_BYTES),
+            max_statements: (w.driver.value == WarehouseDriver::RedshiftData)
+                .then_some(redshift::MAX_STATEMENTS),
+            dialect: match w.driver.value {
+                WarehouseDriver::Postgres => Dialect::Postgres,
+                WarehouseDriver::RedshiftData => Dialect::Redshift,
+            },
         }))
     }
 }
@@ -291,7 +300,20 @@ impl TableState {
             return;
         }
         let now = Instant::now();
-        let due = now + self.settings.cadence;
+        // Due a third of the budget after its oldest change's commit (the batcher closed its
+        // file within a quarter): loads gather what arrives meanwhile, and a change is
+        // visible within about a third of its budget plus the load's own time. An object
+        // found in the lake on start is due at once.
+        let due = match p.oldest_commit_ms {
+            Some(commit_ms) => {
+                let age = chrono::Utc::now()
+                    .timestamp_millis()
+                    .saturating_sub(commit_ms);
+                let age = Duration::from_millis(u64::try_from(age).unwrap_or(0));
+                now + self.settings.cadence.saturating_sub(age)
+            }
+            None => now,
+        };
         self.due = Some(self.due.map_or(due, |d| d.min(due)));
         let pending_bytes: u64 = self.pending.values().map(|p| p.bytes).sum::<u64>() + p.bytes;
         if self.pending.len() + 1 >= MAX_OBJECTS || pending_bytes >= MAX_BYTES {
@@ -634,7 +656,7 @@ impl Loader<'_> {
         let mut batch: Vec<(Pending, Bytes)> = Vec::new();
         let mut description: Option<Description> = None;
         let mut bytes = 0;
-        let mut rows = 0;
+        let mut object_rows: Vec<u64> = Vec::new();
         let candidates: Vec<Pending> = self.tables[i].pending.values().cloned().collect();
         for p in candidates {
             if batch.len() >= MAX_OBJECTS || (bytes >= MAX_BYTES && !batch.is_empty()) {
@@ -651,7 +673,7 @@ impl Loader<'_> {
                     Err(e) => return Err(e.into()),
                 }
             };
-            let (d, object_rows) = match describe(&body) {
+            let (d, rows_in_object) = match describe(&body) {
                 Ok((d, r)) if d.table == source => (d, r),
                 Ok((d, _)) => {
                     self.skip(i, &p, format!("it holds {}, not {source}", d.table));
@@ -667,7 +689,7 @@ impl Loader<'_> {
             }
             description = Some(d);
             bytes += body.len() as u64;
-            rows += object_rows;
+            object_rows.push(rows_in_object);
             batch.push((p, body));
         }
         let Some(description) = description else {
@@ -684,6 +706,25 @@ impl Loader<'_> {
         let mut t = self.table(&source);
         t.key = description.key.clone();
         t.eav = description.eav;
+        if let Some(max) = self.settings.max_statements {
+            // One COPY per object beside the load's own statements, within one batch.
+            let own = sql::load(&t, &columns, &[], &[], "", self.settings.dialect);
+            let room = max.saturating_sub(own.before_copy.len() + own.after_copy.len());
+            if room == 0 {
+                return Err(LoaderError::Column {
+                    table: source.clone(),
+                    column: "*".into(),
+                    why: format!(
+                        "one load of it takes {} statements with no room for a COPY within the \
+                         {max} of one batch (too many text columns)",
+                        own.before_copy.len() + own.after_copy.len()
+                    ),
+                });
+            }
+            batch.truncate(room);
+            object_rows.truncate(room);
+        }
+        let rows: u64 = object_rows.iter().sum();
         let objects: Vec<sql::Object> = batch
             .iter()
             .map(|(p, _)| sql::Object {

@@ -140,10 +140,15 @@ impl Postgres {
 }
 
 fn failed(endpoint: &str, statement: &str, e: &tokio_postgres::Error) -> LoaderError {
+    // Two sink processes making the same schema or table at once: one of them is told it
+    // exists (a unique violation in the catalog); the next attempt finds it made.
+    let raced = statement.starts_with("CREATE")
+        && e.as_db_error()
+            .is_some_and(|db| matches!(db.code().code(), "23505" | "42P06" | "42P07"));
     LoaderError::Warehouse {
         endpoint: endpoint.to_owned(),
         statement: statement.to_owned(),
         error: crate::pg::describe(e),
-        transient: crate::pg::is_transient(e),
+        transient: raced || crate::pg::is_transient(e),
     }
 }

@@ -128,9 +128,14 @@ impl RedshiftData {
         let mut attempt = 1;
         loop {
             match self.batch(statements).await {
-                Err(LoaderError::Warehouse { error, .. })
-                    if is_conflict(&error) && attempt < CONFLICT_ATTEMPTS =>
-                {
+                Err(LoaderError::Warehouse {
+                    error, statement, ..
+                }) if is_conflict(&error) => {
+                    if attempt >= CONFLICT_ATTEMPTS {
+                        // Still conflicting (other writers busy): the loader waits and tries
+                        // again, as for a warehouse that does not answer.
+                        return Err(self.error(&statement, error, true));
+                    }
                     tracing::info!(attempt, %error, "serialization conflict in Redshift; trying the transaction again");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                     attempt += 1;

@@ -127,9 +127,10 @@ pub fn sql_type(kind: &ColumnKind, d: Dialect) -> String {
         Dialect::Postgres => "text".to_owned(),
         Dialect::Redshift => format!("character varying({REDSHIFT_VARCHAR_BYTES})"),
     };
-    let fraction = |name: &str, precision: u8, zone: &str| match precision {
-        6 => format!("{name} {zone} time zone"),
-        p => format!("{name}({p}) {zone} time zone"),
+    // Redshift's time types take no precision: they hold microseconds.
+    let fraction = |name: &str, precision: u8, zone: &str| match (precision, d) {
+        (6, _) | (_, Dialect::Redshift) => format!("{name} {zone} time zone"),
+        (p, Dialect::Postgres) => format!("{name}({p}) {zone} time zone"),
     };
     match (kind, d) {
         (K::Bool | K::Bit, _) => "boolean".into(),
@@ -252,6 +253,9 @@ pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
     }
     if t.keyed() {
         defs.push("_freshet_deleted boolean NOT NULL".into());
+        // The TOASTed columns a key change left unchanged whose old row was not loaded yet:
+        // filled when its delete arrives.
+        defs.push(format!("_freshet_pending {}", text_type(d)));
     } else {
         defs.push("_freshet_delta integer NOT NULL".into());
     }
@@ -293,7 +297,7 @@ pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
             " DISTSTYLE AUTO SORTKEY(_freshet_commit_lsn, _freshet_sequence)".to_owned()
         }
     };
-    vec![
+    let mut statements = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({}){options}",
             t.changes(),
@@ -305,7 +309,16 @@ pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
             tables = t.tables(),
             name = literal(&t.source)
         ),
-    ]
+    ];
+    if d == Dialect::Postgres && t.keyed() {
+        // A key change's two halves find each other by identity.
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (_freshet_commit_lsn, _freshet_sequence)",
+            ident(&format!("{}_freshet_identity", t.name)),
+            t.changes()
+        ));
+    }
+    statements
 }
 
 /// A column the source added: old rows hold NULL. Outside any load's transaction (Redshift
@@ -464,7 +477,7 @@ pub fn load(
         ),
     ];
     if t.keyed() {
-        after.extend(merge(t, columns, table_columns));
+        after.extend(merge(t, columns, table_columns, d));
     } else {
         after.extend(deltas(t, columns, d));
     }
@@ -497,16 +510,97 @@ pub fn load(
 /// A keyed table: the newest staged change per key, TOAST-unchanged columns filled from the
 /// newest earlier change in the batch that set them (else kept from the change table); the
 /// ones not newer than the change table's dropped; then one MERGE.
-fn merge(t: &Table, columns: &[Column], table_columns: &[String]) -> Vec<String> {
+fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) -> Vec<String> {
     let keys: Vec<String> = t.key.iter().map(|k| ident(k)).collect();
     let by_key = format!("PARTITION BY {}", keys.join(", "));
     let newest_first = "_freshet_commit_lsn DESC, _freshet_sequence DESC";
+    let key_columns: Vec<&Column> = t
+        .key
+        .iter()
+        .filter_map(|k| columns.iter().find(|c| &c.name == k))
+        .collect();
+    let toasted: Vec<&Column> = columns
+        .iter()
+        .filter(|c| toastable(&c.kind) && !t.key.contains(&c.name))
+        .collect();
+    let old_key = |c: &Column| {
+        format!(
+            "CAST({} AS {})",
+            json_field(&format!("{STAGE}._freshet_before"), &c.name, d),
+            sql_type(&c.kind, d)
+        )
+    };
+    let mut statements = vec![
+        // An update that moved the row to another key without Kafka's key changing (the EAV
+        // value table's attribute; Kafka keys it by entity): the old key is deleted too.
+        format!(
+            "INSERT INTO {STAGE} ({}, _freshet_op, _freshet_commit_lsn, _freshet_sequence, \
+             _freshet_commit_ts, _freshet_kafka_partition, _freshet_kafka_offset) SELECT {}, 'd', \
+             _freshet_commit_lsn, _freshet_sequence, _freshet_commit_ts, _freshet_kafka_partition, \
+             _freshet_kafka_offset FROM {STAGE} WHERE _freshet_op = 'u' AND _freshet_before IS NOT \
+             NULL AND {} AND ({})",
+            keys.join(", "),
+            key_columns
+                .iter()
+                .map(|c| old_key(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_columns
+                .iter()
+                .map(|c| format!("{} IS NOT NULL", old_key(c)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            key_columns
+                .iter()
+                .map(|c| format!("{STAGE}.{} <> {}", ident(&c.name), old_key(c)))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        ),
+    ];
+    // A key change that left a TOASTed column unchanged: the value is the old key's, from
+    // the newest earlier change of the load that set it, else as the warehouse holds it. One
+    // statement per such column (each column has its own setters).
+    let on_key = |a: &str, b: &str| {
+        keys.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    for c in &toasted {
+        let name = ident(&c.name);
+        let marker = literal(&serde_json::Value::from(c.name.as_str()).to_string());
+        statements.push(format!(
+            "UPDATE {STAGE} SET {name} = o.v, _freshet_unchanged = REPLACE(_freshet_unchanged, \
+             {marker}, '') FROM (SELECT lsn, seq, v FROM (SELECT lsn, seq, v, ROW_NUMBER() OVER \
+             (PARTITION BY lsn, seq ORDER BY source, at_lsn DESC, at_seq DESC) AS n FROM (SELECT \
+             k._freshet_commit_lsn AS lsn, k._freshet_sequence AS seq, s.{name} AS v, 0 AS source, \
+             s._freshet_commit_lsn AS at_lsn, s._freshet_sequence AS at_seq FROM {STAGE} k JOIN \
+             {STAGE} s ON {} AND (s._freshet_commit_lsn < k._freshet_commit_lsn OR \
+             (s._freshet_commit_lsn = k._freshet_commit_lsn AND s._freshet_sequence < \
+             k._freshet_sequence)) AND s._freshet_op <> 'd' AND NOT {} WHERE k._freshet_op = 'd' \
+             UNION ALL SELECT k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 1, 0, 0 FROM \
+             {STAGE} k JOIN {changes} w ON {} WHERE k._freshet_op = 'd' UNION ALL SELECT \
+             k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 2, 0, 0 FROM {STAGE} k JOIN \
+             {changes} w ON w._freshet_commit_lsn = k._freshet_commit_lsn AND w._freshet_sequence \
+             = k._freshet_sequence AND w._freshet_deleted WHERE k._freshet_op = 'c') candidates) \
+             ranked WHERE n = 1) o WHERE o.lsn = {STAGE}._freshet_commit_lsn AND o.seq = \
+             {STAGE}._freshet_sequence AND {STAGE}._freshet_op <> 'd' AND {}",
+            on_key("s", "k"),
+            unchanged("s", &c.name),
+            on_key("w", "k"),
+            unchanged(STAGE, &c.name),
+            changes = t.changes(),
+        ));
+    }
     let mut select = Vec::new();
     for (i, c) in columns.iter().enumerate() {
         let name = ident(&c.name);
         if toastable(&c.kind) && !t.key.contains(&c.name) {
-            let setters_first =
-                format!("CASE WHEN {} THEN 1 ELSE 0 END", unchanged(STAGE, &c.name));
+            // A delete sets nothing a later change could keep.
+            let setters_first = format!(
+                "CASE WHEN _freshet_op = 'd' OR {} THEN 1 ELSE 0 END",
+                unchanged(STAGE, &c.name)
+            );
             select.push(format!(
                 "FIRST_VALUE({name}) OVER ({by_key} ORDER BY {setters_first}, {newest_first} ROWS \
                  BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS {name}"
@@ -524,6 +618,12 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String]) -> Vec<String>
         "_freshet_commit_ts",
     ];
     select.push("_freshet_op = 'd' AS _freshet_deleted".into());
+    // A key change's create whose TOASTed columns found no value yet (its delete, on another
+    // partition, is not loaded): they wait in the change table for it.
+    select.push(format!(
+        "CASE WHEN _freshet_op = 'c' AND POSITION('\"' IN COALESCE(_freshet_unchanged, '')) > 0 \
+         THEN _freshet_unchanged END AS _freshet_pending"
+    ));
     select.extend(meta.iter().map(|m| (*m).to_owned()));
     select.extend(t.attribute_columns().iter().map(|a| (*a).to_owned()));
     select.push(format!(
@@ -571,7 +671,8 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String]) -> Vec<String>
     {
         set.push(format!("{} = NULL", ident(gone)));
     }
-    let extra: Vec<&str> = std::iter::once("_freshet_deleted")
+    let extra: Vec<&str> = ["_freshet_deleted", "_freshet_pending"]
+        .into_iter()
         .chain(meta)
         .chain(t.attribute_columns().iter().copied())
         .collect();
@@ -589,7 +690,33 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String]) -> Vec<String>
         insert_columns.join(", "),
         insert_values.join(", ")
     );
-    vec![newest, not_newer, merge, format!("DROP TABLE {NEWEST}")]
+    statements.extend([newest, not_newer, merge]);
+    if !toasted.is_empty() {
+        // Key changes whose create came first: their delete is in now, its tombstone holding
+        // the old row's values.
+        let set: Vec<String> = toasted
+            .iter()
+            .map(|c| {
+                let name = ident(&c.name);
+                let marker = literal(&serde_json::Value::from(c.name.as_str()).to_string());
+                format!(
+                    "{name} = CASE WHEN POSITION({marker} IN {changes}._freshet_pending) > 0 THEN \
+                     o.{name} ELSE {changes}.{name} END",
+                    changes = t.changes()
+                )
+            })
+            .collect();
+        statements.push(format!(
+            "UPDATE {changes} SET {}, _freshet_pending = NULL FROM {changes} o WHERE \
+             o._freshet_deleted AND o._freshet_commit_lsn = {changes}._freshet_commit_lsn AND \
+             o._freshet_sequence = {changes}._freshet_sequence AND {changes}._freshet_pending IS \
+             NOT NULL AND NOT {changes}._freshet_deleted",
+            set.join(", "),
+            changes = t.changes()
+        ));
+    }
+    statements.push(format!("DROP TABLE {NEWEST}"));
+    statements
 }
 
 /// A table without a key: each change once (by identity, whatever Kafka repeated) as signed

@@ -28,7 +28,7 @@ pub async fn difference(client: &Client, source: &str) -> (Vec<String>, Vec<Stri
             "SELECT s.attname::text, format_type(s.atttypid, s.atttypmod), \
                     format_type(v.atttypid, v.atttypmod) \
              FROM pg_attribute s \
-             JOIN pg_attribute v ON v.attrelid = to_regclass($3) AND v.attname = s.attname \
+             LEFT JOIN pg_attribute v ON v.attrelid = to_regclass($3) AND v.attname = s.attname \
              WHERE s.attrelid = to_regclass($1 || '.' || $2) AND s.attnum > 0 \
                AND NOT s.attisdropped ORDER BY s.attnum",
             &[&schema, &table, &format!("{SCHEMA}.{}", quote(table))],
@@ -36,6 +36,14 @@ pub async fn difference(client: &Client, source: &str) -> (Vec<String>, Vec<Stri
         .await
         .expect("columns of the source and the view");
     assert!(!columns.is_empty(), "{SCHEMA}.{table} has no view yet");
+    // Every column of the source is in the view, and compared.
+    if let Some(missing) = columns
+        .iter()
+        .find(|r| r.get::<_, Option<String>>(2).is_none())
+    {
+        let name: String = missing.get(0);
+        return (vec![format!("the view has no column {name}")], Vec::new());
+    }
     // The warehouse's types where they differ from the source's (enums as text, json as
     // jsonb): the source's values are cast to them.
     let source_list: Vec<String> = columns
