@@ -620,10 +620,11 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
     select.push("_freshet_op = 'd' AS _freshet_deleted".into());
     // A key change's create whose TOASTed columns found no value yet (its delete, on another
     // partition, is not loaded): they wait in the change table for it.
-    select.push(format!(
+    select.push(
         "CASE WHEN _freshet_op = 'c' AND POSITION('\"' IN COALESCE(_freshet_unchanged, '')) > 0 \
          THEN _freshet_unchanged END AS _freshet_pending"
-    ));
+            .into(),
+    );
     select.extend(meta.iter().map(|m| (*m).to_owned()));
     select.extend(t.attribute_columns().iter().map(|a| (*a).to_owned()));
     select.push(format!(
