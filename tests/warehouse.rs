@@ -171,6 +171,13 @@ async fn run_workload(s: &Setup) {
     }
 }
 
+/// Each statement in its own transaction, in order.
+async fn execute_each(s: &Setup, steps: &[&str]) {
+    for step in steps {
+        s.client.batch_execute(step).await.expect(step);
+    }
+}
+
 /// A delete of a key the warehouse never had: its insert was not published.
 async fn delete_unseen_key(s: &Setup) {
     let publication = &s.slot;
@@ -334,14 +341,13 @@ async fn the_warehouse_follows_added_and_dropped_columns_and_stops_one_table_it_
     let pipeline = s.warehouse_pipeline(&broker.brokers());
     let (daemon, port) = s.start_listening(&pipeline, &[]);
     s.slot_ready(&daemon).await;
-    for step in [
+    execute_each(&s, &[
         "INSERT INTO public.docs (id, body) SELECT 'doc-' || g, 'v1' FROM generate_series(1, 20) g",
         "INSERT INTO public.notes SELECT g % 5, 'note' FROM generate_series(1, 20) g",
-    ] {
-        s.client.batch_execute(step).await.expect(step);
-    }
+    ])
+    .await;
     wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
-    for step in [
+    execute_each(&s, &[
         "ALTER TABLE public.docs ADD COLUMN tag text",
         "ALTER TABLE public.notes ADD COLUMN tag text",
         "UPDATE public.docs SET tag = 'tagged' WHERE id IN ('doc-1', 'doc-2')",
@@ -353,9 +359,8 @@ async fn the_warehouse_follows_added_and_dropped_columns_and_stops_one_table_it_
         "UPDATE public.docs SET body = 'v2' WHERE id IN ('doc-3', 'doc-new')",
         "UPDATE public.notes SET tag = 'y' WHERE n = 2",
         "DELETE FROM public.notes WHERE n = 3",
-    ] {
-        s.client.batch_execute(step).await.expect(step);
-    }
+    ])
+    .await;
     wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
     let n: Vec<Option<i32>> = s
         .client
@@ -375,21 +380,25 @@ async fn the_warehouse_follows_added_and_dropped_columns_and_stops_one_table_it_
     );
 
     // integer → bigint: Avro promotes it, but the warehouse's column is an integer.
-    for step in [
-        "ALTER TABLE public.docs ADD COLUMN size integer",
-        "UPDATE public.docs SET size = 1 WHERE id = 'doc-1'",
-    ] {
-        s.client.batch_execute(step).await.expect(step);
-    }
+    execute_each(
+        &s,
+        &[
+            "ALTER TABLE public.docs ADD COLUMN size integer",
+            "UPDATE public.docs SET size = 1 WHERE id = 'doc-1'",
+        ],
+    )
+    .await;
     wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
-    for step in [
-        "ALTER TABLE public.docs ALTER COLUMN size TYPE bigint",
-        "UPDATE public.docs SET size = 5000000000 WHERE id = 'doc-2'",
-        "UPDATE atlasco.tenants SET name = name || '?'",
-        "UPDATE public.notes SET tag = 'after the stop' WHERE n = 2",
-    ] {
-        s.client.batch_execute(step).await.expect(step);
-    }
+    execute_each(
+        &s,
+        &[
+            "ALTER TABLE public.docs ALTER COLUMN size TYPE bigint",
+            "UPDATE public.docs SET size = 5000000000 WHERE id = 'doc-2'",
+            "UPDATE atlasco.tenants SET name = name || '?'",
+            "UPDATE public.notes SET tag = 'after the stop' WHERE n = 2",
+        ],
+    )
+    .await;
     let metrics = support::wait_for("a table stopped", Duration::from_secs(60), || async {
         let m = support::scrape(port);
         (support::events(&m, "table_stopped", "loader") >= 1.0).then_some(m)
@@ -711,13 +720,12 @@ async fn tombstones_past_retention_and_rows_behind_a_truncate_are_purged() {
     .expect("pipeline");
     let (mut daemon, _) = s.start_listening(&pipeline, &[]);
     s.slot_ready(&daemon).await;
-    for step in [
+    execute_each(&s, &[
         "INSERT INTO public.docs (id, body) SELECT 'doc-' || g, 'x' FROM generate_series(1, 10) g",
         "DELETE FROM public.docs WHERE id IN ('doc-1', 'doc-2')",
         "INSERT INTO public.notes SELECT g, 'note' FROM generate_series(1, 10) g",
-    ] {
-        s.client.batch_execute(step).await.expect(step);
-    }
+    ])
+    .await;
     // Loaded before the TRUNCATE, so that rows lie behind its barrier.
     wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
     s.client

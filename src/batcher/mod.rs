@@ -164,11 +164,7 @@ impl Settings {
             .iter()
             .map(|t| {
                 let t = &t.value;
-                let budget = p
-                    .tables
-                    .get(&t.to_string())
-                    .and_then(|s| p.freshness_classes.get(&s.value.freshness.value))
-                    .map(|d| d.0);
+                let budget = p.budget(t);
                 // A quarter of the budget for the file, a quarter for its load: a change is in
                 // the warehouse within about half its table's budget.
                 let max_age =

@@ -59,6 +59,16 @@ pub struct Pipeline {
     pub router: Router,
 }
 
+impl Pipeline {
+    /// The freshness budget of `table`'s class, when it has one.
+    pub fn budget(&self, table: &TableName) -> Option<std::time::Duration> {
+        self.tables
+            .get(&table.to_string())
+            .and_then(|s| self.freshness_classes.get(&s.value.freshness.value))
+            .map(|d| d.0)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {

@@ -18,6 +18,7 @@ use arrow_schema::{DataType, TimeUnit};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::batcher::columns::EXACT;
+use crate::loadgen::data::copy_escape as escape;
 
 /// Appends the batch's rows to `out` as COPY text lines; the first `table_columns` columns
 /// are the source table's (the ones `_freshet_exact` may name).
@@ -63,19 +64,6 @@ pub fn encode(batch: &RecordBatch, table_columns: usize, out: &mut String) -> Re
         out.push('\n');
     }
     Ok(())
-}
-
-/// COPY's text escapes.
-fn escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// Writes PostgreSQL's text of the value at `row`; false when it is NULL.

@@ -119,11 +119,7 @@ impl Settings {
         let mut tables: Vec<TableSettings> = Vec::new();
         for t in &p.source.tables {
             let t = &t.value;
-            let budget = p
-                .tables
-                .get(&t.to_string())
-                .and_then(|s| p.freshness_classes.get(&s.value.freshness.value))
-                .map(|d| d.0);
+            let budget = p.budget(t);
             if let Some(other) = tables.iter().find(|o| o.name == t.table) {
                 return Err(LoaderError::Config(format!(
                     "{t} and {} would both be the warehouse's {}.{}: the warehouse names tables \

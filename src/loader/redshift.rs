@@ -118,7 +118,7 @@ impl RedshiftData {
                 s.err().code().unwrap_or("error"),
                 s.err().message().unwrap_or("")
             ),
-            other => chain(other),
+            other => crate::store::s3::aws_error_chain(other),
         };
         self.error(what, message, transient)
     }
@@ -343,15 +343,4 @@ fn text(f: &Field) -> Option<String> {
         Field::BooleanValue(v) => Some(v.to_string()),
         _ => None,
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -3,7 +3,7 @@
 //! A put is atomic in both: a reader sees the whole object or none of it.
 
 mod local;
-mod s3;
+pub(crate) mod s3;
 
 use std::time::{Duration, Instant};
 

@@ -304,7 +304,7 @@ impl S3 {
 }
 
 /// The SDK's error with its causes ("dispatch failure: io error: connection refused").
-fn aws_error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn aws_error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
