@@ -569,25 +569,35 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
     for c in &toasted {
         let name = ident(&c.name);
         let marker = literal(&serde_json::Value::from(c.name.as_str()).to_string());
+        // Only the identities whose create or update left this column unchanged are looked
+        // up: a load of a million plain inserts joins nothing.
+        let needs = format!(
+            "(SELECT _freshet_commit_lsn AS lsn, _freshet_sequence AS seq FROM {STAGE} WHERE \
+             _freshet_op <> 'd' AND {}) n ON n.lsn = k._freshet_commit_lsn AND n.seq = \
+             k._freshet_sequence",
+            unchanged(STAGE, &c.name)
+        );
         statements.push(format!(
             "UPDATE {STAGE} SET {name} = o.v, _freshet_unchanged = REPLACE(_freshet_unchanged, \
              {marker}, '') FROM (SELECT lsn, seq, v FROM (SELECT lsn, seq, v, ROW_NUMBER() OVER \
              (PARTITION BY lsn, seq ORDER BY source, at_lsn DESC, at_seq DESC) AS n FROM (SELECT \
              k._freshet_commit_lsn AS lsn, k._freshet_sequence AS seq, s.{name} AS v, 0 AS source, \
              s._freshet_commit_lsn AS at_lsn, s._freshet_sequence AS at_seq FROM {STAGE} k JOIN \
-             {STAGE} s ON {} AND (s._freshet_commit_lsn < k._freshet_commit_lsn OR \
+             {needs} JOIN {STAGE} s ON {} AND (s._freshet_commit_lsn < k._freshet_commit_lsn OR \
              (s._freshet_commit_lsn = k._freshet_commit_lsn AND s._freshet_sequence < \
              k._freshet_sequence)) AND s._freshet_op <> 'd' AND NOT {} WHERE k._freshet_op = 'd' \
              UNION ALL SELECT k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 1, 0, 0 FROM \
-             {STAGE} k JOIN {changes} w ON {} WHERE k._freshet_op = 'd' UNION ALL SELECT \
-             k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 2, 0, 0 FROM {STAGE} k JOIN \
-             {changes} w ON w._freshet_commit_lsn = k._freshet_commit_lsn AND w._freshet_sequence \
-             = k._freshet_sequence AND w._freshet_deleted WHERE k._freshet_op = 'c') candidates) \
+             {STAGE} k JOIN {needs} JOIN {changes} w ON {} WHERE k._freshet_op = 'd' UNION ALL \
+             SELECT k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 2, 0, 0 FROM {STAGE} k \
+             JOIN {changes} w ON w._freshet_commit_lsn = k._freshet_commit_lsn AND \
+             w._freshet_sequence = k._freshet_sequence AND w._freshet_deleted WHERE k._freshet_op = \
+             'c' AND {}) candidates) \
              ranked WHERE n = 1) o WHERE o.lsn = {STAGE}._freshet_commit_lsn AND o.seq = \
              {STAGE}._freshet_sequence AND {STAGE}._freshet_op <> 'd' AND {}",
             on_key("s", "k"),
             unchanged("s", &c.name),
             on_key("w", "k"),
+            unchanged("k", &c.name),
             unchanged(STAGE, &c.name),
             changes = t.changes(),
         ));
