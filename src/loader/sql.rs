@@ -704,7 +704,8 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
     statements.extend([newest, not_newer, merge]);
     if !toasted.is_empty() {
         // Key changes whose create came first: their delete is in now, its tombstone holding
-        // the old row's values.
+        // the old row's values. Driven by this load's deletes, so that it looks up identities
+        // (indexed on PostgreSQL) rather than scanning the change table.
         let set: Vec<String> = toasted
             .iter()
             .map(|c| {
@@ -718,9 +719,11 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
             })
             .collect();
         statements.push(format!(
-            "UPDATE {changes} SET {}, _freshet_pending = NULL FROM {changes} o WHERE \
-             o._freshet_deleted AND o._freshet_commit_lsn = {changes}._freshet_commit_lsn AND \
-             o._freshet_sequence = {changes}._freshet_sequence AND {changes}._freshet_pending IS \
+            "UPDATE {changes} SET {}, _freshet_pending = NULL FROM {NEWEST} d JOIN {changes} o ON \
+             o._freshet_commit_lsn = d._freshet_commit_lsn AND o._freshet_sequence = \
+             d._freshet_sequence AND o._freshet_deleted WHERE d._freshet_deleted AND \
+             {changes}._freshet_commit_lsn = d._freshet_commit_lsn AND \
+             {changes}._freshet_sequence = d._freshet_sequence AND {changes}._freshet_pending IS \
              NOT NULL AND NOT {changes}._freshet_deleted",
             set.join(", "),
             changes = t.changes()
