@@ -41,15 +41,20 @@ impl Setup {
             .batch_execute(ATLASCO_FIXTURES)
             .await
             .expect("fixtures");
-        s.client
+        s.publish_tables().await;
+        s
+    }
+
+    /// A publication of [`TABLES`], partitions as their root.
+    async fn publish_tables(&self) {
+        self.client
             .batch_execute(&format!(
                 "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
-                s.slot,
+                self.slot,
                 TABLES.join(", ")
             ))
             .await
             .expect("publication");
-        s
     }
 
     /// Every table into a local lake (small files, closed within a second) and on into the
@@ -172,8 +177,9 @@ async fn run_workload(s: &Setup) {
 }
 
 /// Each statement in its own transaction, in order.
-async fn execute_each(s: &Setup, steps: &[&str]) {
+async fn execute_each(s: &Setup, steps: &[impl AsRef<str>]) {
     for step in steps {
+        let step = step.as_ref();
         s.client.batch_execute(step).await.expect(step);
     }
 }
@@ -181,14 +187,16 @@ async fn execute_each(s: &Setup, steps: &[&str]) {
 /// A delete of a key the warehouse never had: its insert was not published.
 async fn delete_unseen_key(s: &Setup) {
     let publication = &s.slot;
-    for step in [
-        format!("ALTER PUBLICATION {publication} DROP TABLE public.docs"),
-        "INSERT INTO public.docs (id, body) VALUES ('unseen', 'x')".into(),
-        format!("ALTER PUBLICATION {publication} ADD TABLE public.docs"),
-        "DELETE FROM public.docs WHERE id = 'unseen'".into(),
-    ] {
-        s.client.batch_execute(&step).await.expect(&step);
-    }
+    execute_each(
+        s,
+        &[
+            format!("ALTER PUBLICATION {publication} DROP TABLE public.docs"),
+            "INSERT INTO public.docs (id, body) VALUES ('unseen', 'x')".into(),
+            format!("ALTER PUBLICATION {publication} ADD TABLE public.docs"),
+            "DELETE FROM public.docs WHERE id = 'unseen'".into(),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,14 +437,7 @@ impl Setup {
     async fn warehouse_filled(prefix: &str) -> Setup {
         let s = Setup::new(prefix, EXTRA_DDL).await;
         freshet_loadgen_fill(&s.db.url, 20);
-        s.client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
-                s.slot,
-                TABLES.join(", ")
-            ))
-            .await
-            .expect("publication");
+        s.publish_tables().await;
         s
     }
 }
@@ -467,24 +468,26 @@ fn start_role(
 
 /// Changes to the docs and the notes beside a loadgen run: TOAST, duplicates, deletes.
 async fn side_workload(s: &Setup, round: usize) {
-    for step in [
-        format!(
+    execute_each(
+        s,
+        &[
+            format!(
             "INSERT INTO public.docs (id, body) VALUES ('doc-{round}', {}) ON CONFLICT (id) DO \
              UPDATE SET n = public.docs.n + 1",
             big(&round.to_string())
         ),
-        format!(
-            "UPDATE public.docs SET n = n + 1 WHERE id = 'doc-{}'",
-            round / 2
-        ),
-        format!(
-            "INSERT INTO public.notes VALUES ({0}, 'note'), ({0}, 'note')",
-            round % 3
-        ),
-        "DELETE FROM public.notes WHERE ctid = (SELECT ctid FROM public.notes LIMIT 1)".into(),
-    ] {
-        s.client.batch_execute(&step).await.expect(&step);
-    }
+            format!(
+                "UPDATE public.docs SET n = n + 1 WHERE id = 'doc-{}'",
+                round / 2
+            ),
+            format!(
+                "INSERT INTO public.notes VALUES ({0}, 'note'), ({0}, 'note')",
+                round % 3
+            ),
+            "DELETE FROM public.notes WHERE ctid = (SELECT ctid FROM public.notes LIMIT 1)".into(),
+        ],
+    )
+    .await;
 }
 
 /// The sink aborted at each boundary of its work (after an object's upload, before its
@@ -823,10 +826,7 @@ async fn the_redshift_data_api_driver_loads_through_the_stand_in() {
         s3.endpoint(),
         redshift.warehouse_yaml()
     );
-    extra.push_str("freshness_classes:\n  test: 2s\ntables:\n");
-    for t in TABLES {
-        extra.push_str(&format!("  {t}: {{ freshness: test }}\n"));
-    }
+    extra.push_str(&support::warehouse::freshness_yaml(&TABLES, "2s"));
     let pipeline = s.kafka_pipeline(&TABLES, &broker.brokers(), &extra, true);
     let (daemon, port) = s.start_listening(&pipeline, &s3.env());
     s.slot_ready(&daemon).await;

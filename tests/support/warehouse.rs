@@ -9,10 +9,15 @@ pub const SCHEMA: &str = "analytics";
 /// The pipeline file's sections for a PostgreSQL warehouse at `url` and freshness budgets
 /// of `budget` for `tables` (loads every half budget).
 pub fn warehouse_yaml(url: &str, tables: &[&str], budget: &str) -> String {
-    let mut yaml = format!(
-        "warehouse:\n  driver: postgres\n  schema: {SCHEMA}\n  postgres:\n    url: {url}\n\
-         freshness_classes:\n  test: {budget}\ntables:\n"
-    );
+    format!(
+        "warehouse:\n  driver: postgres\n  schema: {SCHEMA}\n  postgres:\n    url: {url}\n{}",
+        freshness_yaml(tables, budget)
+    )
+}
+
+/// A freshness class `test` of `budget` for every one of `tables`.
+pub fn freshness_yaml(tables: &[&str], budget: &str) -> String {
+    let mut yaml = format!("freshness_classes:\n  test: {budget}\ntables:\n");
     for t in tables {
         yaml.push_str(&format!("  {t}: {{ freshness: test }}\n"));
     }
