@@ -581,6 +581,158 @@ async fn kill_9_of_either_half_under_load_leaves_the_warehouse_equal() {
     drop((sink, capture));
 }
 
+/// A sink holding one share of the partitions (`--sink-share`), logging to a file of its own.
+fn start_share(s: &Setup, pipeline: &std::path::Path, share: &str) -> Daemon {
+    Daemon::start_with(
+        pipeline,
+        &[
+            "--state-dir",
+            &s.dir.path().join("state").display().to_string(),
+            "--role",
+            "sink",
+            "--sink-share",
+            share,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &s.dir
+            .path()
+            .join(format!("sink-{}.log", share.replace('/', "-"))),
+    )
+}
+
+/// A key change's two halves travel on different partitions and may load far apart, in
+/// either order; two sink shares force each order. The TOASTed body the update left
+/// unchanged follows the row: when the create loads first and later changes of the new key
+/// keep the body (in its own load and in the same one), and when the delete loads first
+/// and the old key is reused before the create loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_keeps_its_toasted_value_whichever_half_loads_first() {
+    let s = Setup::warehouse("wh_moved").await;
+    let broker = Broker::start(Engine::Sqlite);
+    let pipeline = s.warehouse_pipeline(&broker.brokers());
+    let (capture, _) = start_role(&s, &pipeline, "capture", &[]);
+    s.slot_ready(&capture).await;
+    // Where keys land: share 0/2 holds partitions 0 and 2, share 1/2 partitions 1 and 3.
+    execute_each(
+        &s,
+        &[
+            "INSERT INTO public.docs (id) SELECT 'k-' || g FROM generate_series(0, 31) g",
+            "DELETE FROM public.docs WHERE id LIKE 'k-%'",
+        ],
+    )
+    .await;
+    let placed = support::wait_for(
+        "the candidate keys in Kafka",
+        Duration::from_secs(60),
+        || async {
+            let lines = support::kafka::topic_lines(&pipeline, "public.docs").await;
+            let placed: std::collections::BTreeMap<String, i64> = lines
+                .iter()
+                .filter_map(|l| {
+                    Some((
+                        l["key"]["id"].as_str()?.to_owned(),
+                        l["partition"].as_i64()?,
+                    ))
+                })
+                .collect();
+            (placed.len() == 32).then_some(placed)
+        },
+    )
+    .await;
+    let mut first: Vec<&str> = placed
+        .iter()
+        .filter(|(_, p)| *p % 2 == 0)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let mut second: Vec<&str> = placed
+        .iter()
+        .filter(|(_, p)| *p % 2 == 1)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(first.len() >= 3 && second.len() >= 3, "{placed:?}");
+    // X and Z move from the second share's partitions to the first's, Y the other way.
+    let (x_old, z_old, y_new) = (second.remove(0), second.remove(0), second.remove(0));
+    let (x_new, z_new, y_old) = (first.remove(0), first.remove(0), first.remove(0));
+    let mut both = (
+        start_share(&s, &pipeline, "0/2"),
+        start_share(&s, &pipeline, "1/2"),
+    );
+    execute_each(
+        &s,
+        &[format!(
+            "INSERT INTO public.docs (id, body) VALUES ('{x_old}', {}), ('{y_old}', {}), ('{z_old}', {})",
+            big("x"),
+            big("y"),
+            big("z")
+        )],
+    )
+    .await;
+    wait_equal(&s.client, &TABLES, Duration::from_secs(90)).await;
+    both.1.kill9();
+    execute_each(
+        &s,
+        &[
+            format!("UPDATE public.docs SET id = '{x_new}' WHERE id = '{x_old}'"),
+            format!("UPDATE public.docs SET id = '{y_new}' WHERE id = '{y_old}'"),
+            format!("INSERT INTO public.docs (id, body) VALUES ('{y_old}', 'reused')"),
+            format!(
+                "BEGIN; UPDATE public.docs SET id = '{z_new}' WHERE id = '{z_old}'; \
+                 UPDATE public.docs SET n = n + 1 WHERE id = '{z_new}'; COMMIT"
+            ),
+        ],
+    )
+    .await;
+    // The first share loads the creates of X and Z and Y's delete and reuse; the creates
+    // wait for their bodies, NULL meanwhile (never a stale value).
+    let waiting = format!(
+        "SELECT count(*) FROM analytics.docs WHERE (id IN ('{x_new}', '{z_new}') AND body IS NULL) \
+         OR (id = '{y_old}' AND body = 'reused')"
+    );
+    support::wait_for(
+        "the first share's loads",
+        Duration::from_secs(60),
+        || async {
+            let n: i64 = s.client.query_one(&waiting, &[]).await.ok()?.get(0);
+            (n == 3).then_some(())
+        },
+    )
+    .await;
+    execute_each(
+        &s,
+        &[format!(
+            "UPDATE public.docs SET n = n + 1 WHERE id = '{x_new}'"
+        )],
+    )
+    .await;
+    let updated = format!(
+        "SELECT count(*) FROM analytics.docs WHERE id = '{x_new}' AND n = 1 AND body IS NULL"
+    );
+    support::wait_for(
+        "the later update of X loaded",
+        Duration::from_secs(60),
+        || async {
+            let n: i64 = s.client.query_one(&updated, &[]).await.ok()?.get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    // Now the other halves: X's and Z's deletes, Y's create.
+    both.1 = start_share(&s, &pipeline, "1/2");
+    wait_equal(&s.client, &TABLES, Duration::from_secs(90)).await;
+    let waits: i64 = s
+        .client
+        .query_one(
+            "SELECT count(*) FROM analytics_freshet.docs WHERE _freshet_pending IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("waits")
+        .get(0);
+    assert_eq!(waits, 0, "a row still waits for a key change's values");
+    drop((both, capture));
+}
+
 /// The warehouse unreachable for 60 s under load: the loader waits (a `stalled` event), the
 /// objects stay in the lake, and it catches up by itself (`recovered`), losing nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

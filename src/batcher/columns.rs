@@ -14,7 +14,7 @@ use arrow_array::builder::{
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, ListArray, RecordBatch};
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -44,6 +44,11 @@ pub const BEFORE: &str = "_freshet_before";
 /// The EAV value table's attribute, by name and declared type.
 pub const ATTRIBUTE_NAME: &str = "_freshet_attribute_name";
 pub const ATTRIBUTE_TYPE: &str = "_freshet_attribute_type";
+/// Whether the change is half of a key change (Debezium's `__debezium.oldkey` /
+/// `__debezium.newkey` headers): the loader hands the old row's TOASTed values from the
+/// delete to the create by it. Last, so that a reader of objects written before it was
+/// added sees the same columns in the same places.
+pub const KEY_CHANGE: &str = "_freshet_key_change";
 
 /// The Parquet key-value metadata entry in which every object describes its table, so the
 /// lake's readers (the loader first) need neither Kafka nor the source to know its columns.
@@ -104,6 +109,7 @@ pub struct Row {
     pub change: ChangeRecord,
     pub partition: i32,
     pub offset: i64,
+    pub key_change: bool,
 }
 
 /// The Arrow type a column of `kind` lands as.
@@ -183,6 +189,7 @@ impl Layout {
             fields.push(Field::new(ATTRIBUTE_NAME, DataType::Utf8, true));
             fields.push(Field::new(ATTRIBUTE_TYPE, DataType::Utf8, true));
         }
+        fields.push(Field::new(KEY_CHANGE, DataType::Boolean, false));
         Layout {
             columns,
             eav,
@@ -306,6 +313,9 @@ impl Layout {
                 r.change.attribute.as_ref().map(|(_, _, t)| t.as_str())
             }));
         }
+        arrays.push(Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.key_change)),
+        )));
         RecordBatch::try_new(self.schema.clone(), arrays)
     }
 }

@@ -20,7 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, Instrument as _};
@@ -477,6 +477,10 @@ impl<'a> Batcher<'a> {
             return Ok(());
         };
         let payload_len = payload.len();
+        let key_change = m.headers().is_some_and(|h| {
+            h.iter()
+                .any(|h| h.key == "__debezium.oldkey" || h.key == "__debezium.newkey")
+        });
         let record_error = |why: String| BatcherError::Record {
             topic: m.topic().to_owned(),
             partition,
@@ -547,6 +551,7 @@ impl<'a> Batcher<'a> {
             change,
             partition,
             offset,
+            key_change,
         });
         file.pending_bytes += payload_len;
         if file.pending.len() >= BATCH_ROWS || file.pending_bytes >= BATCH_BYTES {

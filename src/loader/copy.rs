@@ -17,7 +17,7 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 
-use crate::batcher::columns::EXACT;
+use crate::batcher::columns::{EXACT, KEY_CHANGE};
 use crate::loadgen::data::copy_escape as escape;
 
 /// Appends the batch's rows to `out` as COPY text lines; the first `table_columns` columns
@@ -31,6 +31,8 @@ pub fn encode(batch: &RecordBatch, table_columns: usize, out: &mut String) -> Re
         .ok_or_else(|| format!("no {EXACT} column"))?
         .ok_or_else(|| format!("{EXACT} is not text"))?;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    // An object written before the key-change marker lacks its column, the stage's last.
+    let unmarked = schema.index_of(KEY_CHANGE).is_err();
     let mut text = String::new();
     for row in 0..batch.num_rows() {
         let overrides: Option<serde_json::Map<String, serde_json::Value>> = if exact.is_null(row) {
@@ -60,6 +62,9 @@ pub fn encode(batch: &RecordBatch, table_columns: usize, out: &mut String) -> Re
             } else {
                 out.push_str("\\N");
             }
+        }
+        if unmarked {
+            out.push_str("\t\\N");
         }
         out.push('\n');
     }
@@ -230,6 +235,31 @@ mod tests {
         let mut out = String::new();
         escape("a\tb\\c\nd\re", &mut out);
         assert_eq!(out, "a\\tb\\\\c\\nd\\re");
+    }
+
+    /// An object written before `_freshet_key_change` existed still fills the stage's row.
+    #[test]
+    fn an_object_without_the_key_change_column_copies_it_as_null() {
+        use std::sync::Arc;
+
+        use arrow_array::{ArrayRef, BooleanArray, Int32Array, StringArray};
+        let columns = |marked: bool| {
+            let mut c: Vec<(&str, ArrayRef)> = vec![
+                ("id", Arc::new(Int32Array::from(vec![7]))),
+                (EXACT, Arc::new(StringArray::from(vec![None::<&str>]))),
+            ];
+            if marked {
+                c.push((KEY_CHANGE, Arc::new(BooleanArray::from(vec![true]))));
+            }
+            RecordBatch::try_from_iter(c).expect("a batch")
+        };
+        let text = |batch: RecordBatch| {
+            let mut out = String::new();
+            encode(&batch, 1, &mut out).expect("encoded");
+            out
+        };
+        assert_eq!(text(columns(true)), "7\t\\N\tt\n");
+        assert_eq!(text(columns(false)), "7\t\\N\t\\N\n");
     }
 
     #[test]

@@ -54,14 +54,20 @@ impl Postgres {
         tx.commit().await.map_err(|e| error("COMMIT", e))
     }
 
-    /// The change table's columns and their types, in order; empty when it does not exist.
-    pub async fn columns(&self, t: &sql::Table) -> Result<Vec<(String, String)>, LoaderError> {
+    pub async fn columns(
+        &self,
+        t: &sql::Table,
+        relation: &str,
+    ) -> Result<Vec<(String, String)>, LoaderError> {
         let q = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
                  ORDER BY a.attnum";
         let rows = self
             .client
-            .query(q, &[&t.changes()])
+            .query(
+                q,
+                &[&format!("{}.{}", t.state_schema(), sql::ident(relation))],
+            )
             .await
             .map_err(|e| self.error(q, &e))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())

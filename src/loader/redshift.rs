@@ -263,14 +263,18 @@ impl RedshiftData {
         }
     }
 
-    pub async fn columns(&self, t: &sql::Table) -> Result<Vec<(String, String)>, LoaderError> {
+    pub async fn columns(
+        &self,
+        t: &sql::Table,
+        relation: &str,
+    ) -> Result<Vec<(String, String)>, LoaderError> {
         let q = format!(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN \
              pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = {} AND c.relname = {} AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
             literal(&format!("{}_freshet", t.schema)),
-            literal(&t.name)
+            literal(relation)
         );
         Ok(self
             .query(&q)
@@ -319,11 +323,12 @@ impl RedshiftData {
 }
 
 /// `COPY` of one object by its manifest (Parquet needs its `content_length`): columns by
-/// position, nested values (arrays) into SUPER as JSON.
+/// position, nested values (arrays) into SUPER as JSON; FILLRECORD for objects written
+/// before the stage's last column (`_freshet_key_change`) was added.
 pub fn copy(manifest_url: &str, iam_role: &str, nested: bool) -> String {
     let nested = if nested { " SERIALIZETOJSON" } else { "" };
     format!(
-        "COPY {STAGE} FROM {} IAM_ROLE {} FORMAT AS PARQUET{nested} MANIFEST",
+        "COPY {STAGE} FROM {} IAM_ROLE {} FORMAT AS PARQUET{nested} FILLRECORD MANIFEST",
         literal(manifest_url),
         literal(iam_role)
     )

@@ -14,7 +14,12 @@
 //! - its row in `_freshet_tables`: the TRUNCATE barrier (the identity of the last TRUNCATE:
 //!   rows changed before it are gone) and what is loaded;
 //! - its rows in `_freshet_ledger`: the (partition, offsets) of every object loaded, written
-//!   in the load's own transaction.
+//!   in the load's own transaction;
+//! - for a keyed table with TOASTable columns, `_freshet_moved_{table}`: per key change
+//!   (identity), the old row's TOASTable values, which the create by the new key may have
+//!   left unchanged. The two halves of a key change travel on different Kafka partitions
+//!   and may load in either order, far apart, the old key reused meanwhile: this table, not
+//!   the old key's row, is where the create finds them.
 //!
 //! and in `{schema}` a view named as the source table holding exactly the source's rows.
 
@@ -105,6 +110,15 @@ impl Table {
         format!("{}.{TABLES}", self.state_schema())
     }
 
+    /// The name, in the state schema, of the key changes' handed-over values.
+    pub fn moved_name(&self) -> String {
+        format!("_freshet_moved_{}", self.name)
+    }
+
+    pub fn moved(&self) -> String {
+        format!("{}.{}", self.state_schema(), ident(&self.moved_name()))
+    }
+
     fn keyed(&self) -> bool {
         !self.key.is_empty()
     }
@@ -184,6 +198,18 @@ fn toastable(kind: &ColumnKind) -> bool {
     )
 }
 
+/// The columns a key change hands from the old key's row to the new one's: the TOASTable
+/// ones outside the key (a keyed table's only).
+pub fn handed<'a>(t: &Table, columns: &'a [Column]) -> Vec<&'a Column> {
+    if !t.keyed() {
+        return Vec::new();
+    }
+    columns
+        .iter()
+        .filter(|c| toastable(&c.kind) && !t.key.contains(&c.name))
+        .collect()
+}
+
 fn text_type(d: Dialect) -> String {
     sql_type(&ColumnKind::Text, d)
 }
@@ -253,9 +279,11 @@ pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
     }
     if t.keyed() {
         defs.push("_freshet_deleted boolean NOT NULL".into());
-        // The TOASTed columns a key change left unchanged whose old row was not loaded yet:
-        // filled when its delete arrives.
+        // The TOASTed columns a key change left unchanged whose old row was not loaded yet,
+        // and that key change's identity: filled when its delete arrives.
         defs.push(format!("_freshet_pending {}", text_type(d)));
+        defs.push("_freshet_pending_lsn bigint".into());
+        defs.push("_freshet_pending_sequence bigint".into());
     } else {
         defs.push("_freshet_delta integer NOT NULL".into());
     }
@@ -311,22 +339,51 @@ pub fn create(t: &Table, columns: &[Column], d: Dialect) -> Vec<String> {
         ),
     ];
     if d == Dialect::Postgres && t.keyed() {
-        // A key change's two halves find each other by identity.
+        // A key change's delete finds the rows waiting for it by identity.
         statements.push(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (_freshet_commit_lsn, _freshet_sequence)",
-            ident(&format!("{}_freshet_identity", t.name)),
+            "CREATE INDEX IF NOT EXISTS {} ON {} (_freshet_pending_lsn, _freshet_pending_sequence) \
+             WHERE _freshet_pending_lsn IS NOT NULL",
+            ident(&format!("{}_freshet_pending", t.name)),
             t.changes()
         ));
     }
     statements
 }
 
-/// A column the source added: old rows hold NULL. Outside any load's transaction (Redshift
-/// refuses ALTER TABLE ADD COLUMN inside one).
-pub fn add_column(t: &Table, c: &Column, d: Dialect) -> String {
+/// The key changes' handed-over values (`handed` columns), by identity.
+pub fn create_moved(t: &Table, handed: &[&Column], d: Dialect) -> String {
+    let mut defs = vec![
+        "_freshet_commit_lsn bigint NOT NULL".to_owned(),
+        "_freshet_sequence bigint NOT NULL".to_owned(),
+        "_freshet_commit_ts timestamp with time zone NOT NULL".to_owned(),
+    ];
+    defs.extend(
+        handed
+            .iter()
+            .map(|c| format!("{} {}", ident(&c.name), sql_type(&c.kind, d))),
+    );
+    let options = match d {
+        Dialect::Postgres => {
+            defs.push("PRIMARY KEY (_freshet_commit_lsn, _freshet_sequence)".into());
+            ""
+        }
+        Dialect::Redshift => {
+            " DISTKEY(_freshet_commit_lsn) SORTKEY(_freshet_commit_lsn, _freshet_sequence)"
+        }
+    };
     format!(
-        "ALTER TABLE {} ADD COLUMN {} {}",
-        t.changes(),
+        "CREATE TABLE IF NOT EXISTS {} ({}){options}",
+        t.moved(),
+        defs.join(", ")
+    )
+}
+
+/// A column the source added to `table` (the change table, or the handed-over values):
+/// old rows hold NULL. Outside any load's transaction (Redshift refuses ALTER TABLE ADD
+/// COLUMN inside one).
+pub fn add_column(table: &str, c: &Column, d: Dialect) -> String {
+    format!(
+        "ALTER TABLE {table} ADD COLUMN {} {}",
         ident(&c.name),
         sql_type(&c.kind, d)
     )
@@ -438,6 +495,7 @@ pub fn stage(t: &Table, columns: &[Column], d: Dialect) -> String {
     for a in t.attribute_columns() {
         defs.push(format!("{a} {text}"));
     }
+    defs.push("_freshet_key_change boolean".into());
     format!("CREATE TEMP TABLE {STAGE} ({})", defs.join(", "))
 }
 
@@ -507,22 +565,35 @@ pub fn load(
     }
 }
 
-/// A keyed table: the newest staged change per key, TOAST-unchanged columns filled from the
-/// newest earlier change in the batch that set them (else kept from the change table); the
-/// ones not newer than the change table's dropped; then one MERGE.
+/// A keyed table: key changes' old values handed over, the newest staged change per key
+/// (TOAST-unchanged columns filled from the newest earlier change in the batch that set
+/// them, else kept from the change table), the ones not newer than the change table's
+/// dropped, then one MERGE. The statement count does not grow with the columns: Redshift
+/// takes 40 in a batch.
 fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) -> Vec<String> {
     let keys: Vec<String> = t.key.iter().map(|k| ident(k)).collect();
     let by_key = format!("PARTITION BY {}", keys.join(", "));
     let newest_first = "_freshet_commit_lsn DESC, _freshet_sequence DESC";
+    let whole = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING";
+    let on = |a: &str, b: &str| {
+        keys.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let same_change = |a: &str, b: &str| {
+        format!(
+            "{a}._freshet_commit_lsn = {b}._freshet_commit_lsn AND {a}._freshet_sequence = \
+             {b}._freshet_sequence"
+        )
+    };
     let key_columns: Vec<&Column> = t
         .key
         .iter()
         .filter_map(|k| columns.iter().find(|c| &c.name == k))
         .collect();
-    let toasted: Vec<&Column> = columns
-        .iter()
-        .filter(|c| toastable(&c.kind) && !t.key.contains(&c.name))
-        .collect();
+    let handed = handed(t, columns);
+    let marker = |c: &Column| literal(&serde_json::Value::from(c.name.as_str()).to_string());
     let old_key = |c: &Column| {
         format!(
             "CAST({} AS {})",
@@ -532,13 +603,14 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
     };
     let mut statements = vec![
         // An update that moved the row to another key without Kafka's key changing (the EAV
-        // value table's attribute; Kafka keys it by entity): the old key is deleted too.
+        // value table's attribute; Kafka keys it by entity): the old key is deleted too, the
+        // delete half of a key change.
         format!(
             "INSERT INTO {STAGE} ({}, _freshet_op, _freshet_commit_lsn, _freshet_sequence, \
-             _freshet_commit_ts, _freshet_kafka_partition, _freshet_kafka_offset) SELECT {}, 'd', \
-             _freshet_commit_lsn, _freshet_sequence, _freshet_commit_ts, _freshet_kafka_partition, \
-             _freshet_kafka_offset FROM {STAGE} WHERE _freshet_op = 'u' AND _freshet_before IS NOT \
-             NULL AND {} AND ({})",
+             _freshet_commit_ts, _freshet_kafka_partition, _freshet_kafka_offset, \
+             _freshet_key_change) SELECT {}, 'd', _freshet_commit_lsn, _freshet_sequence, \
+             _freshet_commit_ts, _freshet_kafka_partition, _freshet_kafka_offset, TRUE FROM \
+             {STAGE} WHERE _freshet_op = 'u' AND _freshet_before IS NOT NULL AND {} AND ({})",
             keys.join(", "),
             key_columns
                 .iter()
@@ -557,66 +629,96 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
                 .join(" OR ")
         ),
     ];
-    // A key change that left a TOASTed column unchanged: the value is the old key's, from
-    // the newest earlier change of the load that set it, else as the warehouse holds it. One
-    // statement per such column (each column has its own setters).
-    let on_key = |a: &str, b: &str| {
-        keys.iter()
-            .map(|k| format!("{a}.{k} = {b}.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
-    for c in &toasted {
-        let name = ident(&c.name);
-        let marker = literal(&serde_json::Value::from(c.name.as_str()).to_string());
-        // Only the identities whose create or update left this column unchanged are looked
-        // up: a load of a million plain inserts joins nothing.
-        let needs = format!(
-            "(SELECT _freshet_commit_lsn AS lsn, _freshet_sequence AS seq FROM {STAGE} WHERE \
-             _freshet_op <> 'd' AND {}) n ON n.lsn = k._freshet_commit_lsn AND n.seq = \
-             k._freshet_sequence",
-            unchanged(STAGE, &c.name)
-        );
+    if !handed.is_empty() {
+        // Each key change's delete hands over the old row's values: per column, the newest
+        // earlier change of the load that set it, else the change table's row.
+        let mut values = Vec::new();
+        for c in &handed {
+            let name = ident(&c.name);
+            let unset = format!(
+                "CASE WHEN s._freshet_op IS NULL OR {} THEN 1 ELSE 0 END",
+                unchanged("s", &c.name)
+            );
+            values.push(format!(
+                "CASE WHEN MIN({unset}) OVER (PARTITION BY k._freshet_commit_lsn, \
+                 k._freshet_sequence) = 0 THEN FIRST_VALUE(s.{name}) OVER (PARTITION BY \
+                 k._freshet_commit_lsn, k._freshet_sequence ORDER BY {unset}, \
+                 s._freshet_commit_lsn DESC, s._freshet_sequence DESC {whole}) ELSE o.{name} \
+                 END AS {name}"
+            ));
+        }
+        let names: Vec<String> = handed.iter().map(|c| ident(&c.name)).collect();
         statements.push(format!(
-            "UPDATE {STAGE} SET {name} = o.v, _freshet_unchanged = REPLACE(_freshet_unchanged, \
-             {marker}, '') FROM (SELECT lsn, seq, v FROM (SELECT lsn, seq, v, ROW_NUMBER() OVER \
-             (PARTITION BY lsn, seq ORDER BY source, at_lsn DESC, at_seq DESC) AS n FROM (SELECT \
-             k._freshet_commit_lsn AS lsn, k._freshet_sequence AS seq, s.{name} AS v, 0 AS source, \
-             s._freshet_commit_lsn AS at_lsn, s._freshet_sequence AS at_seq FROM {STAGE} k JOIN \
-             {needs} JOIN {STAGE} s ON {} AND (s._freshet_commit_lsn < k._freshet_commit_lsn OR \
+            "INSERT INTO {moved} (_freshet_commit_lsn, _freshet_sequence, _freshet_commit_ts, \
+             {names}) SELECT lsn, seq, ts, {names} FROM (SELECT k._freshet_commit_lsn AS lsn, \
+             k._freshet_sequence AS seq, k._freshet_commit_ts AS ts, {values}, ROW_NUMBER() OVER \
+             (PARTITION BY k._freshet_commit_lsn, k._freshet_sequence ORDER BY \
+             k._freshet_commit_lsn) AS n FROM {STAGE} k LEFT JOIN {STAGE} s ON {} AND \
+             s._freshet_op <> 'd' AND (s._freshet_commit_lsn < k._freshet_commit_lsn OR \
              (s._freshet_commit_lsn = k._freshet_commit_lsn AND s._freshet_sequence < \
-             k._freshet_sequence)) AND s._freshet_op <> 'd' AND NOT {} WHERE k._freshet_op = 'd' \
-             UNION ALL SELECT k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 1, 0, 0 FROM \
-             {STAGE} k JOIN {needs} JOIN {changes} w ON {} WHERE k._freshet_op = 'd' UNION ALL \
-             SELECT k._freshet_commit_lsn, k._freshet_sequence, w.{name}, 2, 0, 0 FROM {STAGE} k \
-             JOIN {changes} w ON w._freshet_commit_lsn = k._freshet_commit_lsn AND \
-             w._freshet_sequence = k._freshet_sequence AND w._freshet_deleted WHERE k._freshet_op = \
-             'c' AND {}) candidates) \
-             ranked WHERE n = 1) o WHERE o.lsn = {STAGE}._freshet_commit_lsn AND o.seq = \
-             {STAGE}._freshet_sequence AND {STAGE}._freshet_op <> 'd' AND {}",
-            on_key("s", "k"),
-            unchanged("s", &c.name),
-            on_key("w", "k"),
-            unchanged("k", &c.name),
-            unchanged(STAGE, &c.name),
+             k._freshet_sequence)) LEFT JOIN {changes} o ON {} AND NOT o._freshet_deleted WHERE \
+             k._freshet_op = 'd' AND k._freshet_key_change AND NOT EXISTS (SELECT 1 FROM {moved} \
+             x WHERE {})) m WHERE n = 1",
+            on("s", "k"),
+            on("o", "k"),
+            same_change("x", "k"),
+            moved = t.moved(),
             changes = t.changes(),
+            names = names.join(", "),
+            values = values.join(", "),
+        ));
+        // A change that left a column unchanged while moving its row to this key takes the
+        // value handed over, whenever that delete was loaded (now or before).
+        let fill: Vec<String> = handed
+            .iter()
+            .map(|c| {
+                let name = ident(&c.name);
+                format!(
+                    "{name} = CASE WHEN {} THEN m.{name} ELSE {STAGE}.{name} END",
+                    unchanged(STAGE, &c.name)
+                )
+            })
+            .collect();
+        statements.push(format!(
+            "UPDATE {STAGE} SET {}, _freshet_unchanged = NULL FROM {} m WHERE {} AND \
+             {STAGE}._freshet_op <> 'd' AND {STAGE}._freshet_unchanged IS NOT NULL",
+            fill.join(", "),
+            t.moved(),
+            same_change("m", STAGE)
         ));
     }
+    // A create still holding an unchanged column waits for its key change's delete (on
+    // another partition, not loaded yet): it sets the column, to a value to come.
     let mut select = Vec::new();
+    let mut waiting = Vec::new();
     for (i, c) in columns.iter().enumerate() {
         let name = ident(&c.name);
-        if toastable(&c.kind) && !t.key.contains(&c.name) {
+        if handed.iter().any(|h| h.name == c.name) {
             // A delete sets nothing a later change could keep.
             let setters_first = format!(
-                "CASE WHEN _freshet_op = 'd' OR {} THEN 1 ELSE 0 END",
+                "CASE WHEN _freshet_op = 'd' OR (_freshet_op <> 'c' AND {}) THEN 1 ELSE 0 END",
                 unchanged(STAGE, &c.name)
             );
-            select.push(format!(
-                "FIRST_VALUE({name}) OVER ({by_key} ORDER BY {setters_first}, {newest_first} ROWS \
-                 BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS {name}"
-            ));
+            let first = |expr: &str, alias: &str| {
+                format!(
+                    "FIRST_VALUE({expr}) OVER ({by_key} ORDER BY {setters_first}, {newest_first} \
+                     {whole}) AS {alias}"
+                )
+            };
+            select.push(first(&name, &name));
             select.push(format!(
                 "MIN({setters_first}) OVER ({by_key}) AS _freshet_keep_{i}"
+            ));
+            select.push(first(
+                &format!(
+                    "CASE WHEN _freshet_op = 'c' AND {} THEN 1 ELSE 0 END",
+                    unchanged(STAGE, &c.name)
+                ),
+                &format!("_freshet_wait_{i}"),
+            ));
+            waiting.push(format!(
+                "CASE WHEN _freshet_wait_{i} = 1 THEN {} ELSE '' END",
+                marker(c)
             ));
         } else {
             select.push(name);
@@ -628,29 +730,37 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
         "_freshet_commit_ts",
     ];
     select.push("_freshet_op = 'd' AS _freshet_deleted".into());
-    // A key change's create whose TOASTed columns found no value yet (its delete, on another
-    // partition, is not loaded): they wait in the change table for it.
-    select.push(
-        "CASE WHEN _freshet_op = 'c' AND POSITION('\"' IN COALESCE(_freshet_unchanged, '')) > 0 \
-         THEN _freshet_unchanged END AS _freshet_pending"
-            .into(),
-    );
     select.extend(meta.iter().map(|m| (*m).to_owned()));
     select.extend(t.attribute_columns().iter().map(|a| (*a).to_owned()));
+    if !handed.is_empty() {
+        // The batch's newest create of the key: a new life, whose waits replace the old.
+        for (column, alias) in [
+            ("_freshet_commit_lsn", "_freshet_created_lsn"),
+            ("_freshet_sequence", "_freshet_created_sequence"),
+        ] {
+            select.push(format!(
+                "FIRST_VALUE(CASE WHEN _freshet_op = 'c' THEN {column} END) OVER ({by_key} ORDER \
+                 BY CASE WHEN _freshet_op = 'c' THEN 0 ELSE 1 END, {newest_first} {whole}) AS \
+                 {alias}"
+            ));
+        }
+    }
     select.push(format!(
         "ROW_NUMBER() OVER ({by_key} ORDER BY {newest_first}) AS _freshet_rank"
     ));
+    let pending = if handed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", CASE WHEN NOT _freshet_deleted THEN NULLIF({}, '') END AS _freshet_pending",
+            waiting.join(" || ")
+        )
+    };
     let newest = format!(
-        "CREATE TEMP TABLE {NEWEST} AS SELECT * FROM (SELECT {} FROM {STAGE}) ranked WHERE \
-         _freshet_rank = 1",
+        "CREATE TEMP TABLE {NEWEST} AS SELECT ranked.*{pending} FROM (SELECT {} FROM {STAGE}) \
+         ranked WHERE _freshet_rank = 1",
         select.join(", ")
     );
-    let on = |a: &str, b: &str| {
-        keys.iter()
-            .map(|k| format!("{a}.{k} = {b}.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
     let not_newer = format!(
         "DELETE FROM {NEWEST} USING {} t WHERE {} AND (t._freshet_commit_lsn > \
          {NEWEST}._freshet_commit_lsn OR (t._freshet_commit_lsn = {NEWEST}._freshet_commit_lsn \
@@ -665,7 +775,7 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
         let name = ident(&c.name);
         if t.key.contains(&c.name) {
             // The key matched: nothing to set.
-        } else if toastable(&c.kind) {
+        } else if handed.iter().any(|h| h.name == c.name) {
             set.push(format!(
                 "{name} = CASE WHEN s._freshet_keep_{i} = 1 THEN t.{name} ELSE s.{name} END"
             ));
@@ -682,7 +792,7 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
     {
         set.push(format!("{} = NULL", ident(gone)));
     }
-    let extra: Vec<&str> = ["_freshet_deleted", "_freshet_pending"]
+    let extra: Vec<&str> = ["_freshet_deleted"]
         .into_iter()
         .chain(meta)
         .chain(t.attribute_columns().iter().copied())
@@ -691,6 +801,41 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
         set.push(format!("{m} = s.{m}"));
         insert_columns.push((*m).to_owned());
         insert_values.push(format!("s.{m}"));
+    }
+    if !handed.is_empty() {
+        // A wait outlives later changes of the key that keep the column; a change that sets
+        // it, or a new life of the key, ends it.
+        let carried: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| handed.iter().any(|h| h.name == c.name))
+            .map(|(i, c)| {
+                format!(
+                    "CASE WHEN s._freshet_keep_{i} = 1 AND POSITION({m} IN \
+                     COALESCE(t._freshet_pending, '')) > 0 THEN {m} ELSE '' END",
+                    m = marker(c)
+                )
+            })
+            .collect();
+        let renewed = "s._freshet_deleted OR s._freshet_created_lsn IS NOT NULL";
+        set.push(format!(
+            "_freshet_pending = CASE WHEN {renewed} THEN s._freshet_pending ELSE NULLIF({}, '') \
+             END",
+            carried.join(" || ")
+        ));
+        for (column, created) in [
+            ("_freshet_pending_lsn", "_freshet_created_lsn"),
+            ("_freshet_pending_sequence", "_freshet_created_sequence"),
+        ] {
+            let new = format!("CASE WHEN s._freshet_pending IS NOT NULL THEN s.{created} END");
+            set.push(format!(
+                "{column} = CASE WHEN {renewed} THEN {new} ELSE t.{column} END"
+            ));
+            insert_columns.push(column.to_owned());
+            insert_values.push(new);
+        }
+        insert_columns.push("_freshet_pending".into());
+        insert_values.push("s._freshet_pending".into());
     }
     let merge = format!(
         "MERGE INTO {} t USING {NEWEST} s ON {} WHEN MATCHED THEN UPDATE SET {} WHEN NOT MATCHED \
@@ -702,30 +847,29 @@ fn merge(t: &Table, columns: &[Column], table_columns: &[String], d: Dialect) ->
         insert_values.join(", ")
     );
     statements.extend([newest, not_newer, merge]);
-    if !toasted.is_empty() {
-        // Key changes whose create came first: their delete is in now, its tombstone holding
-        // the old row's values. Driven by this load's deletes, so that it looks up identities
-        // (indexed on PostgreSQL) rather than scanning the change table.
-        let set: Vec<String> = toasted
+    if !handed.is_empty() {
+        // Rows waiting for a key change whose delete is in this load: its values are in.
+        let set: Vec<String> = handed
             .iter()
             .map(|c| {
-                let name = ident(&c.name);
-                let marker = literal(&serde_json::Value::from(c.name.as_str()).to_string());
                 format!(
-                    "{name} = CASE WHEN POSITION({marker} IN {changes}._freshet_pending) > 0 THEN \
-                     o.{name} ELSE {changes}.{name} END",
+                    "{name} = CASE WHEN POSITION({} IN {changes}._freshet_pending) > 0 THEN \
+                     m.{name} ELSE {changes}.{name} END",
+                    marker(c),
+                    name = ident(&c.name),
                     changes = t.changes()
                 )
             })
             .collect();
         statements.push(format!(
-            "UPDATE {changes} SET {}, _freshet_pending = NULL FROM {NEWEST} d JOIN {changes} o ON \
-             o._freshet_commit_lsn = d._freshet_commit_lsn AND o._freshet_sequence = \
-             d._freshet_sequence AND o._freshet_deleted WHERE d._freshet_deleted AND \
-             {changes}._freshet_commit_lsn = d._freshet_commit_lsn AND \
-             {changes}._freshet_sequence = d._freshet_sequence AND {changes}._freshet_pending IS \
-             NOT NULL AND NOT {changes}._freshet_deleted",
+            "UPDATE {changes} SET {}, _freshet_pending = NULL, _freshet_pending_lsn = NULL, \
+             _freshet_pending_sequence = NULL FROM {STAGE} k JOIN {} m ON {} WHERE k._freshet_op \
+             = 'd' AND k._freshet_key_change AND {changes}._freshet_pending_lsn = \
+             k._freshet_commit_lsn AND {changes}._freshet_pending_sequence = k._freshet_sequence \
+             AND {changes}._freshet_pending IS NOT NULL",
             set.join(", "),
+            t.moved(),
+            same_change("m", "k"),
             changes = t.changes()
         ));
     }
@@ -809,6 +953,7 @@ pub fn forget(t: &Table, from: i64) -> Vec<String> {
         vec![
             format!("DROP VIEW IF EXISTS {}", t.view()),
             format!("DROP TABLE IF EXISTS {}", t.changes()),
+            format!("DROP TABLE IF EXISTS {}", t.moved()),
             format!("DELETE FROM {} WHERE table_name = {source}", t.tables()),
             format!("DELETE FROM {} WHERE table_name = {source}", t.ledger()),
         ]
@@ -820,12 +965,20 @@ pub fn forget(t: &Table, from: i64) -> Vec<String> {
     }
 }
 
-/// Tombstones older than the retention, and rows behind the TRUNCATE barrier, removed
-/// outside any load. A change older than a purged tombstone, replayed after it, would bring
-/// its row back: the retention outlasts any replay of Kafka's duplicates.
-pub fn purge(t: &Table, older_than: &str) -> String {
+/// Tombstones and handed-over values older than the retention, and rows behind the TRUNCATE
+/// barrier, removed outside any load. A change older than a purged tombstone, replayed after
+/// it, would bring its row back: the retention outlasts any replay of Kafka's duplicates, and
+/// any lag between a key change's two halves.
+pub fn purge(t: &Table, columns: &[Column], older_than: &str) -> Vec<String> {
     let cutoff = format!("CAST({} AS timestamp with time zone)", literal(older_than));
-    if t.keyed() {
+    let mut statements = Vec::new();
+    if !handed(t, columns).is_empty() {
+        statements.push(format!(
+            "DELETE FROM {} WHERE _freshet_commit_ts < {cutoff}",
+            t.moved()
+        ));
+    }
+    statements.push(if t.keyed() {
         format!(
             "DELETE FROM {} USING {} b WHERE b.table_name = {} AND (({c}._freshet_deleted AND \
              {c}._freshet_commit_ts < {cutoff}) OR NOT {})",
@@ -843,7 +996,8 @@ pub fn purge(t: &Table, older_than: &str) -> String {
             literal(&t.source),
             after_barrier(&t.changes())
         )
-    }
+    });
+    statements
 }
 
 #[cfg(test)]
@@ -944,6 +1098,13 @@ mod tests {
             "{merge}"
         );
         assert!(load.after_copy.iter().all(|s| !s.contains("TRUNCATE")));
+        // Key changes hand their TOASTable values over through the table made for them.
+        assert!(
+            load.after_copy
+                .iter()
+                .any(|s| s.starts_with(&format!("INSERT INTO {}", t.moved()))),
+            "{load:#?}"
+        );
         assert!(load
             .after_copy
             .last()
@@ -972,6 +1133,34 @@ mod tests {
         assert!(!merge.contains(
             "INSERT (\"tenant_id\", \"entity_id\", \"entity_type\", \"created_at\", \"legacy\""
         ));
+    }
+
+    /// Redshift runs at most 40 statements in a batch, COPYs included: a load's own count
+    /// must not grow with the table's columns.
+    #[test]
+    fn a_load_takes_as_many_statements_however_wide_the_table() {
+        let (t, mut columns) = entities();
+        let count = |columns: &[Column]| {
+            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+            let l = load(
+                &t,
+                columns,
+                &names,
+                &[],
+                "2026-11-30T18:00:00Z",
+                Dialect::Redshift,
+            );
+            l.before_copy.len() + l.after_copy.len()
+        };
+        let narrow = count(&columns);
+        for i in 0..60 {
+            columns.push(Column {
+                name: format!("text_{i}"),
+                kind: ColumnKind::Text,
+            });
+        }
+        assert_eq!(count(&columns), narrow);
+        assert!(narrow <= 14, "{narrow} statements");
     }
 
     /// The Redshift SQL, pinned: the setup, the EAV value table's and a multiset's DDL and
@@ -1036,6 +1225,10 @@ mod tests {
         let mut out: Vec<String> = setup("analytics", d);
         for (t, columns) in [(&values, &value_columns), (&notes, &note_columns)] {
             out.extend(create(t, columns, d));
+            let handed = handed(t, columns);
+            if !handed.is_empty() {
+                out.push(create_moved(t, &handed, d));
+            }
             out.extend(view(t, &names(columns), d));
             let load = load(t, columns, &names(columns), &[object(&t.source)], at, d);
             out.extend(load.before_copy);
@@ -1048,10 +1241,10 @@ mod tests {
                 false,
             ));
             out.extend(load.after_copy);
-            out.push(purge(t, at));
+            out.extend(purge(t, columns, at));
         }
         out.push(add_column(
-            &values,
+            &values.changes(),
             &Column {
                 name: "unit".into(),
                 kind: ColumnKind::Text,

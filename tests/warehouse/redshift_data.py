@@ -7,7 +7,7 @@ SORTKEY, DISTSTYLE) dropped, VARBYTE as bytea, SUPER as jsonb, JSON_EXTRACT_PATH
 COPY ... FORMAT AS PARQUET MANIFEST reads the manifest and its Parquet objects from the S3
 server and inserts the rows by column position, as Redshift's COPY does; like Redshift it
 refuses a manifest entry without meta.content_length and a column count that differs from
-the table's. A batch runs in one transaction; statements run in the background, so that the
+the table's (with FILLRECORD, columns missing at a file's end load as NULL). A batch runs in one transaction; statements run in the background, so that the
 client polls DescribeStatement as it must with Redshift.
 
 usage: redshift_data.py PORT POSTGRES_URL S3_ENDPOINT [CONFLICTS]
@@ -34,7 +34,7 @@ s3 = boto3.client("s3", endpoint_url=S3_ENDPOINT)
 statements = {}
 lock = threading.Lock()
 COPY = re.compile(
-    r"^COPY (\S+) FROM '([^']+)' IAM_ROLE '([^']*)' FORMAT AS PARQUET( SERIALIZETOJSON)? MANIFEST$",
+    r"^COPY (\S+) FROM '([^']+)' IAM_ROLE '([^']*)' FORMAT AS PARQUET( SERIALIZETOJSON)?( FILLRECORD)? MANIFEST$",
     re.S,
 )
 
@@ -53,7 +53,7 @@ def s3_get(url):
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def copy(cur, table, manifest_url, serialize):
+def copy(cur, table, manifest_url, serialize, fill):
     manifest = json.loads(s3_get(manifest_url))
     cur.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
@@ -68,11 +68,13 @@ def copy(cur, table, manifest_url, serialize):
         if len(data) != entry["meta"]["content_length"]:
             raise ValueError(f"{entry['url']}: {len(data)} bytes, the manifest says {entry['meta']['content_length']}")
         parquet = pq.read_table(io.BytesIO(data))
-        if parquet.num_columns != len(types):
+        # FILLRECORD: columns missing at the end of a file load as NULL.
+        if parquet.num_columns > len(types) or (parquet.num_columns < len(types) and not fill):
             raise ValueError(
                 f"Mismatched number of columns: {entry['url']} has {parquet.num_columns}, {table} has {len(types)}"
             )
         columns = [c.to_pylist() for c in parquet.columns]
+        columns += [[None] * parquet.num_rows] * (len(types) - parquet.num_columns)
         with cur.copy(f"COPY {table} FROM STDIN") as out:
             for row in zip(*columns):
                 out.write_row([
@@ -100,7 +102,7 @@ def run(sid, sqls, batch):
                     failing = i
                     m = COPY.match(sql)
                     if m:
-                        copy(cur, m.group(1), m.group(2), bool(m.group(4)))
+                        copy(cur, m.group(1), m.group(2), bool(m.group(4)), bool(m.group(5)))
                     else:
                         cur.execute(to_postgres(sql))
                     rec["SubStatements"][i]["Status"] = "FINISHED"
