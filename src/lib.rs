@@ -13,6 +13,8 @@ pub mod change;
 pub mod cli;
 pub mod config;
 pub mod crash;
+#[cfg(feature = "kafka")]
+pub mod freshness;
 pub mod jsonl;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -23,6 +25,8 @@ pub mod loadgen;
 pub mod lsn;
 pub mod pg;
 pub mod pipeline;
+#[cfg(feature = "kafka")]
+pub mod router;
 pub mod source;
 pub mod state;
 #[cfg(feature = "kafka")]

@@ -125,9 +125,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let p = config::load(&pipeline)?;
             let output = output.unwrap_or(freshet::pipeline::OutputSpec::Kafka { state_dir });
             // Beside the halves, never restarted with them.
-            let (_, http) =
-                freshet::telemetry::serve(listen.unwrap_or(p.router.listen), stopped.clone())
-                    .await?;
+            let (_, http) = freshet::telemetry::serve(
+                listen.unwrap_or(p.router.listen),
+                freshet::router::api(),
+                stopped.clone(),
+            )
+            .await?;
+            // After the listener: it installs the registry the budget gauges go to.
+            freshet::freshness::board().configure(&p);
+            tokio::spawn(freshet::freshness::evaluate(stopped.clone()));
             let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
             http.abort();
             code

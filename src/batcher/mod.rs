@@ -6,11 +6,15 @@
 //! follow from their records, so a crash between an upload and the offset commit rewrites
 //! the same object, never a second one. Kafka offsets are committed after each object is
 //! durable, for lag tooling only.
+//!
+//! It also reads the watermark topic's marks: a mark whose offsets a table's partitions have
+//! passed in durable objects moves that table's `lake` watermark, announced to the loader
+//! behind the objects it covers.
 
 pub mod columns;
 pub mod layout;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, Instrument as _};
 
 use crate::config::{ParquetCompression, Pipeline};
+use crate::freshness::{self, Mark, Stage, Watermark};
 use crate::kafka::{self, tail::DecodeError, tail::Schemas};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, names, Event};
@@ -39,6 +44,8 @@ const BATCH_ROWS: usize = 8192;
 const BATCH_BYTES: usize = 32 << 20;
 /// Row groups of at most this many bytes: Redshift's COPY splits Parquet work by row group.
 const ROW_GROUP_BYTES: usize = 64 << 20;
+/// Marks kept while the table topics' records they cover have not arrived.
+const MAX_MARKS: usize = 4096;
 /// No lake file is closed younger than this, whatever the table's budget: a 0 ms budget is
 /// met by reading the primary, not by one object per transaction.
 const MIN_FILE_AGE: Duration = Duration::from_secs(1);
@@ -202,6 +209,16 @@ pub struct Written {
     pub oldest_commit_ms: i64,
 }
 
+/// What the batcher tells the loader, in the order it happened.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// An object made durable.
+    Written(Written),
+    /// Every change of the table in `dir` committed up to `watermark` is in the objects
+    /// announced before.
+    Watermark { dir: String, watermark: Watermark },
+}
+
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -255,8 +272,18 @@ struct Batcher<'a> {
     files: BTreeMap<(usize, i32), OpenFile>,
     props: WriterProperties,
     summary: Summary,
-    /// Where each durable object is announced (the loader), if anywhere.
-    written: Option<mpsc::UnboundedSender<Written>>,
+    /// Where each durable object and watermark is announced (the loader), if anywhere.
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    /// The watermark topic, when the marks on it are read (not by `drain`).
+    marks_topic: Option<String>,
+    /// Marks not yet passed by every table, oldest first.
+    marks: VecDeque<Mark>,
+    /// Per table, the partitions read.
+    partitions: Vec<Vec<i32>>,
+    /// Per (table, partition), the offset after the last record read.
+    next: HashMap<(usize, i32), i64>,
+    /// Per table, the lake watermark announced last.
+    lake: Vec<Option<Watermark>>,
 }
 
 /// Reads the table topics from where the lake ends until no record has arrived for `quiet`,
@@ -267,7 +294,7 @@ pub async fn drain(
     store: &Store,
     quiet: Duration,
 ) -> Result<Summary, BatcherError> {
-    let mut b = Batcher::start(k, settings, store, None).await?;
+    let mut b = Batcher::start(k, settings, store, None, false).await?;
     while let Ok(message) = tokio::time::timeout(quiet, b.consumer.recv()).await {
         let message = message.map_err(|e| b.consume_error(e))?;
         let owned = message.detach();
@@ -278,17 +305,17 @@ pub async fn drain(
 }
 
 /// Runs the batcher until `stopped` (then writes every open file) or an error; each
-/// durable object is announced on `written`.
+/// durable object and lake watermark is announced on `progress`.
 pub async fn run(
     k: &crate::config::Kafka,
     settings: &Settings,
     store: &Store,
-    written: Option<mpsc::UnboundedSender<Written>>,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Summary, BatcherError> {
     let span = tracing::info_span!("sink", stage = "batcher");
     async move {
-        let mut b = Batcher::start(k, settings, store, written).await?;
+        let mut b = Batcher::start(k, settings, store, progress, true).await?;
         b.consume(stopped).await?;
         Ok(b.summary)
     }
@@ -301,7 +328,8 @@ impl<'a> Batcher<'a> {
         k: &'a crate::config::Kafka,
         settings: &'a Settings,
         store: &'a Store,
-        written: Option<mpsc::UnboundedSender<Written>>,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+        read_marks: bool,
     ) -> Result<Batcher<'a>, BatcherError> {
         let brokers = k.brokers.0.clone();
         let client = |what: String| {
@@ -327,7 +355,9 @@ impl<'a> Batcher<'a> {
             .map_err(client("creating the batcher's consumer".into()))?;
         let mut tpl = TopicPartitionList::new();
         let mut resumed = Vec::new();
-        for t in &settings.tables {
+        let mut next_offsets = HashMap::new();
+        let mut table_partitions = Vec::new();
+        for (i, t) in settings.tables.iter().enumerate() {
             let metadata = {
                 let consumer = &consumer;
                 let topic = t.topic.clone();
@@ -346,10 +376,15 @@ impl<'a> Batcher<'a> {
                 return Err(BatcherError::NoTopic(t.topic.clone()));
             }
             let next = resume_points(store, &t.dir).await?;
-            for p in partitions
+            let partitions: Vec<i32> = partitions
                 .into_iter()
                 .filter(|p| settings.share.is_none_or(|s| s.takes(*p)))
-            {
+                .collect();
+            for &p in &partitions {
+                let (low, high) = tokio::task::block_in_place(|| {
+                    consumer.fetch_watermarks(&t.topic, p, Duration::from_secs(30))
+                })
+                .map_err(client(format!("reading the offsets of {}/{p}", t.topic)))?;
                 let offset = match (settings.from, next.get(&p)) {
                     (Some(n), _) | (None, Some(&n)) => Offset::Offset(n),
                     (None, None) => Offset::Beginning,
@@ -357,10 +392,6 @@ impl<'a> Batcher<'a> {
                 info!(topic = %t.topic, partition = p, ?offset, "resuming from the lake");
                 if let Offset::Offset(n) = offset {
                     let at = format!("{}/{p} at {n}", t.topic);
-                    let (low, high) = tokio::task::block_in_place(|| {
-                        consumer.fetch_watermarks(&t.topic, p, Duration::from_secs(30))
-                    })
-                    .map_err(client(format!("reading the offsets of {}/{p}", t.topic)))?;
                     // Records deleted before the lake got them; or a topic made again, empty.
                     // (A partition ahead of a topic that holds records is the broker's to
                     // report, as OffsetOutOfRange, when the fetch reaches it.)
@@ -372,10 +403,39 @@ impl<'a> Batcher<'a> {
                     }
                     resumed.push(at);
                 }
+                next_offsets.insert(
+                    (i, p),
+                    match offset {
+                        Offset::Offset(n) => n,
+                        _ => low,
+                    },
+                );
                 tpl.add_partition_offset(&t.topic, p, offset)
                     .map_err(client(format!("assigning {}/{p}", t.topic)))?;
             }
+            table_partitions.push(partitions);
         }
+        let marks_topic = freshness::topic(&k.topic_prefix);
+        let marks_topic = if read_marks {
+            let metadata = tokio::task::block_in_place(|| {
+                consumer.fetch_metadata(Some(&marks_topic), Duration::from_secs(30))
+            })
+            .map_err(client(format!("reading the metadata of {marks_topic}")))?;
+            let exists = metadata.topics().iter().any(|m| {
+                m.name() == marks_topic && m.error().is_none() && !m.partitions().is_empty()
+            });
+            if exists {
+                // The newest mark is all that matters: each covers everything before it.
+                tpl.add_partition_offset(&marks_topic, 0, Offset::OffsetTail(1))
+                    .map_err(client(format!("assigning {marks_topic}/0")))?;
+                Some(marks_topic)
+            } else {
+                info!(topic = %marks_topic, "no watermark topic (capture makes it): the lake and loaded stages report no freshness until the sink half restarts after it");
+                None
+            }
+        } else {
+            None
+        };
         consumer
             .assign(&tpl)
             .map_err(client("assigning the table topics".into()))?;
@@ -414,7 +474,12 @@ impl<'a> Batcher<'a> {
             files: BTreeMap::new(),
             props,
             summary: Summary::default(),
-            written,
+            progress,
+            marks_topic,
+            marks: VecDeque::new(),
+            lake: vec![None; settings.tables.len()],
+            partitions: table_partitions,
+            next: next_offsets,
         })
     }
 
@@ -450,6 +515,7 @@ impl<'a> Batcher<'a> {
                     for key in due {
                         self.close(key, "age").await?;
                     }
+                    self.settle();
                 }
                 message = self.consumer.recv() => {
                     let message = message.map_err(|e| self.consume_error(e))?;
@@ -463,10 +529,14 @@ impl<'a> Batcher<'a> {
     /// Adds one record to its file; closes the file when it is full.
     async fn take(&mut self, m: OwnedMessage) -> Result<(), BatcherError> {
         let Some(&table) = self.by_topic.get(m.topic()) else {
+            if self.marks_topic.as_deref() == Some(m.topic()) {
+                self.mark(&m);
+            }
             return Ok(());
         };
         let (partition, offset) = (m.partition(), m.offset());
         let key = (table, partition);
+        self.next.insert(key, offset + 1);
         self.summary.records += 1;
         self.summary.consumed_bytes += m.payload().map_or(0, |p| p.len() as u64);
         let Some(payload) = m.payload() else {
@@ -596,7 +666,79 @@ impl<'a> Batcher<'a> {
         for key in open {
             self.close(key, reason).await?;
         }
+        self.settle();
         Ok(())
+    }
+
+    /// A mark from the watermark topic: the capture half had everything up to it in Kafka.
+    /// A mark that cannot be read is passed over: the next one says as much.
+    fn mark(&mut self, m: &OwnedMessage) {
+        let Some(mark) = m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Mark>(p).ok())
+        else {
+            tracing::debug!(
+                offset = m.offset(),
+                "an unreadable watermark mark, passed over"
+            );
+            return;
+        };
+        let board = freshness::board();
+        board.advance_all(Stage::Captured, mark.watermark);
+        board.advance_all(Stage::Kafka, mark.watermark);
+        if self.marks.len() == MAX_MARKS {
+            self.marks.pop_front();
+        }
+        self.marks.push_back(mark);
+        self.settle();
+    }
+
+    /// Whether table `i`'s durable objects hold everything `mark` covers in the partitions
+    /// read here: for each, the first offset not yet in an object is at or past the mark's.
+    fn passed(&self, i: usize, mark: &Mark) -> bool {
+        let topic = &self.settings.tables[i].topic;
+        let offsets = mark.offsets.get(topic);
+        self.partitions[i].iter().all(|&p| {
+            let needed = offsets.and_then(|o| o.get(&p)).copied().unwrap_or(0);
+            let durable = match self.files.get(&(i, p)) {
+                Some(f) => f.span.first,
+                None => self.next.get(&(i, p)).copied().unwrap_or(0),
+            };
+            durable >= needed
+        })
+    }
+
+    /// Moves each table's lake watermark to the newest mark its objects have passed, and
+    /// forgets the marks every table has passed.
+    fn settle(&mut self) {
+        if self.marks.is_empty() {
+            return;
+        }
+        let mut oldest_needed = self.marks.len();
+        for i in 0..self.settings.tables.len() {
+            let Some(at) = (0..self.marks.len())
+                .rev()
+                .find(|&j| self.passed(i, &self.marks[j]))
+            else {
+                oldest_needed = 0;
+                continue;
+            };
+            oldest_needed = oldest_needed.min(at);
+            let w = self.marks[at].watermark;
+            if self.lake[i].is_some_and(|old| old >= w) {
+                continue;
+            }
+            self.lake[i] = Some(w);
+            let t = &self.settings.tables[i];
+            freshness::board().advance(&t.name, Stage::Lake, w);
+            if let Some(progress) = &self.progress {
+                let _ = progress.send(Progress::Watermark {
+                    dir: t.dir.clone(),
+                    watermark: w,
+                });
+            }
+        }
+        self.marks.drain(..oldest_needed);
     }
 
     fn parquet_error(&self, table: usize, e: impl std::fmt::Display) -> BatcherError {
@@ -641,15 +783,15 @@ impl<'a> Batcher<'a> {
             .increment(1);
         metrics::counter!(names::BATCHER_BYTES_WRITTEN_TOTAL, "table" => table.name.clone())
             .increment(bytes);
-        if let Some(w) = &self.written {
+        if let Some(progress) = &self.progress {
             // A loader gone (its half restarting) finds the object in the lake on start.
-            let _ = w.send(Written {
+            let _ = progress.send(Progress::Written(Written {
                 dir: table.dir.clone(),
                 key: object.clone(),
                 span: file.span,
                 bytes,
                 oldest_commit_ms: file.oldest_commit_ms,
-            });
+            }));
         }
         telemetry::emit(Event::FileWritten {
             table: table.name.clone(),

@@ -5,8 +5,13 @@
 //! awaited: when a commit marker reaches the front, every record before it was delivered,
 //! so its end position is durable. Bytes in the queue are bounded; when full, the loop stops
 //! taking input and the WAL reader waits behind it.
+//!
+//! Each commit reaching the loop moves every table's `captured` watermark; each reaching the
+//! front moves `kafka`, and, at most every [`MARK_EVERY`], is published on the watermark
+//! topic with the offsets it covers (the end of each partition up to its transaction), so
+//! the sink half knows how far its stages are, whichever process runs them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,7 @@ use tracing::{info, warn};
 
 use super::{partition, Context, Error};
 use crate::change::PgTimestamp;
+use crate::freshness::{self, Stage, Watermark};
 use crate::lsn::Lsn;
 use crate::telemetry::{self, names, Event};
 use crate::transform::{Output, Record, Routing};
@@ -29,6 +35,8 @@ const RECORD_OVERHEAD: usize = 512;
 const STALL_REPORT: Duration = Duration::from_secs(5);
 /// How often the topics' partition counts are compared with the ones records are routed by.
 const PARTITION_CHECK: Duration = Duration::from_secs(30);
+/// How often a delivered commit is published on the watermark topic, at most.
+const MARK_EVERY: Duration = Duration::from_millis(200);
 
 enum Pending {
     Delivery {
@@ -51,6 +59,10 @@ pub struct Producer {
     brokers: String,
     /// Where the partition counts are recorded, for the error that says what to do.
     partitions_state: String,
+    marks_topic: String,
+    /// Per topic and partition, the offset after the last record delivered in order: at
+    /// start, the partitions' ends.
+    ends: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 impl Producer {
@@ -79,6 +91,24 @@ impl Producer {
                 warn!(%topic, %error, "no metadata for the topic yet; the first records wait for it");
             }
         }
+        // What is in the topics now came before anything this run produces.
+        let mut ends: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+        for (topic, &n) in &partitions {
+            for p in 0..n {
+                let high = tokio::task::block_in_place(|| {
+                    producer
+                        .client()
+                        .fetch_watermarks(topic, p, Duration::from_secs(10))
+                })
+                .map_err(|error| Error::Client {
+                    brokers: kafka.brokers.0.clone(),
+                    what: format!("reading the offsets of {topic}/{p}"),
+                    error: Box::new(error),
+                })?
+                .1;
+                ends.entry(topic.clone()).or_default().insert(p, high);
+            }
+        }
         Ok(Producer {
             producer,
             partitions,
@@ -86,6 +116,8 @@ impl Producer {
                 .unwrap_or(usize::MAX),
             brokers: kafka.brokers.0.clone(),
             partitions_state,
+            marks_topic: freshness::topic(&kafka.topic_prefix),
+            ends,
         })
     }
 
@@ -97,7 +129,7 @@ impl Producer {
     /// Produces until the input closes and everything sent is delivered; publishes each
     /// delivered commit's end position on `durable`.
     pub async fn run(
-        self,
+        mut self,
         mut input: mpsc::Receiver<Output>,
         durable: watch::Sender<Lsn>,
     ) -> Result<u64, Error> {
@@ -109,6 +141,7 @@ impl Producer {
         // Whether a stall was reported (so its end is too).
         let mut stalled = false;
         let mut latency = Latency::new();
+        let mut marked = Instant::now() - MARK_EVERY;
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (changed_tx, mut changed) = mpsc::channel(1);
@@ -128,6 +161,12 @@ impl Producer {
                 durable.send_replace(end);
                 latency.record(commit_ts, arrived_us);
                 pending.pop_front();
+                let w = Watermark::of_commit(end, commit_ts);
+                freshness::board().advance_all(Stage::Kafka, w);
+                if marked.elapsed() >= MARK_EVERY {
+                    marked = Instant::now();
+                    self.mark(w);
+                }
             }
             if !open && pending.is_empty() {
                 latency.report_total();
@@ -172,6 +211,8 @@ impl Producer {
                     match result {
                         Ok(Ok(d)) => {
                             tracing::debug!(%topic, partition = d.partition, offset = d.offset, "delivered");
+                            let end = self.ends.entry(topic.to_string()).or_default().entry(d.partition).or_default();
+                            *end = (*end).max(d.offset + 1);
                             bytes -= b;
                             delivered += 1;
                             metrics::counter!(names::KAFKA_RECORDS_DELIVERED_TOTAL).increment(1);
@@ -193,6 +234,8 @@ impl Producer {
                     None => open = false,
                     Some(Output::Commit { end_lsn, commit_ts }) => {
                         let arrived_us = chrono::Utc::now().timestamp_micros();
+                        freshness::board()
+                            .advance_all(Stage::Captured, Watermark::of_commit(end_lsn, commit_ts));
                         // Commits with no record between them (heartbeats, empty or skipped
                         // transactions) collapse into the last: the queue cannot grow with
                         // them while a delivery is stuck.
@@ -270,6 +313,24 @@ impl Producer {
             topic: r.topic.clone(),
         });
         Ok(size)
+    }
+
+    /// Publishes `w` with the offsets it covers. Best effort: the sink's watermarks wait for
+    /// the next one when this one is lost; the data's delivery never waits for it.
+    fn mark(&self, w: Watermark) {
+        let mark = freshness::Mark {
+            watermark: w,
+            offsets: self.ends.clone(),
+        };
+        let Ok(payload) = serde_json::to_vec(&mark) else {
+            return;
+        };
+        let record = FutureRecord::to(&self.marks_topic)
+            .key(freshness::MARK_KEY)
+            .payload(&payload);
+        if let Err((error, _)) = self.producer.send_result(record) {
+            tracing::debug!(%error, "watermark not published");
+        }
     }
 
     fn failure(&self, topic: &str, error: KafkaError) -> Error {

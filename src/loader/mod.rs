@@ -17,7 +17,7 @@ pub mod postgres;
 pub mod redshift;
 pub mod sql;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,8 +27,9 @@ use tracing::{info, Instrument as _};
 
 use crate::batcher::columns::{Description, DESCRIPTION_KEY};
 use crate::batcher::layout::{self, Span};
-use crate::batcher::{Share, Written};
+use crate::batcher::{Progress, Share, Written};
 use crate::config::{Pipeline, WarehouseDriver};
+use crate::freshness::{self, Stage, Watermark};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, names, Event};
 use postgres::Postgres;
@@ -44,6 +45,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Waits between attempts while the warehouse does not answer.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often the loaded watermarks are recorded in the warehouse, at most.
+const SAVE_WATERMARKS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -264,6 +267,8 @@ struct Pending {
     bytes: u64,
     /// The oldest commit among its rows (Unix ms), when the batcher said.
     oldest_commit_ms: Option<i64>,
+    /// Its place in the order objects and watermarks arrived.
+    seq: u64,
 }
 
 /// Per table: what the ledger covers and what waits.
@@ -278,6 +283,12 @@ struct TableState {
     /// The description the warehouse table was last prepared for, and its columns then.
     prepared: Option<(Description, Vec<String>)>,
     purged: Option<Instant>,
+    /// Lake watermarks not yet loaded, oldest first: each with the arrival count before it
+    /// (it is loaded once no object that arrived earlier waits).
+    marks: VecDeque<(Watermark, u64)>,
+    /// The loaded watermark, and whether the warehouse has not been told yet.
+    loaded_mark: Option<Watermark>,
+    unsaved: bool,
 }
 
 impl TableState {
@@ -295,6 +306,38 @@ impl TableState {
             }
         }
         next > span.last
+    }
+
+    /// A lake watermark, after every object that arrived before `arrivals`.
+    fn lake_mark(&mut self, w: Watermark, arrivals: u64) {
+        match self.marks.back_mut() {
+            // Nothing arrived between them: the newer says all.
+            Some(last) if last.1 == arrivals => last.0 = last.0.max(w),
+            _ => self.marks.push_back((w, arrivals)),
+        }
+        self.settle();
+    }
+
+    /// Moves the loaded watermark to the newest lake watermark whose objects are all
+    /// loaded (or skipped). A stopped table's stays where its loads stopped.
+    fn settle(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let waiting = self.pending.values().map(|p| p.seq).min();
+        let mut newest = None;
+        while let Some(&(w, before)) = self.marks.front() {
+            if waiting.is_some_and(|seq| seq < before) {
+                break;
+            }
+            newest = Some(w);
+            self.marks.pop_front();
+        }
+        if let Some(w) = newest.filter(|w| self.loaded_mark.is_none_or(|old| old < *w)) {
+            self.loaded_mark = Some(w);
+            self.unsaved = true;
+            freshness::board().advance(&self.settings.source, Stage::Loaded, w);
+        }
     }
 
     fn add(&mut self, p: Pending) {
@@ -335,6 +378,9 @@ struct Loader<'a> {
     summary: Summary,
     /// Since when the warehouse has not answered, while it does not.
     failing_since: Option<Instant>,
+    /// Objects announced or found so far: their arrival order.
+    arrivals: u64,
+    saved: Instant,
 }
 
 /// Runs the loader until `stopped` (between loads: a load under way finishes first) or a
@@ -343,7 +389,7 @@ pub async fn run(
     p: &Pipeline,
     settings: &Settings,
     store: &Store,
-    mut written: mpsc::UnboundedReceiver<Written>,
+    mut progress: mpsc::UnboundedReceiver<Progress>,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<Summary, LoaderError> {
     let span = tracing::info_span!("sink", stage = "loader");
@@ -363,8 +409,14 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|s| *s) => break,
-                w = written.recv() => match w {
-                    Some(w) => l.written(w),
+                next = progress.recv() => match next {
+                    Some(Progress::Written(w)) => l.written(w),
+                    Some(Progress::Watermark { dir, watermark }) => {
+                        let arrivals = l.arrivals;
+                        if let Some(t) = l.tables.iter_mut().find(|t| t.settings.dir == dir) {
+                            t.lake_mark(watermark, arrivals);
+                        }
+                    }
                     // The batcher is gone: the supervisor restarts the half.
                     None => break,
                 },
@@ -374,7 +426,11 @@ pub async fn run(
                     }
                 }
             }
+            if l.saved.elapsed() >= SAVE_WATERMARKS_EVERY {
+                l.save_watermarks().await;
+            }
         }
+        l.save_watermarks().await;
         info!(
             loads = l.summary.loads,
             objects = l.summary.objects,
@@ -385,6 +441,84 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// How far the warehouse is, as the loaders recorded it, for readers apart from them (the
+/// router): per table, the newest of the bounds the records prove.
+pub struct LoadedWatermarks {
+    warehouse: Warehouse,
+    schema: String,
+}
+
+impl LoadedWatermarks {
+    /// `None` without a `warehouse` section.
+    pub async fn connect(p: &Pipeline) -> Result<Option<LoadedWatermarks>, LoaderError> {
+        let Some(w) = &p.warehouse else {
+            return Ok(None);
+        };
+        Ok(Some(LoadedWatermarks {
+            warehouse: Warehouse::connect(p).await?,
+            schema: w.schema.clone(),
+        }))
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.warehouse.endpoint()
+    }
+
+    /// A table is loaded up to a record of share `all`, or up to the oldest of a complete
+    /// set of `I/N` records (every I of 0..N); a table without either is absent.
+    pub async fn read(&mut self) -> Result<BTreeMap<String, Watermark>, LoaderError> {
+        let q = sql::read_watermarks(&self.schema);
+        let rows = match &self.warehouse {
+            Warehouse::Postgres(p) => p.rows(&q).await,
+            Warehouse::RedshiftData(r) => r.query(&q).await,
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            // Not made yet: no loader has started.
+            Err(e) if e.to_string().contains("does not exist") => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut records: Vec<(String, String, Watermark)> = Vec::new();
+        for r in rows {
+            if let [Some(table), Some(share), Some(lsn), Some(ms)] = r.as_slice() {
+                if let (Ok(lsn), Ok(commit_ms)) = (lsn.parse::<u64>(), ms.parse::<i64>()) {
+                    let w = Watermark {
+                        lsn: crate::lsn::Lsn(lsn),
+                        commit_ms,
+                    };
+                    records.push((table.clone(), share.clone(), w));
+                }
+            }
+        }
+        Ok(proven(&records))
+    }
+}
+
+/// Per table, the newest watermark the records prove (see [`LoadedWatermarks::read`]).
+fn proven(records: &[(String, String, Watermark)]) -> BTreeMap<String, Watermark> {
+    let mut out: BTreeMap<String, Watermark> = BTreeMap::new();
+    let mut shares: BTreeMap<(&str, u32), BTreeMap<u32, Watermark>> = BTreeMap::new();
+    let prove = |out: &mut BTreeMap<String, Watermark>, table: &str, w: Watermark| {
+        let slot = out.entry(table.to_owned()).or_insert(w);
+        *slot = (*slot).max(w);
+    };
+    for (table, share, w) in records {
+        if share == "all" {
+            prove(&mut out, table, *w);
+        } else if let Ok(s) = share.parse::<Share>() {
+            shares.entry((table, s.of)).or_default().insert(s.index, *w);
+        }
+    }
+    for ((table, of), got) in shares {
+        if got.len() == of as usize {
+            if let Some(oldest) = got.values().min() {
+                prove(&mut out, table, *oldest);
+            }
+        }
+    }
+    out
 }
 
 /// `freshet replay`: forgets what the warehouse took of `source` from offset `from` on (from
@@ -457,10 +591,15 @@ impl<'a> Loader<'a> {
                     stopped: false,
                     prepared: None,
                     purged: None,
+                    marks: VecDeque::new(),
+                    loaded_mark: None,
+                    unsaved: false,
                 })
                 .collect(),
             summary: Summary::default(),
             failing_since: None,
+            arrivals: 0,
+            saved: Instant::now(),
         }
     }
 }
@@ -536,11 +675,13 @@ impl Loader<'_> {
                 {
                     continue;
                 }
+                self.arrivals += 1;
                 self.tables[i].add(Pending {
                     key: o.key,
                     span,
                     bytes: o.size,
                     oldest_commit_ms: None,
+                    seq: self.arrivals,
                 });
             }
             // What the lake held before this start loads now.
@@ -560,11 +701,13 @@ impl Loader<'_> {
         let Some(t) = self.tables.iter_mut().find(|t| t.settings.dir == w.dir) else {
             return;
         };
+        self.arrivals += 1;
         t.add(Pending {
             key: w.key,
             span: w.span,
             bytes: w.bytes,
             oldest_commit_ms: Some(w.oldest_commit_ms),
+            seq: self.arrivals,
         });
         metrics::gauge!(names::LOADER_PENDING_OBJECTS, "table" => t.settings.source.clone())
             .set(t.pending.len() as f64);
@@ -582,7 +725,9 @@ impl Loader<'_> {
                 if *stopped.borrow() {
                     return Ok(false);
                 }
-                match self.load_batch(i, stopped).await {
+                let loaded = self.load_batch(i, stopped).await;
+                self.tables[i].settle();
+                match loaded {
                     Ok(true) => {}
                     Ok(false) => return Ok(false),
                     Err(e) => {
@@ -938,6 +1083,37 @@ impl Loader<'_> {
         }
     }
 
+    /// Records the loaded watermarks that moved in the warehouse, for readers apart from
+    /// this process (the router). Best effort, never waiting: a warehouse that does not
+    /// answer is the loads' to wait for, and the next call says it again.
+    async fn save_watermarks(&mut self) {
+        self.saved = Instant::now();
+        let Some(w) = &mut self.warehouse else {
+            return;
+        };
+        let marks: Vec<(String, u64, i64)> = self
+            .tables
+            .iter()
+            .filter(|t| t.unsaved)
+            .filter_map(|t| Some((t.settings.source.clone(), t.loaded_mark?)))
+            .map(|(n, m)| (n, m.lsn.0, m.commit_ms))
+            .collect();
+        let share = self
+            .settings
+            .share
+            .map_or_else(|| "all".to_owned(), |s| format!("{}/{}", s.index, s.of));
+        let statements = sql::save_watermarks(&self.settings.schema, &share, &marks);
+        if statements.is_empty() {
+            return;
+        }
+        match w.execute(&statements).await {
+            Ok(()) => self.tables.iter_mut().for_each(|t| t.unsaved = false),
+            Err(error) => {
+                tracing::debug!(%error, "loaded watermarks not recorded; tried again later")
+            }
+        }
+    }
+
     fn endpoint(&self) -> String {
         match (&self.warehouse, &self.p.warehouse) {
             (Some(w), _) => w.endpoint(),
@@ -1043,5 +1219,40 @@ async fn wait(stopped: &mut watch::Receiver<bool>, d: Duration) -> bool {
     tokio::select! {
         _ = stopped.wait_for(|s| *s) => true,
         _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(lsn: u64) -> Watermark {
+        Watermark {
+            lsn: crate::lsn::Lsn(lsn),
+            commit_ms: lsn as i64,
+        }
+    }
+
+    #[test]
+    fn a_table_is_loaded_up_to_its_whole_record_or_its_slowest_share() {
+        let r = |t: &str, s: &str, l| (t.to_owned(), s.to_owned(), w(l));
+        let got = proven(&[
+            r("a", "all", 50),
+            r("b", "0/2", 300),
+            r("b", "1/2", 200),
+            // Only one share of three has recorded: nothing is proven by them.
+            r("c", "0/3", 900),
+            r("c", "1/3", 900),
+            // An earlier run without shares still bounds it.
+            r("d", "all", 100),
+            r("d", "0/2", 400),
+            r("d", "1/2", 500),
+            r("e", "nonsense", 7),
+        ]);
+        let want: BTreeMap<String, Watermark> = [("a", 50), ("b", 200), ("d", 400)]
+            .into_iter()
+            .map(|(t, l)| (t.to_owned(), w(l)))
+            .collect();
+        assert_eq!(got, want);
     }
 }

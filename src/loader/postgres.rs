@@ -74,6 +74,24 @@ impl Postgres {
     }
 
     /// The offset ranges loaded per partition of `source`.
+    /// The rows of `q`, every value as text.
+    pub async fn rows(&self, q: &str) -> Result<Vec<Vec<Option<String>>>, LoaderError> {
+        let messages = self
+            .client
+            .simple_query(q)
+            .await
+            .map_err(|e| self.error(q, &e))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     pub async fn ledger(&self, t: &sql::Table) -> Result<Vec<(i32, i64, i64)>, LoaderError> {
         let q = format!(
             "SELECT kafka_partition, first_offset, last_offset FROM {} WHERE table_name = $1",

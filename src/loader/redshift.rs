@@ -240,7 +240,7 @@ impl RedshiftData {
     }
 
     /// A query's rows, every value as text (NULL as `None`).
-    async fn query(&self, q: &str) -> Result<Vec<Vec<Option<String>>>, LoaderError> {
+    pub(super) async fn query(&self, q: &str) -> Result<Vec<Vec<Option<String>>>, LoaderError> {
         let id = self.batch(&[q.to_owned()]).await?;
         let mut rows = Vec::new();
         let mut token: Option<String> = None;

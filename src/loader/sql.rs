@@ -38,6 +38,8 @@ pub const STAGE: &str = "freshet_stage";
 pub const NEWEST: &str = "freshet_newest";
 pub const LEDGER: &str = "_freshet_ledger";
 pub const TABLES: &str = "_freshet_tables";
+/// Per table and sink share, the commit up to which the warehouse holds everything.
+pub const WATERMARKS: &str = "_freshet_watermarks";
 
 /// Redshift's widest VARCHAR, in bytes.
 pub const REDSHIFT_VARCHAR_BYTES: usize = 65_535;
@@ -108,6 +110,10 @@ impl Table {
 
     pub fn tables(&self) -> String {
         format!("{}.{TABLES}", self.state_schema())
+    }
+
+    pub fn watermarks(&self) -> String {
+        format!("{}.{WATERMARKS}", self.state_schema())
     }
 
     /// The name, in the state schema, of the key changes' handed-over values.
@@ -240,6 +246,12 @@ pub fn setup(schema: &str, d: Dialect) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {} (table_name {name} NOT NULL, barrier_lsn bigint NOT \
              NULL, barrier_sequence bigint NOT NULL)",
             t.tables()
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (table_name {name} NOT NULL, sink_share {name} NOT NULL, \
+             loaded_lsn bigint NOT NULL, loaded_commit_time timestamp with time zone NOT NULL, \
+             updated_at timestamp with time zone NOT NULL)",
+            t.watermarks()
         ),
     ];
     if d == Dialect::Redshift {
@@ -497,6 +509,66 @@ pub fn stage(t: &Table, columns: &[Column], d: Dialect) -> String {
     }
     defs.push("_freshet_key_change boolean".into());
     format!("CREATE TEMP TABLE {STAGE} ({})", defs.join(", "))
+}
+
+/// Records, for the sink share `share` (`all`, or `I/N`), the commits up to which the
+/// warehouse holds each table's changes (`(table, end LSN, commit time in Unix ms)`): one
+/// transaction, so a reader sees either the old rows or the new.
+pub fn save_watermarks(schema: &str, share: &str, marks: &[(String, u64, i64)]) -> Vec<String> {
+    if marks.is_empty() {
+        return Vec::new();
+    }
+    let t = Table {
+        source: String::new(),
+        schema: schema.to_owned(),
+        name: String::new(),
+        key: Vec::new(),
+        eav: false,
+    };
+    let names: Vec<String> = marks.iter().map(|(n, _, _)| literal(n)).collect();
+    let rows: Vec<String> = marks
+        .iter()
+        .map(|(n, lsn, commit_ms)| {
+            let at = chrono::DateTime::from_timestamp_millis(*commit_ms)
+                .unwrap_or_default()
+                .format("%Y-%m-%d %H:%M:%S%.3f+00");
+            format!(
+                "({}, {}, {}, CAST('{at}' AS timestamp with time zone), CURRENT_TIMESTAMP)",
+                literal(n),
+                literal(share),
+                i64::try_from(*lsn).unwrap_or(i64::MAX)
+            )
+        })
+        .collect();
+    vec![
+        format!(
+            "DELETE FROM {} WHERE sink_share = {} AND table_name IN ({})",
+            t.watermarks(),
+            literal(share),
+            names.join(", ")
+        ),
+        format!(
+            "INSERT INTO {} (table_name, sink_share, loaded_lsn, loaded_commit_time, updated_at) VALUES {}",
+            t.watermarks(),
+            rows.join(", ")
+        ),
+    ]
+}
+
+/// The recorded loaded watermarks, as text: table, sink share, end LSN, commit time in Unix ms.
+pub fn read_watermarks(schema: &str) -> String {
+    let t = Table {
+        source: String::new(),
+        schema: schema.to_owned(),
+        name: String::new(),
+        key: Vec::new(),
+        eav: false,
+    };
+    format!(
+        "SELECT table_name, sink_share, CAST(loaded_lsn AS varchar(20)), CAST(CAST(EXTRACT(EPOCH \
+         FROM loaded_commit_time) * 1000 AS bigint) AS varchar(20)) FROM {}",
+        t.watermarks()
+    )
 }
 
 /// Every statement of one load of `objects`, holding `columns`, into a change table that
@@ -1250,6 +1322,18 @@ mod tests {
                 kind: ColumnKind::Text,
             },
             d,
+        ));
+        out.extend(save_watermarks(
+            "analytics",
+            "0/2",
+            &[
+                (
+                    "atlasco.entity_values".into(),
+                    0x16B_3748,
+                    1_796_097_630_686,
+                ),
+                ("public.notes".into(), 0x16B_3748, 1_796_097_630_686),
+            ],
         ));
         let text: String = out.iter().map(|s| format!("{s};\n\n")).collect();
         let path = concat!(

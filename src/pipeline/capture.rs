@@ -312,6 +312,7 @@ pub(crate) async fn kafka_stages(
     if pipeline.transform.eav.is_some() {
         topics.push((eav::state_topic(&k.topic_prefix), true));
     }
+    topics.push((crate::freshness::topic(&k.topic_prefix), true));
     if pipeline.transform.provide_transaction_metadata {
         topics.push((crate::transform::transaction::topic(&k.topic_prefix), false));
     }

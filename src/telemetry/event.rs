@@ -61,13 +61,30 @@ pub enum Event {
     },
     /// A table whose loads stop (a change the warehouse cannot follow): the other tables go on.
     TableStopped { table: String, error: String },
+    /// A stage's lag passed the table's freshness budget.
+    FreshnessBreached {
+        table: String,
+        stage: &'static str,
+        lag: Duration,
+        budget: Duration,
+    },
+    /// A stage's lag is within the table's budget again.
+    FreshnessRestored {
+        table: String,
+        stage: &'static str,
+        lag: Duration,
+        budget: Duration,
+    },
 }
 
 impl Event {
     /// The `stage` label: where it happened (a half, for restarts).
     pub fn stage(&self) -> &'static str {
         match self {
-            Event::Stalled { stage, .. } | Event::Recovered { stage, .. } => stage,
+            Event::Stalled { stage, .. }
+            | Event::Recovered { stage, .. }
+            | Event::FreshnessBreached { stage, .. }
+            | Event::FreshnessRestored { stage, .. } => stage,
             Event::Restarted { half, .. } => half,
             Event::FileWritten { .. } => "batcher",
             Event::ObjectRejected { .. } => "store",
@@ -88,6 +105,8 @@ impl Event {
             Event::Loaded { .. } => "loaded",
             Event::ObjectSkipped { .. } => "object_skipped",
             Event::TableStopped { .. } => "table_stopped",
+            Event::FreshnessBreached { .. } => "freshness_breached",
+            Event::FreshnessRestored { .. } => "freshness_restored",
         }
     }
 }
@@ -146,6 +165,22 @@ pub fn emit(event: Event) {
         }
         Event::TableStopped { table, error } => {
             error!(%table, %error, "loads of {table} stopped; the other tables go on. Mend the warehouse table (or drop it to rebuild it by replay) and restart the sink")
+        }
+        Event::FreshnessBreached {
+            table,
+            stage,
+            lag,
+            budget,
+        } => {
+            warn!(%table, stage, ?lag, ?budget, "{table} is {lag:?} behind at stage {stage}, past its budget of {budget:?}")
+        }
+        Event::FreshnessRestored {
+            table,
+            stage,
+            lag,
+            budget,
+        } => {
+            info!(%table, stage, ?lag, ?budget, "{table} is within its budget at stage {stage} again")
         }
     }
     metrics::counter!(names::EVENTS_TOTAL, "kind" => event.kind(), "stage" => event.stage())

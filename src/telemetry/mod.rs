@@ -1,6 +1,6 @@
 //! Telemetry: the metrics registry, served as Prometheus text on `/metrics`, and the typed
 //! events every stage reports through ([`emit`]). The HTTP listener runs beside the halves,
-//! never under their restarts; the freshness issue's router joins it on the same address.
+//! never under their restarts; the read router's API joins it on the same address.
 
 mod event;
 pub mod names;
@@ -48,9 +48,11 @@ pub fn install() -> Result<PrometheusHandle, TelemetryError> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Serves `/metrics` on `addr` until `stopped`; returns the bound address (port 0 picks one).
+/// Serves `/metrics` and `routes` on `addr` until `stopped`; returns the bound address (port
+/// 0 picks one).
 pub async fn serve(
     addr: SocketAddr,
+    routes: axum::Router,
     stopped: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), TelemetryError> {
     let handle = install()?;
@@ -71,7 +73,7 @@ pub async fn serve(
             }
         }
     });
-    let app = axum::Router::new().route(
+    let app = routes.route(
         "/metrics",
         get(move || {
             let handle = handle.clone();
@@ -86,7 +88,7 @@ pub async fn serve(
             }
         }),
     );
-    tracing::info!(%bound, "serving /metrics");
+    tracing::info!(%bound, "serving /metrics and the API");
     let mut stop = stopped;
     let task = tokio::spawn(async move {
         let shutdown = async move {

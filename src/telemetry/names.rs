@@ -35,6 +35,17 @@ pub const LOADER_VALUES_TRUNCATED_TOTAL: &str = "freshet_loader_values_truncated
 /// Objects waiting to be loaded, by table.
 pub const LOADER_PENDING_OBJECTS: &str = "freshet_loader_pending_objects";
 
+/// Now minus the commit time up to which a stage holds everything of a table (a bound on
+/// how stale a read there is), by table and stage (captured, kafka, lake, loaded).
+pub const FRESHNESS_LAG_SECONDS: &str = "freshet_freshness_lag_seconds";
+/// That commit time itself (Unix seconds), by table and stage.
+pub const FRESHNESS_WATERMARK_TIMESTAMP_SECONDS: &str =
+    "freshet_freshness_watermark_timestamp_seconds";
+/// The table's freshness budget (its class's), by table.
+pub const FRESHNESS_BUDGET_SECONDS: &str = "freshet_freshness_budget_seconds";
+/// A stage's lag passing the table's budget, by table and stage.
+pub const FRESHNESS_BREACHES_TOTAL: &str = "freshet_freshness_breaches_total";
+
 /// Restarts of a half after a transient failure, by half.
 pub const PIPELINE_RESTARTS_TOTAL: &str = "freshet_pipeline_restarts_total";
 /// Notable events, by kind and stage (see `telemetry::Event`).

@@ -566,13 +566,27 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 pub fn scrape(port: u16) -> String {
+    http_get(port, "/metrics").1
+}
+
+/// `GET path` on the daemon's HTTP listener: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect /metrics");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect for {path}: {e}"));
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     let mut out = String::new();
     conn.read_to_string(&mut out).unwrap();
-    out
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    (status, body.to_owned())
 }
 
 /// `freshet_events_total{kind, stage}` in a scrape (0 when never counted).

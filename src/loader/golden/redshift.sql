@@ -6,6 +6,8 @@ CREATE TABLE IF NOT EXISTS "analytics_freshet"._freshet_ledger (table_name chara
 
 CREATE TABLE IF NOT EXISTS "analytics_freshet"._freshet_tables (table_name character varying(1024) NOT NULL, barrier_lsn bigint NOT NULL, barrier_sequence bigint NOT NULL);
 
+CREATE TABLE IF NOT EXISTS "analytics_freshet"._freshet_watermarks (table_name character varying(1024) NOT NULL, sink_share character varying(1024) NOT NULL, loaded_lsn bigint NOT NULL, loaded_commit_time timestamp with time zone NOT NULL, updated_at timestamp with time zone NOT NULL);
+
 CREATE TABLE IF NOT EXISTS "analytics_freshet"._freshet_numbers (n integer NOT NULL) DISTSTYLE ALL SORTKEY(n);
 
 INSERT INTO "analytics_freshet"._freshet_numbers WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 65536) SELECT n FROM r WHERE NOT EXISTS (SELECT 1 FROM "analytics_freshet"._freshet_numbers);
@@ -81,4 +83,8 @@ DROP TABLE freshet_stage;
 DELETE FROM "analytics_freshet"."notes" USING "analytics_freshet"._freshet_tables b WHERE b.table_name = 'public.notes' AND NOT ("analytics_freshet"."notes"._freshet_commit_lsn > b.barrier_lsn OR ("analytics_freshet"."notes"._freshet_commit_lsn = b.barrier_lsn AND "analytics_freshet"."notes"._freshet_sequence > b.barrier_sequence));
 
 ALTER TABLE "analytics_freshet"."entity_values" ADD COLUMN "unit" character varying(65535);
+
+DELETE FROM "analytics_freshet"._freshet_watermarks WHERE sink_share = '0/2' AND table_name IN ('atlasco.entity_values', 'public.notes');
+
+INSERT INTO "analytics_freshet"._freshet_watermarks (table_name, sink_share, loaded_lsn, loaded_commit_time, updated_at) VALUES ('atlasco.entity_values', '0/2', 23803720, CAST('2026-12-01 04:00:30.686+00' AS timestamp with time zone), CURRENT_TIMESTAMP), ('public.notes', '0/2', 23803720, CAST('2026-12-01 04:00:30.686+00' AS timestamp with time zone), CURRENT_TIMESTAMP);
 

@@ -1,0 +1,305 @@
+//! Freshness end to end: PostgreSQL → `freshet run` → Tansu → the lake → the PostgreSQL
+//! warehouse, with every table's watermarks per stage read from `/v1/freshness`, the lag
+//! gauges and breach counters from `/metrics`, and the loaded watermarks from the
+//! warehouse's own table.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use support::kafka::{Broker, Engine, Mode, Proxy};
+use support::warehouse::{wait_equal, warehouse_yaml};
+use support::Setup;
+
+const DDL: &str = "
+CREATE TABLE public.busy (id int PRIMARY KEY, v text);
+CREATE TABLE public.quiet (id int PRIMARY KEY, v text);";
+const TABLES: [&str; 2] = ["public.busy", "public.quiet"];
+const STAGES: [&str; 4] = ["captured", "kafka", "lake", "loaded"];
+
+async fn setup(prefix: &str) -> Setup {
+    let s = Setup::new(prefix, DDL).await;
+    s.publish(&TABLES.join(", ")).await;
+    s
+}
+
+/// Both tables into a local lake (files closed within a second) and on into the warehouse
+/// at `warehouse_url`, with a freshness budget of `budget`; heartbeats every second.
+fn pipeline(s: &Setup, brokers: &str, warehouse_url: &str, budget: &str) -> PathBuf {
+    let lake = s.dir.path().join("lake");
+    let extra = format!(
+        "batcher:\n  store: file://{}\n  rotation:\n    max_age: 1s\n{}",
+        lake.display(),
+        warehouse_yaml(warehouse_url, &TABLES, budget)
+    );
+    s.kafka_pipeline(&TABLES, brokers, &extra, false)
+}
+
+/// `/v1/freshness`, table → stage → that stage's object.
+fn freshness(port: u16) -> std::collections::BTreeMap<String, Vec<Json>> {
+    let (status, body) = support::http_get(port, "/v1/freshness");
+    assert_eq!(status, 200, "/v1/freshness: {body}");
+    let doc: Json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    doc["tables"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tables in {body}"))
+        .iter()
+        .map(|t| {
+            let stages = t["stages"].as_array().expect("stages").clone();
+            let names: Vec<&str> = stages
+                .iter()
+                .map(|s| s["stage"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, STAGES, "the stages in pipeline order: {body}");
+            (t["table"].as_str().expect("table").to_owned(), stages)
+        })
+        .collect()
+}
+
+fn stage<'a>(
+    f: &'a std::collections::BTreeMap<String, Vec<Json>>,
+    table: &str,
+    stage: &str,
+) -> &'a Json {
+    f[table]
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .unwrap_or_else(|| panic!("{table} has no stage {stage}: {f:?}"))
+}
+
+/// A sample of `name` with both labels, from a scrape (label order is the exporter's).
+fn labelled(metrics: &str, name: &str, table: &str, stage: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            l.contains(&format!("table=\"{table}\"")) && l.contains(&format!("stage=\"{stage}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn wait_status(port: u16, table: &str, at: &str, want: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let f = freshness(port);
+        if stage(&f, table, at)["status"] == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table} at {at} not {want} within {timeout:?}: {:?}",
+            f[table]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Heartbeats move an idle table's watermarks at every stage: its lag stays near the
+/// heartbeat interval instead of growing, and the warehouse records how far it is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tables_lag_stays_near_the_heartbeat_interval_at_every_stage() {
+    let s = setup("fr_idle").await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = pipeline(&s, &broker.brokers(), &s.db.url, "10s");
+    let (daemon, port) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO public.busy VALUES (1, 'one'); INSERT INTO public.quiet VALUES (1, 'one');")
+        .await
+        .expect("insert");
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    // Every stage of both tables known and within its budget, soon after.
+    for t in TABLES {
+        wait_status(port, t, "loaded", "ok", Duration::from_secs(30)).await;
+    }
+
+    // Twenty idle seconds: no stage's lag passes a few heartbeats, and the watermarks move.
+    let first = freshness(port);
+    let mut worst = 0u64;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let f = freshness(port);
+        for t in TABLES {
+            for at in STAGES {
+                let s = stage(&f, t, at);
+                assert_eq!(s["status"], "ok", "{t} at {at}: {s}");
+                let lag = s["lag_ms"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{t} at {at}: {s}"));
+                worst = worst.max(lag);
+                assert!(
+                    lag <= 5_000,
+                    "{t} at {at} is {lag} ms behind though idle: {s}"
+                );
+            }
+        }
+    }
+    let last = freshness(port);
+    for t in TABLES {
+        for at in STAGES {
+            let (before, after) = (stage(&first, t, at), stage(&last, t, at));
+            assert!(
+                after["watermark_commit_time"].as_str() > before["watermark_commit_time"].as_str(),
+                "{t}'s watermark at {at} did not move in 20 idle seconds: {before} then {after}"
+            );
+        }
+    }
+    eprintln!("idle for 20 s: the largest lag seen at any stage was {worst} ms");
+
+    let metrics = support::scrape(port);
+    let lag = labelled(
+        &metrics,
+        "freshet_freshness_lag_seconds",
+        "public.quiet",
+        "loaded",
+    )
+    .unwrap_or_else(|| panic!("no loaded lag gauge for public.quiet:\n{metrics}"));
+    assert!(lag <= 5.0, "the gauge says {lag} s");
+    assert!(
+        metrics.contains("freshet_freshness_budget_seconds{table=\"public.quiet\"} 10"),
+        "the budget gauge:\n{metrics}"
+    );
+
+    // The warehouse knows how far each table is loaded, for readers apart from this process.
+    let rows = s
+        .client
+        .query(
+            "SELECT table_name, sink_share, loaded_lsn, extract(epoch FROM now() - loaded_commit_time)::float8 \
+             FROM analytics_freshet._freshet_watermarks ORDER BY table_name",
+            &[],
+        )
+        .await
+        .expect("the warehouse's watermarks");
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        [
+            ("public.busy".to_owned(), "all".to_owned()),
+            ("public.quiet".to_owned(), "all".to_owned())
+        ]
+    );
+    for r in &rows {
+        let behind: f64 = r.get(3);
+        assert!(
+            behind < 15.0,
+            "{} recorded as loaded up to {behind} s ago",
+            r.get::<_, String>(0)
+        );
+        let lsn: i64 = r.get(2);
+        assert!(lsn > 0);
+    }
+    drop(daemon);
+}
+
+/// The warehouse away: the written table's loaded stage passes its budget (counted once, an
+/// event) while its earlier stages, and the idle table's lake stage, stay within theirs;
+/// back, it recovers. (The loader waits for the warehouse as a whole, so the idle table's
+/// loaded stage may pass its budget too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_load_breaches_the_budget_and_recovers() {
+    let s = setup("fr_breach").await;
+    let broker = Broker::start(Engine::Memory);
+    let pg_port = s.db.config().get_ports()[0];
+    let proxy = Proxy::start(support::kafka::free_port(), pg_port).await;
+    let through_proxy =
+        s.db.url
+            .replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    assert_ne!(through_proxy, s.db.url);
+    let pipeline = pipeline(&s, &broker.brokers(), &through_proxy, "4s");
+    let (daemon, port) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    s.client
+        .batch_execute("INSERT INTO public.busy VALUES (0, 'zero'); INSERT INTO public.quiet VALUES (0, 'zero');")
+        .await
+        .expect("insert");
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+    wait_status(port, "public.busy", "loaded", "ok", Duration::from_secs(30)).await;
+
+    proxy.set(Mode::Refuse);
+    let writes = async {
+        for i in 1..=20 {
+            s.client
+                .batch_execute(&format!("INSERT INTO public.busy VALUES ({i}, 'row {i}')"))
+                .await
+                .expect("insert");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let breach = wait_status(
+        port,
+        "public.busy",
+        "loaded",
+        "breach",
+        Duration::from_secs(40),
+    );
+    tokio::join!(writes, breach);
+    let f = freshness(port);
+    for at in ["captured", "kafka", "lake"] {
+        assert_eq!(
+            stage(&f, "public.busy", at)["status"],
+            "ok",
+            "public.busy at {at}: {:?}",
+            f["public.busy"]
+        );
+    }
+    assert_eq!(
+        stage(&f, "public.quiet", "lake")["status"],
+        "ok",
+        "{:?}",
+        f["public.quiet"]
+    );
+    let lag = stage(&f, "public.busy", "loaded")["lag_ms"]
+        .as_u64()
+        .expect("lag");
+    assert!(lag > 4_000, "in breach at {lag} ms");
+    let metrics = support::wait_for("the breach counted", Duration::from_secs(10), || async {
+        let m = support::scrape(port);
+        labelled(
+            &m,
+            "freshet_freshness_breaches_total",
+            "public.busy",
+            "loaded",
+        )
+        .map(|_| m)
+    })
+    .await;
+    assert_eq!(
+        labelled(
+            &metrics,
+            "freshet_freshness_breaches_total",
+            "public.busy",
+            "loaded"
+        ),
+        Some(1.0),
+        "one breach counted:\n{metrics}"
+    );
+    assert!(support::events(&metrics, "freshness_breached", "loaded") >= 1.0);
+    assert!(
+        daemon.log_text().contains("public.busy is")
+            && daemon.log_text().contains("past its budget of 4s")
+    );
+
+    proxy.set(Mode::Forward);
+    wait_equal(&s.client, &TABLES, Duration::from_secs(90)).await;
+    wait_status(port, "public.busy", "loaded", "ok", Duration::from_secs(30)).await;
+    // The status is computed per request; the event on the next evaluation (each second).
+    let metrics = support::wait_for("the restored event", Duration::from_secs(10), || async {
+        let m = support::scrape(port);
+        (support::events(&m, "freshness_restored", "loaded") >= 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        labelled(
+            &metrics,
+            "freshet_freshness_breaches_total",
+            "public.busy",
+            "loaded"
+        ),
+        Some(1.0),
+        "a breach is counted once however long it lasts"
+    );
+    drop(daemon);
+}
