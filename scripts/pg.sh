@@ -2,6 +2,8 @@
 # Throwaway PostgreSQL 15 clusters on 127.0.0.1, on a free port, wal_level=logical.
 #
 #   scripts/pg.sh start DIR [-c name=value ...]   initdb DIR if empty, start, print the URL
+#   scripts/pg.sh replica DIR PRIMARY_DIR [-c ...] a streaming replica of the running cluster in
+#                                                  PRIMARY_DIR (pg_basebackup -R), started
 #   scripts/pg.sh stop DIR [fast|immediate]        stop the cluster in DIR (no error if down)
 #   scripts/pg.sh url DIR                          print the URL of a running cluster
 #
@@ -54,6 +56,19 @@ start)
     done
     tail -20 "$dir/server.log" >&2
     exit 1
+    ;;
+replica)
+    primary=${1:?usage: pg.sh replica DIR PRIMARY_DIR}
+    shift
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+        chmod 700 "$dir"
+        as_owner "$PG_BIN/pg_basebackup" -D "$dir" -R -X stream -c fast \
+            -h 127.0.0.1 -p "$(cat "$primary/port")" -U postgres >"$dir.basebackup.log" 2>&1 \
+            || { cat "$dir.basebackup.log" >&2; exit 1; }
+    fi
+    exec "$0" start "$dir" "$@"
     ;;
 stop)
     mode=${1:-fast}

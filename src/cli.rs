@@ -42,6 +42,15 @@ pub enum Command {
         #[arg(long, env = "FRESHET_LISTEN")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Serve the read router alone (/v1/route, /v1/freshness, /metrics) on router.listen:
+    /// it probes the primary, the replicas and the warehouse's recorded watermarks.
+    Router {
+        #[arg(long, short)]
+        pipeline: PathBuf,
+        /// The HTTP listener instead of router.listen; port 0 picks a free one.
+        #[arg(long, env = "FRESHET_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Print a table's topic, decoded, as JSON lines (from the start to the current end).
     Tail {
         #[arg(long, short)]

@@ -122,12 +122,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 tracing::info!(signal, "stopping");
                 let _ = stop.send(true);
             });
-            let p = config::load(&pipeline)?;
+            let p = std::sync::Arc::new(config::load(&pipeline)?);
             let output = output.unwrap_or(freshet::pipeline::OutputSpec::Kafka { state_dir });
             // Beside the halves, never restarted with them.
             let (_, http) = freshet::telemetry::serve(
                 listen.unwrap_or(p.router.listen),
-                freshet::router::api(),
+                freshet::router::start(p.clone(), stopped.clone()),
                 stopped.clone(),
             )
             .await?;
@@ -137,6 +137,26 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
             http.abort();
             code
+        }
+        Command::Router { pipeline, listen } => {
+            let (stop, mut stopped) = tokio::sync::watch::channel(false);
+            let signals = shutdown_signals()?;
+            tokio::spawn(async move {
+                let signal = signals.await;
+                tracing::info!(signal, "stopping");
+                let _ = stop.send(true);
+            });
+            let p = std::sync::Arc::new(config::load(&pipeline)?);
+            let (_, http) = freshet::telemetry::serve(
+                listen.unwrap_or(p.router.listen),
+                freshet::router::start(p.clone(), stopped.clone()),
+                stopped.clone(),
+            )
+            .await?;
+            freshet::freshness::board().configure(&p);
+            let _ = stopped.wait_for(|s| *s).await;
+            let _ = http.await;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
             pipeline,

@@ -46,6 +46,9 @@ pub const FRESHNESS_BUDGET_SECONDS: &str = "freshet_freshness_budget_seconds";
 /// A stage's lag passing the table's budget, by table and stage.
 pub const FRESHNESS_BREACHES_TOTAL: &str = "freshet_freshness_breaches_total";
 
+/// Routing decisions, by target (warehouse, replica, primary) and reason.
+pub const ROUTER_DECISIONS_TOTAL: &str = "freshet_router_decisions_total";
+
 /// Restarts of a half after a transient failure, by half.
 pub const PIPELINE_RESTARTS_TOTAL: &str = "freshet_pipeline_restarts_total";
 /// Notable events, by kind and stage (see `telemetry::Event`).

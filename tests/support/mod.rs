@@ -184,6 +184,26 @@ impl OwnCluster {
     }
 }
 
+impl OwnCluster {
+    /// A streaming replica of this cluster (`pg_basebackup -R`), started; stopped on drop.
+    pub fn replica(&self) -> OwnCluster {
+        let dir = self.dir.with_extension("replica");
+        let out = Command::new(repo().join("scripts/pg.sh"))
+            .arg("replica")
+            .arg(&dir)
+            .arg(&self.dir)
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "pg.sh replica: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        OwnCluster { url, dir }
+    }
+}
+
 impl Drop for OwnCluster {
     fn drop(&mut self) {
         let _ = Command::new(repo().join("scripts/pg.sh"))
@@ -193,6 +213,7 @@ impl Drop for OwnCluster {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(self.dir.with_extension("initdb.log"));
+        let _ = std::fs::remove_file(self.dir.with_extension("basebackup.log"));
     }
 }
 

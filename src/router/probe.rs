@@ -1,0 +1,231 @@
+//! The probes: on `router.poll_interval`, the primary's WAL position, each replica's replay
+//! position and time, and the warehouse's recorded loaded watermarks. Requests read what the
+//! last round saw; no request waits for a database.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use crate::config::Pipeline;
+use crate::freshness::Watermark;
+use crate::loader::LoadedWatermarks;
+use crate::lsn::Lsn;
+
+/// Primary positions remembered, one per round: a replica that has replayed up to one of
+/// them held everything committed when it was read.
+const HISTORY: usize = 600;
+
+/// What the last round saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Per replica (in the pipeline's order): its name, endpoint and freshness.
+    pub replicas: Vec<(String, String, Result<Watermark, String>)>,
+    /// The warehouse's endpoint and, when it answered, its tables' loaded watermarks.
+    pub warehouse: Option<(String, Result<Loaded, String>)>,
+}
+
+/// Per table, the commit up to which the warehouse holds everything.
+pub type Loaded = BTreeMap<String, Watermark>;
+
+pub type Shared = Arc<RwLock<Seen>>;
+
+struct Replica {
+    name: String,
+    config: tokio_postgres::Config,
+    endpoint: String,
+    client: Option<Client>,
+}
+
+/// Probes until `stopped`, a round each `interval`, into `seen`.
+pub async fn run(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bool>) {
+    let interval = p.router.poll_interval.0.max(Duration::from_millis(100));
+    // A host that does not answer costs one round, never the others.
+    let timeout = interval.max(Duration::from_secs(2));
+    let primary_config = p.source.url.to_config();
+    let mut primary: Option<Client> = None;
+    let mut history: VecDeque<(Lsn, i64)> = VecDeque::new();
+    let mut replicas: Vec<Replica> = p
+        .router
+        .replicas
+        .iter()
+        .map(|r| {
+            let config = r.url.to_config();
+            Replica {
+                name: r.name.value.clone(),
+                endpoint: crate::pg::endpoint(&config),
+                config,
+                client: None,
+            }
+        })
+        .collect();
+    let mut warehouse: Option<LoadedWatermarks> = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        // The primary first: a replica at or past what it says now holds everything
+        // committed before this round.
+        match tokio::time::timeout(timeout, primary_position(&primary_config, &mut primary)).await {
+            Ok(Ok(lsn)) => {
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back((lsn, chrono::Utc::now().timestamp_millis()));
+            }
+            Ok(Err(error)) => {
+                primary = None;
+                tracing::debug!(%error, "router: the primary's position");
+            }
+            Err(_) => primary = None,
+        }
+        let mut got = Vec::with_capacity(replicas.len());
+        for r in &mut replicas {
+            let result = match tokio::time::timeout(timeout, replica(r, &history)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            if result.is_err() {
+                r.client = None;
+            }
+            got.push((r.name.clone(), r.endpoint.clone(), result));
+        }
+        let loaded = if p.warehouse.is_some() {
+            let result = match tokio::time::timeout(timeout, loaded(&p, &mut warehouse)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            match &result {
+                // What the loaders recorded is this process's loaded stage too (a router or
+                // a capture half apart from the sink half has no other).
+                Ok(loaded) => {
+                    for (table, w) in loaded {
+                        crate::freshness::board().advance(
+                            table,
+                            crate::freshness::Stage::Loaded,
+                            *w,
+                        );
+                    }
+                }
+                Err(_) => warehouse = None,
+            }
+            let endpoint = warehouse
+                .as_ref()
+                .map_or_else(|| warehouse_endpoint(&p), |w| w.endpoint());
+            Some((endpoint, result))
+        } else {
+            None
+        };
+        let mut s = seen.write().unwrap_or_else(|e| e.into_inner());
+        s.replicas = got;
+        s.warehouse = loaded;
+    }
+}
+
+/// The warehouse's endpoint before a connection says it.
+pub fn warehouse_endpoint(p: &Pipeline) -> String {
+    match p.warehouse.as_ref() {
+        Some(w) => match (&w.postgres, &w.redshift_data) {
+            (Some(pg), _) => crate::pg::endpoint(&pg.url.to_config()),
+            (_, Some(r)) => {
+                let r = &r.value;
+                let on = r
+                    .workgroup_name
+                    .as_deref()
+                    .or(r.cluster_identifier.as_deref())
+                    .unwrap_or("redshift");
+                format!("{on}/{}", r.database)
+            }
+            _ => "the warehouse".into(),
+        },
+        None => "the warehouse".into(),
+    }
+}
+
+async fn connect(
+    config: &tokio_postgres::Config,
+    client: &mut Option<Client>,
+) -> Result<(), String> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = Some(
+            crate::pg::connect(config)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(())
+}
+
+async fn primary_position(
+    config: &tokio_postgres::Config,
+    client: &mut Option<Client>,
+) -> Result<Lsn, String> {
+    connect(config, client).await?;
+    let Some(c) = client else {
+        return Err("not connected".into());
+    };
+    let row = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    row.get::<_, String>(0)
+        .parse()
+        .map_err(|e| format!("pg_current_wal_lsn: {e}"))
+}
+
+/// A replica's freshness: everything up to the newest primary position it has replayed
+/// (read at that round's time); else up to its last replayed commit.
+async fn replica(r: &mut Replica, history: &VecDeque<(Lsn, i64)>) -> Result<Watermark, String> {
+    connect(&r.config, &mut r.client).await?;
+    let Some(c) = &r.client else {
+        return Err("not connected".into());
+    };
+    let row = c
+        .query_one(
+            "SELECT pg_is_in_recovery(), \
+             coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text, \
+             (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::bigint",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_recovery: bool = row.get(0);
+    let lsn: Lsn = row
+        .get::<_, String>(1)
+        .parse()
+        .map_err(|e| format!("replay position: {e}"))?;
+    if !in_recovery {
+        // Promoted: it is a primary now, and as fresh as one.
+        return Ok(Watermark {
+            lsn,
+            commit_ms: chrono::Utc::now().timestamp_millis(),
+        });
+    }
+    if let Some(&(_, at)) = history.iter().rev().find(|(p, _)| *p <= lsn) {
+        return Ok(Watermark { lsn, commit_ms: at });
+    }
+    match row.get::<_, Option<i64>>(2) {
+        Some(commit_ms) => Ok(Watermark { lsn, commit_ms }),
+        None => Err("has replayed no transaction yet".into()),
+    }
+}
+
+async fn loaded(
+    p: &Pipeline,
+    warehouse: &mut Option<LoadedWatermarks>,
+) -> Result<BTreeMap<String, Watermark>, String> {
+    if warehouse.is_none() {
+        *warehouse = LoadedWatermarks::connect(p)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    match warehouse {
+        Some(w) => w.read().await.map_err(|e| e.to_string()),
+        None => Err("no warehouse section".into()),
+    }
+}
