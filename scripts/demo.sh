@@ -103,6 +103,16 @@ def warehouse():
     parts = [f"{l.split()[0]} {l.split()[1]} rows (newest {l.split()[2] if len(l.split()) > 2 else '-'} s old)" for l in out if l.strip()]
     return "  ".join(parts) or "nothing loaded yet"
 
+def route():
+    # Where the read router sends an analytics read of the values now, and why.
+    try:
+        import json
+        d = json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/v1/route?table=atlasco.entity_values&class=analytics", timeout=2))
+    except OSError:
+        return "router not up yet"
+    return f"{d['target']} ({d['reason']}, {d['observed_lag_ms']} ms behind: {d['detail']})"
+
 def lake():
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
@@ -135,6 +145,7 @@ while True:
             print(f"commit -> acknowledged by Kafka, last 5 s: {int(n):>5} txns  p50 {float(p50):7.1f} ms  p99 {float(p99):7.1f} ms  max {float(mx):7.1f} ms   slot holds {held}", flush=True)
             print(f"   lake so far: {lake()}", flush=True)
             print(f"   warehouse:   {warehouse()}", flush=True)
+            print(f"   route an analytics read of entity_values (30 s): {route()}", flush=True)
     seen = len(lines)
 EOF
 tail -1 "$run/loadgen.log"
@@ -154,6 +165,17 @@ for _ in $(seq 1 60); do
     [ "$src" = "$wh" ] && break
     sleep 2
 done
+echo "== freshet status --once: every table's freshness per stage against its budget"
+"$freshet" status --once --url "http://127.0.0.1:$metrics_port" || true
+echo "-- the read router, for an analytics read of the values (30 s), the primary only, and a read-your-writes token:"
+token=$(psql -X -At "$FRESHET_SOURCE_URL" -c "SELECT pg_current_wal_insert_lsn()")
+python3 - "$metrics_port" "$token" <<'PY'
+import json, sys, urllib.request
+port, token = sys.argv[1], sys.argv[2]
+for q in ["class=analytics", "max_staleness=0ms", f"after_lsn={token}"]:
+    d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/route?table=atlasco.entity_values&{q}", timeout=5))
+    print(f"   {q:24} -> {d['target']:9} {d['reason']:16} {d['detail']}")
+PY
 echo "-- a query on the warehouse: the five attributes with the most values"
 psql -X "$FRESHET_WAREHOUSE_URL" -c "
     SELECT a.name AS attribute, a.data_type AS type, count(*) AS entities,

@@ -28,6 +28,10 @@ fi
 command -v python3 >/dev/null || apt_install python3
 command -v bc >/dev/null || apt_install bc
 [ -x /usr/bin/time ] || apt_install time
+# promtool checks the exposition and the alerting rules; Prometheus scrapes the demo; wrk loads
+# the router in its benchmark.
+command -v promtool >/dev/null || apt_install prometheus
+command -v wrk >/dev/null || apt_install wrk
 # The bundled librdkafka builds with make and links the system OpenSSL and zlib, as does
 # the Schema Registry client.
 for pkg in libssl-dev zlib1g-dev pkg-config make; do

@@ -51,6 +51,16 @@ pub enum Command {
         #[arg(long, env = "FRESHET_LISTEN")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Every table's freshness per stage against its budget (OK / BREACH, lag, watermark),
+    /// live from a running process's API; --once prints it once (exit 3 when a stage is in
+    /// breach).
+    Status {
+        /// The process's HTTP address (its router.listen or --listen).
+        #[arg(long, default_value = "http://127.0.0.1:8650", env = "FRESHET_URL")]
+        url: String,
+        #[arg(long)]
+        once: bool,
+    },
     /// Print a table's topic, decoded, as JSON lines (from the start to the current end).
     Tail {
         #[arg(long, short)]

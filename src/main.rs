@@ -127,7 +127,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // Beside the halves, never restarted with them.
             let (_, http) = freshet::telemetry::serve(
                 listen.unwrap_or(p.router.listen),
-                freshet::router::start(p.clone(), stopped.clone()),
+                freshet::router::start(p.clone(), sink_share, stopped.clone()),
                 stopped.clone(),
             )
             .await?;
@@ -137,6 +137,31 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
             http.abort();
             code
+        }
+        Command::Status { url, once } => {
+            use freshet::router::status;
+            if once {
+                let (text, breached) = status::fetch(&url).await?;
+                print!("{text}");
+                return Ok(if breached {
+                    ExitCode::from(3)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                }
+                let text = match status::fetch(&url).await {
+                    Ok((text, _)) => text,
+                    Err(e) => format!("{e}\n"),
+                };
+                // Home and clear, then the view: a terminal redraws in place.
+                print!("\x1b[H\x1b[2J{text}\n(every second; Ctrl-C to leave)\n");
+            }
         }
         Command::Router { pipeline, listen } => {
             let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -149,11 +174,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let p = std::sync::Arc::new(config::load(&pipeline)?);
             let (_, http) = freshet::telemetry::serve(
                 listen.unwrap_or(p.router.listen),
-                freshet::router::start(p.clone(), stopped.clone()),
+                freshet::router::start(p.clone(), None, stopped.clone()),
                 stopped.clone(),
             )
             .await?;
             freshet::freshness::board().configure(&p);
+            tokio::spawn(freshet::freshness::evaluate(stopped.clone()));
             let _ = stopped.wait_for(|s| *s).await;
             let _ = http.await;
             Ok(ExitCode::SUCCESS)

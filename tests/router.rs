@@ -174,13 +174,14 @@ async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_
     );
 
     // Read-your-writes: a fresh write's position routes to the primary while replay is paused.
-    let token: String = p
-        .query_one(
-            "INSERT INTO public.t (v) VALUES ('mine') RETURNING pg_current_wal_lsn()::text",
-            &[],
-        )
+    // The token is the position after the commit returned (the commit record included).
+    p.batch_execute("INSERT INTO public.t (v) VALUES ('mine')")
         .await
-        .expect("write")
+        .expect("write");
+    let token: String = p
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .expect("position")
         .get(0);
     let (_, mine) = route(port, &format!("table=public.t&after_lsn={token}"));
     assert_eq!(mine["target"], "primary", "{mine}");
@@ -207,20 +208,20 @@ async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_
     )
     .await;
     assert_eq!(mine["reason"], "applied", "{mine}");
-    let applied: bool = r
-        .query_one(
-            &format!("SELECT pg_last_wal_replay_lsn() >= '{token}'::pg_lsn"),
-            &[],
-        )
+    // Read-your-writes, there: the row written before the token is on the replica.
+    let mine: i64 = r
+        .query_one("SELECT count(*) FROM public.t WHERE v = 'mine'", &[])
         .await
-        .expect("replay position")
+        .expect("read the replica")
         .get(0);
-    assert!(
-        applied,
-        "the router sent the token to a replica that had not replayed it"
-    );
+    assert_eq!(mine, 1, "routed to a replica that lacks the write");
 
     let metrics = support::scrape(port);
+    support::promtool_check_metrics(&metrics);
+    assert!(
+        metrics.contains("# HELP freshet_router_decisions_total "),
+        "{metrics}"
+    );
     for (target, reason) in [
         ("replica", "fresh_enough"),
         ("primary", "replica_behind"),
@@ -323,7 +324,7 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = dir.path().join("pipeline.yaml");
     let yaml = router_yaml(&primary.url, &replica.url)
-        .replace("analytics: 2s", "analytics: 4s")
+        .replace("analytics: 2s", "analytics: 10s")
         .replace(
             "  tables: ['public.t']\n",
             "  tables: ['public.t']\n  slot: rt\n  publication: rt\n  heartbeat_interval: 1s\n  status_interval: 200ms\n",
@@ -351,13 +352,18 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
         })
     };
     let query = "table=public.t&class=analytics";
-    support::wait_for("the capture half's listener", Duration::from_secs(30), || async {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    })
+    support::wait_for(
+        "the capture half's listener",
+        Duration::from_secs(30),
+        || async {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        },
+    )
     .await;
     let d = wait_route(port, query, "warehouse", Duration::from_secs(90)).await;
     assert_eq!(d["reason"], "fresh_enough", "{d}");
-    assert!(d["observed_lag_ms"].as_u64().unwrap() <= 4_000);
 
     sink.kill9();
     let d = wait_route(port, query, "replica", Duration::from_secs(40)).await;

@@ -72,7 +72,7 @@ impl Board {
             let class = p.tables.get(&name).map(|s| s.value.freshness.value.clone());
             let budget = p.budget(&t.value);
             let budget_gauge = budget.map_or(f64::NAN, |b| b.as_secs_f64());
-            metrics::gauge!(names::FRESHNESS_BUDGET_SECONDS, "table" => name.clone())
+            metrics::gauge!(names::FRESHNESS_BUDGET_SECONDS, "table" => name.clone(), "class" => class.clone().unwrap_or_else(|| "none".into()))
                 .set(budget_gauge);
             let entry = tables.entry(name).or_default();
             entry.class = class;

@@ -45,8 +45,14 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Waits between attempts while the warehouse does not answer.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How often the loaded watermarks are recorded in the warehouse, at most.
-const SAVE_WATERMARKS_EVERY: Duration = Duration::from_secs(5);
+/// How often the loaded watermarks are recorded in the warehouse, at most: each second in
+/// PostgreSQL, each five in Redshift (a Data API batch takes seconds).
+fn save_watermarks_every(d: Dialect) -> Duration {
+    match d {
+        Dialect::Postgres => Duration::from_secs(1),
+        Dialect::Redshift => Duration::from_secs(5),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -289,6 +295,10 @@ struct TableState {
     /// The loaded watermark, and whether the warehouse has not been told yet.
     loaded_mark: Option<Watermark>,
     unsaved: bool,
+    /// Objects announced or found so far (each one's `seq`).
+    arrivals: u64,
+    /// Whether an object was skipped: its changes are not in the warehouse.
+    skipped: bool,
 }
 
 impl TableState {
@@ -308,26 +318,32 @@ impl TableState {
         next > span.last
     }
 
-    /// A lake watermark, after every object that arrived before `arrivals`.
-    fn lake_mark(&mut self, w: Watermark, arrivals: u64) {
+    /// A lake watermark, after every object of the table that arrived so far.
+    fn lake_mark(&mut self, w: Watermark) {
+        if self.stopped || self.skipped {
+            return;
+        }
+        let through = self.arrivals;
         match self.marks.back_mut() {
             // Nothing arrived between them: the newer says all.
-            Some(last) if last.1 == arrivals => last.0 = last.0.max(w),
-            _ => self.marks.push_back((w, arrivals)),
+            Some(last) if last.1 == through => last.0 = last.0.max(w),
+            _ => self.marks.push_back((w, through)),
         }
         self.settle();
     }
 
     /// Moves the loaded watermark to the newest lake watermark whose objects are all
-    /// loaded (or skipped). A stopped table's stays where its loads stopped.
+    /// loaded. A stopped table's stays where its loads stopped; so does that of a table an
+    /// object of which was skipped (the warehouse lacks its changes) until a restart.
     fn settle(&mut self) {
-        if self.stopped {
+        if self.stopped || self.skipped {
+            self.marks.clear();
             return;
         }
         let waiting = self.pending.values().map(|p| p.seq).min();
         let mut newest = None;
-        while let Some(&(w, before)) = self.marks.front() {
-            if waiting.is_some_and(|seq| seq < before) {
+        while let Some(&(w, through)) = self.marks.front() {
+            if waiting.is_some_and(|seq| seq <= through) {
                 break;
             }
             newest = Some(w);
@@ -378,8 +394,6 @@ struct Loader<'a> {
     summary: Summary,
     /// Since when the warehouse has not answered, while it does not.
     failing_since: Option<Instant>,
-    /// Objects announced or found so far: their arrival order.
-    arrivals: u64,
     saved: Instant,
 }
 
@@ -412,9 +426,8 @@ pub async fn run(
                 next = progress.recv() => match next {
                     Some(Progress::Written(w)) => l.written(w),
                     Some(Progress::Watermark { dir, watermark }) => {
-                        let arrivals = l.arrivals;
                         if let Some(t) = l.tables.iter_mut().find(|t| t.settings.dir == dir) {
-                            t.lake_mark(watermark, arrivals);
+                            t.lake_mark(watermark);
                         }
                     }
                     // The batcher is gone: the supervisor restarts the half.
@@ -426,7 +439,7 @@ pub async fn run(
                     }
                 }
             }
-            if l.saved.elapsed() >= SAVE_WATERMARKS_EVERY {
+            if l.saved.elapsed() >= save_watermarks_every(settings.dialect) {
                 l.save_watermarks().await;
             }
         }
@@ -594,11 +607,12 @@ impl<'a> Loader<'a> {
                     marks: VecDeque::new(),
                     loaded_mark: None,
                     unsaved: false,
+                    arrivals: 0,
+                    skipped: false,
                 })
                 .collect(),
             summary: Summary::default(),
             failing_since: None,
-            arrivals: 0,
             saved: Instant::now(),
         }
     }
@@ -675,13 +689,15 @@ impl Loader<'_> {
                 {
                     continue;
                 }
-                self.arrivals += 1;
-                self.tables[i].add(Pending {
+                let t = &mut self.tables[i];
+                t.arrivals += 1;
+                let seq = t.arrivals;
+                t.add(Pending {
                     key: o.key,
                     span,
                     bytes: o.size,
                     oldest_commit_ms: None,
-                    seq: self.arrivals,
+                    seq,
                 });
             }
             // What the lake held before this start loads now.
@@ -701,13 +717,14 @@ impl Loader<'_> {
         let Some(t) = self.tables.iter_mut().find(|t| t.settings.dir == w.dir) else {
             return;
         };
-        self.arrivals += 1;
+        t.arrivals += 1;
+        let seq = t.arrivals;
         t.add(Pending {
             key: w.key,
             span: w.span,
             bytes: w.bytes,
             oldest_commit_ms: Some(w.oldest_commit_ms),
-            seq: self.arrivals,
+            seq,
         });
         metrics::gauge!(names::LOADER_PENDING_OBJECTS, "table" => t.settings.source.clone())
             .set(t.pending.len() as f64);
@@ -1017,6 +1034,7 @@ impl Loader<'_> {
 
     fn skip(&mut self, i: usize, p: &Pending, error: String) {
         let t = &mut self.tables[i];
+        t.skipped = true;
         t.pending
             .remove(&(p.span.partition, p.span.first, p.key.clone()));
         telemetry::emit(Event::ObjectSkipped {
@@ -1102,14 +1120,21 @@ impl Loader<'_> {
             .settings
             .share
             .map_or_else(|| "all".to_owned(), |s| format!("{}/{}", s.index, s.of));
-        let statements = sql::save_watermarks(&self.settings.schema, &share, &marks);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let statements = sql::save_watermarks(&self.settings.schema, &share, &marks, now_ms);
         if statements.is_empty() {
             return;
         }
-        match w.execute(&statements).await {
-            Ok(()) => self.tables.iter_mut().for_each(|t| t.unsaved = false),
-            Err(error) => {
+        let within = save_watermarks_every(self.settings.dialect) * 10;
+        match tokio::time::timeout(within, w.execute(&statements)).await {
+            Ok(Ok(())) => self.tables.iter_mut().for_each(|t| t.unsaved = false),
+            Ok(Err(error)) => {
                 tracing::debug!(%error, "loaded watermarks not recorded; tried again later")
+            }
+            Err(_) => {
+                // Cut off mid-transaction: the next use connects afresh.
+                self.warehouse = None;
+                tracing::debug!("loaded watermarks not recorded in time; tried again later")
             }
         }
     }
@@ -1231,6 +1256,80 @@ mod tests {
             lsn: crate::lsn::Lsn(lsn),
             commit_ms: lsn as i64,
         }
+    }
+
+    fn table() -> TableState {
+        TableState {
+            settings: TableSettings {
+                source: "public.unit_settle".into(),
+                dir: "public/unit_settle".into(),
+                name: "unit_settle".into(),
+                cadence: Duration::from_secs(10),
+            },
+            loaded: HashMap::new(),
+            pending: BTreeMap::new(),
+            due: None,
+            stopped: false,
+            prepared: None,
+            purged: None,
+            marks: VecDeque::new(),
+            loaded_mark: None,
+            unsaved: false,
+            arrivals: 0,
+            skipped: false,
+        }
+    }
+
+    fn arrive(t: &mut TableState, first: i64) {
+        t.arrivals += 1;
+        let seq = t.arrivals;
+        t.add(Pending {
+            key: format!("o{first}"),
+            span: Span {
+                partition: 0,
+                first,
+                last: first + 9,
+            },
+            bytes: 1,
+            oldest_commit_ms: None,
+            seq,
+        });
+    }
+
+    #[test]
+    fn a_lake_watermark_is_loaded_only_once_every_object_before_it_is() {
+        let mut t = table();
+        arrive(&mut t, 0);
+        t.lake_mark(w(100));
+        assert_eq!(t.loaded_mark, None, "the object just before it waits");
+        arrive(&mut t, 10);
+        t.lake_mark(w(200));
+        t.pending.remove(&(0, 0, "o0".into()));
+        t.settle();
+        assert_eq!(t.loaded_mark, Some(w(100)));
+        t.pending.remove(&(0, 10, "o10".into()));
+        t.settle();
+        assert_eq!(t.loaded_mark, Some(w(200)));
+        assert!(t.unsaved);
+        // Nothing waiting: a watermark is loaded at once.
+        t.lake_mark(w(300));
+        assert_eq!(t.loaded_mark, Some(w(300)));
+    }
+
+    #[test]
+    fn a_skipped_object_holds_the_loaded_watermark() {
+        let mut t = table();
+        arrive(&mut t, 0);
+        t.lake_mark(w(100));
+        t.skipped = true;
+        t.pending.clear();
+        t.settle();
+        t.lake_mark(w(200));
+        assert_eq!(t.loaded_mark, None);
+        assert!(
+            t.marks.is_empty(),
+            "nothing kept for a table that cannot move"
+        );
     }
 
     #[test]

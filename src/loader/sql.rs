@@ -512,9 +512,15 @@ pub fn stage(t: &Table, columns: &[Column], d: Dialect) -> String {
 }
 
 /// Records, for the sink share `share` (`all`, or `I/N`), the commits up to which the
-/// warehouse holds each table's changes (`(table, end LSN, commit time in Unix ms)`): one
-/// transaction, so a reader sees either the old rows or the new.
-pub fn save_watermarks(schema: &str, share: &str, marks: &[(String, u64, i64)]) -> Vec<String> {
+/// warehouse holds each table's changes (`(table, end LSN, commit time in Unix ms)`) at
+/// `now_ms`: one transaction, so a reader sees either the old rows or the new. (Times are
+/// literals: Redshift's CURRENT_TIMESTAMP runs on the leader node only.)
+pub fn save_watermarks(
+    schema: &str,
+    share: &str,
+    marks: &[(String, u64, i64)],
+    now_ms: i64,
+) -> Vec<String> {
     if marks.is_empty() {
         return Vec::new();
     }
@@ -525,18 +531,23 @@ pub fn save_watermarks(schema: &str, share: &str, marks: &[(String, u64, i64)]) 
         key: Vec::new(),
         eav: false,
     };
+    let timestamp = |ms: i64| {
+        let at = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .format("%Y-%m-%d %H:%M:%S%.3f+00");
+        format!("CAST('{at}' AS timestamp with time zone)")
+    };
+    let now = timestamp(now_ms);
     let names: Vec<String> = marks.iter().map(|(n, _, _)| literal(n)).collect();
     let rows: Vec<String> = marks
         .iter()
         .map(|(n, lsn, commit_ms)| {
-            let at = chrono::DateTime::from_timestamp_millis(*commit_ms)
-                .unwrap_or_default()
-                .format("%Y-%m-%d %H:%M:%S%.3f+00");
             format!(
-                "({}, {}, {}, CAST('{at}' AS timestamp with time zone), CURRENT_TIMESTAMP)",
+                "({}, {}, {}, {}, {now})",
                 literal(n),
                 literal(share),
-                i64::try_from(*lsn).unwrap_or(i64::MAX)
+                i64::try_from(*lsn).unwrap_or(i64::MAX),
+                timestamp(*commit_ms)
             )
         })
         .collect();
@@ -1028,6 +1039,8 @@ pub fn forget(t: &Table, from: i64) -> Vec<String> {
             format!("DROP TABLE IF EXISTS {}", t.moved()),
             format!("DELETE FROM {} WHERE table_name = {source}", t.tables()),
             format!("DELETE FROM {} WHERE table_name = {source}", t.ledger()),
+            // Dropped: no longer loaded up to anything.
+            format!("DELETE FROM {} WHERE table_name = {source}", t.watermarks()),
         ]
     } else {
         vec![format!(
@@ -1334,6 +1347,7 @@ mod tests {
                 ),
                 ("public.notes".into(), 0x16B_3748, 1_796_097_630_686),
             ],
+            1_796_097_631_000,
         ));
         let text: String = out.iter().map(|s| format!("{s};\n\n")).collect();
         let path = concat!(

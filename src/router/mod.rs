@@ -5,6 +5,7 @@
 
 mod decide;
 mod probe;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 pub use decide::{decide, Candidate, Decision, Need, Target};
 
 use crate::config::Pipeline;
-use crate::freshness::{board, Stage, TableFreshness, Watermark};
+use crate::freshness::{board, Stage, TableFreshness};
 use crate::lsn::Lsn;
 use crate::telemetry::names;
 
@@ -34,11 +35,18 @@ struct Api {
     classes: Arc<BTreeMap<String, Duration>>,
     primary: Arc<str>,
     seen: probe::Shared,
+    /// Whether this process's board knows every partition's loaded stage (it runs the
+    /// whole sink half, or none and takes the warehouse's records).
+    board_is_whole: bool,
 }
 
 /// Starts the probes (until `stopped`) and returns the API's routes, served beside
-/// `/metrics`.
-pub fn start(p: Arc<Pipeline>, stopped: watch::Receiver<bool>) -> axum::Router {
+/// `/metrics`. `share`: the sink share this process runs, if it runs one.
+pub fn start(
+    p: Arc<Pipeline>,
+    share: Option<crate::batcher::Share>,
+    stopped: watch::Receiver<bool>,
+) -> axum::Router {
     let router = Api {
         tables: Arc::new(
             p.source
@@ -55,6 +63,7 @@ pub fn start(p: Arc<Pipeline>, stopped: watch::Receiver<bool>) -> axum::Router {
         ),
         primary: crate::pg::endpoint(&p.source.url.to_config()).into(),
         seen: probe::Shared::default(),
+        board_is_whole: share.is_none(),
     };
     tokio::spawn(probe::run(p, router.seen.clone(), stopped));
     axum::Router::new()
@@ -167,10 +176,20 @@ impl Api {
         let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(1 + seen.replicas.len());
         if let Some((endpoint, loaded)) = &seen.warehouse {
-            let here = board().watermark(table, Stage::Loaded);
+            // What the loaders recorded, or this process's board when it knows the whole
+            // table (fresher: records are written each second or five); never a sink
+            // share's board, which knows only its own partitions.
+            let here = match self.board_is_whole {
+                true => board().watermark(table, Stage::Loaded),
+                false => None,
+            };
             let seen = match loaded {
-                Ok(recorded) => newest(recorded.get(table).copied(), here)
-                    .ok_or_else(|| format!("no loaded watermark for {table} yet")),
+                Ok(recorded) => match (recorded.get(table).copied(), here) {
+                    (Some(a), Some(b)) => Ok(a.max(b)),
+                    (a, b) => a
+                        .or(b)
+                        .ok_or_else(|| format!("no loaded watermark for {table} yet")),
+                },
                 Err(e) => Err(e.clone()),
             };
             out.push(Candidate {
@@ -194,13 +213,6 @@ impl Api {
         replicas.sort_by_key(|c| std::cmp::Reverse(c.seen.as_ref().ok().map(|w| w.commit_ms)));
         out.extend(replicas);
         out
-    }
-}
-
-fn newest(a: Option<Watermark>, b: Option<Watermark>) -> Option<Watermark> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::config::Pipeline;
 use crate::freshness::Watermark;
 use crate::loader::LoadedWatermarks;
 use crate::lsn::Lsn;
+use crate::telemetry::names;
 
 /// Primary positions remembered, one per round: a replica that has replayed up to one of
 /// them held everything committed when it was read.
@@ -39,12 +40,26 @@ struct Replica {
     client: Option<Client>,
 }
 
-/// Probes until `stopped`, a round each `interval`, into `seen`.
-pub async fn run(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bool>) {
+/// Probes until `stopped` into `seen`: the primary, the replicas and a PostgreSQL warehouse
+/// each `router.poll_interval`; Redshift at most every [`REDSHIFT_EVERY`] (a Data API round
+/// trip takes seconds).
+pub async fn run(p: Arc<Pipeline>, seen: Shared, stopped: watch::Receiver<bool>) {
+    tokio::join!(
+        databases(p.clone(), seen.clone(), stopped.clone()),
+        warehouse(p, seen, stopped)
+    );
+}
+
+/// How often Redshift's recorded watermarks are read, at most, and how long a read may take.
+const REDSHIFT_EVERY: Duration = Duration::from_secs(5);
+const WAREHOUSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn databases(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bool>) {
     let interval = p.router.poll_interval.0.max(Duration::from_millis(100));
     // A host that does not answer costs one round, never the others.
     let timeout = interval.max(Duration::from_secs(2));
     let primary_config = p.source.url.to_config();
+    let slot = p.source.slot.clone();
     let mut primary: Option<Client> = None;
     let mut history: VecDeque<(Lsn, i64)> = VecDeque::new();
     let mut replicas: Vec<Replica> = p
@@ -61,7 +76,6 @@ pub async fn run(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bo
             }
         })
         .collect();
-    let mut warehouse: Option<LoadedWatermarks> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,13 +84,19 @@ pub async fn run(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bo
             _ = stopped.wait_for(|s| *s) => return,
         }
         // The primary first: a replica at or past what it says now holds everything
-        // committed before this round.
-        match tokio::time::timeout(timeout, primary_position(&primary_config, &mut primary)).await {
+        // committed before the question was asked (so the clock is read first).
+        let asked_ms = chrono::Utc::now().timestamp_millis();
+        match tokio::time::timeout(
+            timeout,
+            primary_position(&primary_config, &mut primary, &slot),
+        )
+        .await
+        {
             Ok(Ok(lsn)) => {
                 if history.len() == HISTORY {
                     history.pop_front();
                 }
-                history.push_back((lsn, chrono::Utc::now().timestamp_millis()));
+                history.push_back((lsn, asked_ms));
             }
             Ok(Err(error)) => {
                 primary = None;
@@ -95,35 +115,49 @@ pub async fn run(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bo
             }
             got.push((r.name.clone(), r.endpoint.clone(), result));
         }
-        let loaded = if p.warehouse.is_some() {
-            let result = match tokio::time::timeout(timeout, loaded(&p, &mut warehouse)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-            };
-            match &result {
-                // What the loaders recorded is this process's loaded stage too (a router or
-                // a capture half apart from the sink half has no other).
-                Ok(loaded) => {
-                    for (table, w) in loaded {
-                        crate::freshness::board().advance(
-                            table,
-                            crate::freshness::Stage::Loaded,
-                            *w,
-                        );
-                    }
-                }
-                Err(_) => warehouse = None,
-            }
-            let endpoint = warehouse
-                .as_ref()
-                .map_or_else(|| warehouse_endpoint(&p), |w| w.endpoint());
-            Some((endpoint, result))
-        } else {
-            None
+        seen.write().unwrap_or_else(|e| e.into_inner()).replicas = got;
+    }
+}
+
+async fn warehouse(p: Arc<Pipeline>, seen: Shared, mut stopped: watch::Receiver<bool>) {
+    if p.warehouse.is_none() {
+        return;
+    }
+    let mut warehouse: Option<LoadedWatermarks> = None;
+    let redshift = p
+        .warehouse
+        .as_ref()
+        .is_some_and(|w| w.driver.value == crate::config::WarehouseDriver::RedshiftData);
+    let every = match redshift {
+        true => p.router.poll_interval.0.max(REDSHIFT_EVERY),
+        false => p.router.poll_interval.0.max(Duration::from_millis(100)),
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let result = match tokio::time::timeout(WAREHOUSE_TIMEOUT, loaded(&p, &mut warehouse)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {WAREHOUSE_TIMEOUT:?}")),
         };
-        let mut s = seen.write().unwrap_or_else(|e| e.into_inner());
-        s.replicas = got;
-        s.warehouse = loaded;
+        match &result {
+            // What the loaders recorded is this process's loaded stage too (a router or a
+            // capture half apart from the sink half has no other).
+            Ok(loaded) => {
+                for (table, w) in loaded {
+                    crate::freshness::board().advance(table, crate::freshness::Stage::Loaded, *w);
+                }
+            }
+            Err(_) => warehouse = None,
+        }
+        let endpoint = warehouse
+            .as_ref()
+            .map_or_else(|| warehouse_endpoint(&p), |w| w.endpoint());
+        seen.write().unwrap_or_else(|e| e.into_inner()).warehouse = Some((endpoint, result));
     }
 }
 
@@ -161,18 +195,33 @@ async fn connect(
     Ok(())
 }
 
+/// The primary's WAL position; sets the slot's retained and safe WAL gauges on the way.
 async fn primary_position(
     config: &tokio_postgres::Config,
     client: &mut Option<Client>,
+    slot: &str,
 ) -> Result<Lsn, String> {
     connect(config, client).await?;
     let Some(c) = client else {
         return Err("not connected".into());
     };
     let row = c
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one(
+            "SELECT pg_current_wal_insert_lsn()::text, \
+             (SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1), \
+             (SELECT safe_wal_size FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(retained) = row.get::<_, Option<i64>>(1) {
+        metrics::gauge!(names::SOURCE_SLOT_RETAINED_WAL_BYTES, "slot" => slot.to_owned())
+            .set(retained as f64);
+    }
+    if let Some(safe) = row.get::<_, Option<i64>>(2) {
+        metrics::gauge!(names::SOURCE_SLOT_SAFE_WAL_BYTES, "slot" => slot.to_owned())
+            .set(safe as f64);
+    }
     row.get::<_, String>(0)
         .parse()
         .map_err(|e| format!("pg_current_wal_lsn: {e}"))
@@ -200,11 +249,8 @@ async fn replica(r: &mut Replica, history: &VecDeque<(Lsn, i64)>) -> Result<Wate
         .parse()
         .map_err(|e| format!("replay position: {e}"))?;
     if !in_recovery {
-        // Promoted: it is a primary now, and as fresh as one.
-        return Ok(Watermark {
-            lsn,
-            commit_ms: chrono::Utc::now().timestamp_millis(),
-        });
+        // Promoted, or never a replica: it no longer follows the primary.
+        return Err("not in recovery: it does not follow the primary (promoted?)".into());
     }
     if let Some(&(_, at)) = history.iter().rev().find(|(p, _)| *p <= lsn) {
         return Ok(Watermark { lsn, commit_ms: at });

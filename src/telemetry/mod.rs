@@ -45,6 +45,7 @@ pub fn install() -> Result<PrometheusHandle, TelemetryError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.install_recorder())
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
+    names::describe();
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

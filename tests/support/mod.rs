@@ -610,6 +610,31 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
+/// `promtool check metrics` on an exposition: it must pass (names, types, help texts).
+pub fn promtool_check_metrics(exposition: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install.sh installs Debian's prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write the exposition");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `freshet_events_total{kind, stage}` in a scrape (0 when never counted).
 pub fn events(metrics: &str, kind: &str, stage: &str) -> f64 {
     sample(

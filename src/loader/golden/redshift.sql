@@ -86,5 +86,5 @@ ALTER TABLE "analytics_freshet"."entity_values" ADD COLUMN "unit" character vary
 
 DELETE FROM "analytics_freshet"._freshet_watermarks WHERE sink_share = '0/2' AND table_name IN ('atlasco.entity_values', 'public.notes');
 
-INSERT INTO "analytics_freshet"._freshet_watermarks (table_name, sink_share, loaded_lsn, loaded_commit_time, updated_at) VALUES ('atlasco.entity_values', '0/2', 23803720, CAST('2026-12-01 04:00:30.686+00' AS timestamp with time zone), CURRENT_TIMESTAMP), ('public.notes', '0/2', 23803720, CAST('2026-12-01 04:00:30.686+00' AS timestamp with time zone), CURRENT_TIMESTAMP);
+INSERT INTO "analytics_freshet"._freshet_watermarks (table_name, sink_share, loaded_lsn, loaded_commit_time, updated_at) VALUES ('atlasco.entity_values', '0/2', 23803720, CAST('2026-12-01 04:00:30.686+00' AS timestamp with time zone), CAST('2026-12-01 04:00:31.000+00' AS timestamp with time zone)), ('public.notes', '0/2', 23803720, CAST('2026-12-01 04:00:30.686+00' AS timestamp with time zone), CAST('2026-12-01 04:00:31.000+00' AS timestamp with time zone));
 
