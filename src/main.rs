@@ -114,26 +114,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             sink_share,
             listen,
         } => {
-            // Handlers first: a SIGTERM during start-up must drain like any other.
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let signals = shutdown_signals()?;
-            tokio::spawn(async move {
-                let signal = signals.await;
-                tracing::info!(signal, "stopping");
-                let _ = stop.send(true);
-            });
+            let stopped = stop_on_signals()?;
             let p = std::sync::Arc::new(config::load(&pipeline)?);
             let output = output.unwrap_or(freshet::pipeline::OutputSpec::Kafka { state_dir });
             // Beside the halves, never restarted with them.
-            let (_, http) = freshet::telemetry::serve(
-                listen.unwrap_or(p.router.listen),
-                freshet::router::start(p.clone(), sink_share, stopped.clone()),
-                stopped.clone(),
-            )
-            .await?;
-            // After the listener: it installs the registry the budget gauges go to.
-            freshet::freshness::board().configure(&p);
-            tokio::spawn(freshet::freshness::evaluate(stopped.clone()));
+            let http = serve_api(&p, listen, sink_share, &stopped).await?;
             let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
             http.abort();
             code
@@ -164,22 +149,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Router { pipeline, listen } => {
-            let (stop, mut stopped) = tokio::sync::watch::channel(false);
-            let signals = shutdown_signals()?;
-            tokio::spawn(async move {
-                let signal = signals.await;
-                tracing::info!(signal, "stopping");
-                let _ = stop.send(true);
-            });
+            let mut stopped = stop_on_signals()?;
             let p = std::sync::Arc::new(config::load(&pipeline)?);
-            let (_, http) = freshet::telemetry::serve(
-                listen.unwrap_or(p.router.listen),
-                freshet::router::start(p.clone(), None, stopped.clone()),
-                stopped.clone(),
-            )
-            .await?;
-            freshet::freshness::board().configure(&p);
-            tokio::spawn(freshet::freshness::evaluate(stopped.clone()));
+            let http = serve_api(&p, listen, None, &stopped).await?;
             let _ = stopped.wait_for(|s| *s).await;
             let _ = http.await;
             Ok(ExitCode::SUCCESS)
@@ -402,6 +374,39 @@ async fn run_until_stopped(
 }
 
 /// Registers SIGTERM and SIGINT now; the future resolves with the first to arrive.
+/// A channel set on SIGTERM or SIGINT. Installed first: a signal during start-up must drain
+/// like any other.
+fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signals = shutdown_signals()?;
+    tokio::spawn(async move {
+        let signal = signals.await;
+        tracing::info!(signal, "stopping");
+        let _ = stop.send(true);
+    });
+    Ok(stopped)
+}
+
+/// The HTTP listener (`/metrics`, the router's API) and the freshness board's evaluation,
+/// until `stopped`; `share`: the sink share this process runs, if any.
+async fn serve_api(
+    p: &std::sync::Arc<config::Pipeline>,
+    listen: Option<std::net::SocketAddr>,
+    share: Option<freshet::batcher::Share>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (_, http) = freshet::telemetry::serve(
+        listen.unwrap_or(p.router.listen),
+        freshet::router::start(p.clone(), share, stopped.clone()),
+        stopped.clone(),
+    )
+    .await?;
+    // After the listener: it installs the registry the budget gauges go to.
+    freshet::freshness::board().configure(p);
+    tokio::spawn(freshet::freshness::evaluate(stopped.clone()));
+    Ok(http)
+}
+
 fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

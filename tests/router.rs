@@ -74,6 +74,34 @@ async fn wait_route(port: u16, query: &str, target: &str, timeout: Duration) -> 
     }
 }
 
+/// Rows written into `public.t` every `every` until stopped.
+struct Writer {
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    async fn start(url: &str, every: Duration) -> Writer {
+        let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (w, p) = (writing.clone(), support::connect(url).await);
+        let task = tokio::spawn(async move {
+            while w.load(std::sync::atomic::Ordering::Relaxed) {
+                p.batch_execute("INSERT INTO public.t (v) VALUES ('w')")
+                    .await
+                    .expect("insert");
+                tokio::time::sleep(every).await;
+            }
+        });
+        Writer { writing, task }
+    }
+
+    async fn stop(self) {
+        self.writing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("writer");
+    }
+}
+
 /// A primary of the test's own and its replica, with `public.t` on both.
 async fn primary_and_replica() -> (
     OwnCluster,
@@ -142,18 +170,7 @@ async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_
     r.batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .expect("pause");
-    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let writer = {
-        let (writing, p) = (writing.clone(), support::connect(&primary.url).await);
-        tokio::spawn(async move {
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                p.batch_execute("INSERT INTO public.t (v) VALUES ('w')")
-                    .await
-                    .expect("insert");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let writer = Writer::start(&primary.url, Duration::from_millis(100)).await;
     let d = wait_route(
         port,
         "table=public.t&class=analytics",
@@ -187,8 +204,7 @@ async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_
     assert_eq!(mine["target"], "primary", "{mine}");
     assert_eq!(mine["reason"], "replica_behind");
 
-    writing.store(false, std::sync::atomic::Ordering::Relaxed);
-    writer.await.expect("writer");
+    writer.stop().await;
     r.batch_execute("SELECT pg_wal_replay_resume()")
         .await
         .expect("resume");
@@ -339,18 +355,7 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
     std::fs::write(&pipeline, yaml).expect("pipeline");
     let (capture, port) = start_role(dir.path(), &pipeline, "capture");
     let (mut sink, _) = start_role(dir.path(), &pipeline, "sink");
-    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let writer = {
-        let (writing, p) = (writing.clone(), support::connect(&primary.url).await);
-        tokio::spawn(async move {
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                p.batch_execute("INSERT INTO public.t (v) VALUES ('w')")
-                    .await
-                    .expect("insert");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let writer = Writer::start(&primary.url, Duration::from_millis(200)).await;
     let query = "table=public.t&class=analytics";
     support::wait_for(
         "the capture half's listener",
@@ -391,7 +396,6 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
     let (sink, _) = start_role(dir.path(), &pipeline, "sink");
     let d = wait_route(port, query, "warehouse", Duration::from_secs(90)).await;
     assert_eq!(d["reason"], "fresh_enough", "{d}");
-    writing.store(false, std::sync::atomic::Ordering::Relaxed);
-    writer.await.expect("writer");
+    writer.stop().await;
     drop((capture, sink));
 }

@@ -302,6 +302,23 @@ struct TableState {
 }
 
 impl TableState {
+    fn new(settings: TableSettings) -> TableState {
+        TableState {
+            settings,
+            loaded: HashMap::new(),
+            pending: BTreeMap::new(),
+            due: None,
+            stopped: false,
+            prepared: None,
+            purged: None,
+            marks: VecDeque::new(),
+            loaded_mark: None,
+            unsaved: false,
+            arrivals: 0,
+            skipped: false,
+        }
+    }
+
     fn covered(&self, span: Span) -> bool {
         let mut ranges = self
             .loaded
@@ -596,20 +613,7 @@ impl<'a> Loader<'a> {
             tables: settings
                 .tables
                 .iter()
-                .map(|t| TableState {
-                    settings: t.clone(),
-                    loaded: HashMap::new(),
-                    pending: BTreeMap::new(),
-                    due: None,
-                    stopped: false,
-                    prepared: None,
-                    purged: None,
-                    marks: VecDeque::new(),
-                    loaded_mark: None,
-                    unsaved: false,
-                    arrivals: 0,
-                    skipped: false,
-                })
+                .map(|t| TableState::new(t.clone()))
                 .collect(),
             summary: Summary::default(),
             failing_since: None,
@@ -1259,25 +1263,12 @@ mod tests {
     }
 
     fn table() -> TableState {
-        TableState {
-            settings: TableSettings {
-                source: "public.unit_settle".into(),
-                dir: "public/unit_settle".into(),
-                name: "unit_settle".into(),
-                cadence: Duration::from_secs(10),
-            },
-            loaded: HashMap::new(),
-            pending: BTreeMap::new(),
-            due: None,
-            stopped: false,
-            prepared: None,
-            purged: None,
-            marks: VecDeque::new(),
-            loaded_mark: None,
-            unsaved: false,
-            arrivals: 0,
-            skipped: false,
-        }
+        TableState::new(TableSettings {
+            source: "public.unit_settle".into(),
+            dir: "public/unit_settle".into(),
+            name: "unit_settle".into(),
+            cadence: Duration::from_secs(10),
+        })
     }
 
     fn arrive(t: &mut TableState, first: i64) {

@@ -91,6 +91,17 @@ pub fn literal(s: &str) -> String {
 }
 
 impl Table {
+    /// No table: the warehouse schema's own state (the ledger, the barriers, the watermarks).
+    pub fn of_schema(schema: &str) -> Table {
+        Table {
+            source: String::new(),
+            schema: schema.to_owned(),
+            name: String::new(),
+            key: Vec::new(),
+            eav: false,
+        }
+    }
+
     pub fn state_schema(&self) -> String {
         ident(&format!("{}_freshet", self.schema))
     }
@@ -222,13 +233,7 @@ fn text_type(d: Dialect) -> String {
 
 /// Freshet's state tables, made once per warehouse schema.
 pub fn setup(schema: &str, d: Dialect) -> Vec<String> {
-    let t = Table {
-        source: String::new(),
-        schema: schema.to_owned(),
-        name: String::new(),
-        key: Vec::new(),
-        eav: false,
-    };
+    let t = Table::of_schema(schema);
     let name = match d {
         Dialect::Postgres => "text".to_owned(),
         Dialect::Redshift => "character varying(1024)".to_owned(),
@@ -524,13 +529,7 @@ pub fn save_watermarks(
     if marks.is_empty() {
         return Vec::new();
     }
-    let t = Table {
-        source: String::new(),
-        schema: schema.to_owned(),
-        name: String::new(),
-        key: Vec::new(),
-        eav: false,
-    };
+    let t = Table::of_schema(schema);
     let timestamp = |ms: i64| {
         let at = chrono::DateTime::from_timestamp_millis(ms)
             .unwrap_or_default()
@@ -568,13 +567,7 @@ pub fn save_watermarks(
 
 /// The recorded loaded watermarks, as text: table, sink share, end LSN, commit time in Unix ms.
 pub fn read_watermarks(schema: &str) -> String {
-    let t = Table {
-        source: String::new(),
-        schema: schema.to_owned(),
-        name: String::new(),
-        key: Vec::new(),
-        eav: false,
-    };
+    let t = Table::of_schema(schema);
     format!(
         "SELECT table_name, sink_share, CAST(loaded_lsn AS varchar(20)), CAST(CAST(EXTRACT(EPOCH \
          FROM loaded_commit_time) * 1000 AS bigint) AS varchar(20)) FROM {}",
