@@ -40,9 +40,9 @@ pub struct Candidate {
     pub name: String,
     /// Where to connect, without credentials.
     pub endpoint: String,
-    /// Everything committed up to the watermark is readable there; `Err` says why it is
-    /// not a target now (down, nothing known yet).
-    pub seen: Result<Watermark, String>,
+    /// Everything committed up to the watermark is readable there; `Ok(None)`: it answers
+    /// but holds no known watermark yet; `Err` says why it is down.
+    pub seen: Result<Option<Watermark>, String>,
 }
 
 /// Where to read.
@@ -54,7 +54,7 @@ pub struct Decision {
     pub endpoint: String,
     /// Why this target: `fresh_enough`, `applied`, `zero_budget` when the first choice
     /// served; else why the fresher ones were passed over (`warehouse_behind`,
-    /// `warehouse_down`, `replica_behind`, `replica_down`), or `only_primary`.
+    /// `warehouse_down`, `warehouse_unknown`, and the same for replicas), or `only_primary`.
     pub reason: &'static str,
     /// The same, for people.
     pub detail: String,
@@ -89,7 +89,11 @@ pub fn decide(need: Need, candidates: &[Candidate], primary: &str, now_ms: i64) 
                 down(c.target),
                 format!("{} ({}): {why}", c.name, c.endpoint),
             ),
-            Ok(w) => {
+            Ok(None) => (
+                unknown(c.target),
+                format!("{} holds no known watermark for the table yet", c.name),
+            ),
+            Ok(Some(w)) => {
                 let lag = w.lag(now_ms);
                 let (ok, detail) = match need {
                     Need::Staleness(max) => (
@@ -152,6 +156,13 @@ fn down(t: Target) -> &'static str {
     }
 }
 
+fn unknown(t: Target) -> &'static str {
+    match t {
+        Target::Warehouse => "warehouse_unknown",
+        _ => "replica_unknown",
+    }
+}
+
 fn behind(t: Target) -> &'static str {
     match t {
         Target::Warehouse => "warehouse_behind",
@@ -170,10 +181,10 @@ mod tests {
             target,
             name: name.into(),
             endpoint: format!("{name}:5432/db"),
-            seen: Ok(Watermark {
+            seen: Ok(Some(Watermark {
                 lsn: Lsn(lsn),
                 commit_ms: NOW - lag_ms,
-            }),
+            })),
         }
     }
 
@@ -210,6 +221,9 @@ mod tests {
         ];
         let d = decide(staleness(0), &targets, "p", NOW);
         assert_eq!((d.target, d.reason), (Target::Primary, "zero_budget"));
+        targets[0].seen = Ok(None);
+        let d = decide(staleness(1_000), &targets, "p", NOW);
+        assert_eq!((d.target, d.reason), (Target::Replica, "warehouse_unknown"));
         targets[0].seen = Err("connection refused".into());
         let d = decide(staleness(1_000), &targets, "p", NOW);
         assert_eq!((d.target, d.reason), (Target::Replica, "warehouse_down"));

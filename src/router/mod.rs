@@ -184,12 +184,10 @@ impl Api {
                 false => None,
             };
             let seen = match loaded {
-                Ok(recorded) => match (recorded.get(table).copied(), here) {
-                    (Some(a), Some(b)) => Ok(a.max(b)),
-                    (a, b) => a
-                        .or(b)
-                        .ok_or_else(|| format!("no loaded watermark for {table} yet")),
-                },
+                Ok(recorded) => Ok(match (recorded.get(table).copied(), here) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }),
                 Err(e) => Err(e.clone()),
             };
             out.push(Candidate {
@@ -210,7 +208,9 @@ impl Api {
             })
             .collect();
         // Freshest first (those down last): if it is not fresh enough, none is.
-        replicas.sort_by_key(|c| std::cmp::Reverse(c.seen.as_ref().ok().map(|w| w.commit_ms)));
+        replicas.sort_by_key(|c| {
+            std::cmp::Reverse(c.seen.as_ref().ok().and_then(|w| w.map(|w| w.commit_ms)))
+        });
         out.extend(replicas);
         out
     }

@@ -23,7 +23,7 @@ const HISTORY: usize = 600;
 #[derive(Debug, Default)]
 pub struct Seen {
     /// Per replica (in the pipeline's order): its name, endpoint and freshness.
-    pub replicas: Vec<(String, String, Result<Watermark, String>)>,
+    pub replicas: Vec<(String, String, Result<Option<Watermark>, String>)>,
     /// The warehouse's endpoint and, when it answered, its tables' loaded watermarks.
     pub warehouse: Option<(String, Result<Loaded, String>)>,
 }
@@ -229,7 +229,10 @@ async fn primary_position(
 
 /// A replica's freshness: everything up to the newest primary position it has replayed
 /// (read at that round's time); else up to its last replayed commit.
-async fn replica(r: &mut Replica, history: &VecDeque<(Lsn, i64)>) -> Result<Watermark, String> {
+async fn replica(
+    r: &mut Replica,
+    history: &VecDeque<(Lsn, i64)>,
+) -> Result<Option<Watermark>, String> {
     connect(&r.config, &mut r.client).await?;
     let Some(c) = &r.client else {
         return Err("not connected".into());
@@ -253,12 +256,12 @@ async fn replica(r: &mut Replica, history: &VecDeque<(Lsn, i64)>) -> Result<Wate
         return Err("not in recovery: it does not follow the primary (promoted?)".into());
     }
     if let Some(&(_, at)) = history.iter().rev().find(|(p, _)| *p <= lsn) {
-        return Ok(Watermark { lsn, commit_ms: at });
+        return Ok(Some(Watermark { lsn, commit_ms: at }));
     }
-    match row.get::<_, Option<i64>>(2) {
-        Some(commit_ms) => Ok(Watermark { lsn, commit_ms }),
-        None => Err("has replayed no transaction yet".into()),
-    }
+    // Nothing known until it replays a transaction or passes a primary position.
+    Ok(row
+        .get::<_, Option<i64>>(2)
+        .map(|commit_ms| Watermark { lsn, commit_ms }))
 }
 
 async fn loaded(
