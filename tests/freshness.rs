@@ -81,6 +81,16 @@ fn labelled(metrics: &str, name: &str, table: &str, stage: &str) -> Option<f64> 
         .and_then(|v| v.parse().ok())
 }
 
+/// `public.busy`'s count of breaches at the loaded stage, once counted.
+fn busy_loaded_breaches(metrics: &str) -> Option<f64> {
+    labelled(
+        metrics,
+        "freshet_freshness_breaches_total",
+        "public.busy",
+        "loaded",
+    )
+}
+
 async fn wait_status(port: u16, table: &str, at: &str, want: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
@@ -286,22 +296,11 @@ async fn a_stalled_load_breaches_the_budget_and_recovers() {
     assert!(lag > 4_000, "in breach at {lag} ms");
     let metrics = support::wait_for("the breach counted", Duration::from_secs(10), || async {
         let m = support::scrape(port);
-        labelled(
-            &m,
-            "freshet_freshness_breaches_total",
-            "public.busy",
-            "loaded",
-        )
-        .map(|_| m)
+        busy_loaded_breaches(&m).map(|_| m)
     })
     .await;
     assert_eq!(
-        labelled(
-            &metrics,
-            "freshet_freshness_breaches_total",
-            "public.busy",
-            "loaded"
-        ),
+        busy_loaded_breaches(&metrics),
         Some(1.0),
         "one breach counted:\n{metrics}"
     );
@@ -321,12 +320,7 @@ async fn a_stalled_load_breaches_the_budget_and_recovers() {
     })
     .await;
     assert_eq!(
-        labelled(
-            &metrics,
-            "freshet_freshness_breaches_total",
-            "public.busy",
-            "loaded"
-        ),
+        busy_loaded_breaches(&metrics),
         Some(1.0),
         "a breach is counted once however long it lasts"
     );

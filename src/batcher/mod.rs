@@ -716,9 +716,12 @@ impl<'a> Batcher<'a> {
         }
         let mut oldest_needed = self.marks.len();
         for i in 0..self.settings.tables.len() {
-            let Some(at) = (0..self.marks.len())
-                .rev()
-                .find(|&j| self.passed(i, &self.marks[j]))
+            // Marks only grow, so the passed ones come first: a binary search, not a scan of
+            // every mark each time a table catching up is asked.
+            let Some(at) = self
+                .marks
+                .partition_point(|m| self.passed(i, m))
+                .checked_sub(1)
             else {
                 oldest_needed = 0;
                 continue;

@@ -211,7 +211,12 @@ impl Producer {
                     match result {
                         Ok(Ok(d)) => {
                             tracing::debug!(%topic, partition = d.partition, offset = d.offset, "delivered");
-                            let end = self.ends.entry(topic.to_string()).or_default().entry(d.partition).or_default();
+                            // Per record: no allocation unless the topic is new.
+                            let ends = match self.ends.get_mut(&*topic) {
+                                Some(ends) => ends,
+                                None => self.ends.entry(topic.to_string()).or_default(),
+                            };
+                            let end = ends.entry(d.partition).or_default();
                             *end = (*end).max(d.offset + 1);
                             bytes -= b;
                             delivered += 1;
