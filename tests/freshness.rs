@@ -178,6 +178,17 @@ async fn an_idle_tables_lag_stays_near_the_heartbeat_interval_at_every_stage() {
 
     let metrics = support::scrape(port);
     support::promtool_check_metrics(&metrics);
+    // One insert into each table: one `c` change, and its record's bytes.
+    for t in TABLES {
+        let changes = format!("freshet_capture_changes_total{{table=\"{t}\",op=\"c\"}} 1\n");
+        assert!(metrics.contains(&changes), "no {changes:?} in:\n{metrics}");
+        let bytes: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("freshet_capture_bytes_total{{table=\"{t}\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no capture bytes for {t}:\n{metrics}"));
+        assert!(bytes > 20.0, "{t}: {bytes} bytes for a row");
+    }
     let lag = labelled(
         &metrics,
         "freshet_freshness_lag_seconds",
@@ -324,5 +335,86 @@ async fn a_stalled_load_breaches_the_budget_and_recovers() {
         Some(1.0),
         "a breach is counted once however long it lasts"
     );
+    drop(daemon);
+}
+
+/// A table being snapshotted is complete at no stage: no watermark, status `snapshotting`,
+/// until its last rows are there; the table beside it, snapshotted at once, goes on as
+/// usual. The first loaded watermark it shows finds every row in the warehouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_being_snapshotted_has_no_watermark_until_all_its_rows_are_there() {
+    const ROWS: i64 = 30_000;
+    let s = setup("fr_snap").await;
+    s.client
+        .batch_execute(&format!(
+            "INSERT INTO public.busy SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g"
+        ))
+        .await
+        .expect("fill");
+    let broker = Broker::start(Engine::Memory);
+    let lake = s.dir.path().join("lake");
+    // Snapshots run one table at a time, in this order: the empty one is done at once.
+    let tables = ["public.quiet", "public.busy"];
+    let extra = format!(
+        "batcher:\n  store: file://{}\n  rotation:\n    max_age: 1s\n{}",
+        lake.display(),
+        warehouse_yaml(&s.db.url, &tables, "10s")
+    );
+    let pipeline = s.kafka_pipeline(&tables, &broker.brokers(), &extra, true);
+    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
+    // Small chunks: the snapshot lasts long enough to be watched.
+    let yaml = yaml.replace(
+        "source:\n",
+        "source:\n  snapshot: { mode: initial, chunk_rows: 20 }\n",
+    );
+    std::fs::write(&pipeline, yaml).expect("pipeline");
+    let (daemon, port) = s.start_listening(&pipeline, &[]);
+    s.slot_ready(&daemon).await;
+    let started = Instant::now();
+    let mut seen_held = false;
+    let mut quiet_ok_meanwhile = false;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "public.busy never loaded: {:?}",
+            freshness(port)
+        );
+        let f = freshness(port);
+        let busy_loaded = stage(&f, "public.busy", "loaded");
+        if busy_loaded["watermark_lsn"].is_null() {
+            if f["public.busy"]
+                .iter()
+                .all(|s| s["status"] == "snapshotting")
+            {
+                seen_held = true;
+                quiet_ok_meanwhile |= stage(&f, "public.quiet", "loaded")["status"] == "ok";
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        // The first claim that the warehouse holds everything: it does.
+        let n: i64 = s
+            .client
+            .query_one("SELECT count(*) FROM analytics.busy", &[])
+            .await
+            .expect("count the warehouse's rows")
+            .get(0);
+        assert_eq!(
+            n, ROWS,
+            "public.busy loaded up to {busy_loaded} with {n} of its {ROWS} rows in the warehouse"
+        );
+        assert_ne!(busy_loaded["status"], "snapshotting", "{busy_loaded}");
+        break;
+    }
+    eprintln!(
+        "the snapshot of {ROWS} rows was loaded after {:?}",
+        started.elapsed()
+    );
+    assert!(seen_held, "public.busy was never seen snapshotting");
+    assert!(
+        quiet_ok_meanwhile,
+        "public.quiet's loaded stage was never ok while public.busy was snapshotting"
+    );
+    wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
     drop(daemon);
 }

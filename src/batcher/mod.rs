@@ -14,7 +14,7 @@
 pub mod columns;
 pub mod layout;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -684,8 +684,16 @@ impl<'a> Batcher<'a> {
             return;
         };
         let board = freshness::board();
-        board.advance_all(Stage::Captured, mark.watermark);
-        board.advance_all(Stage::Kafka, mark.watermark);
+        let snapshotting: BTreeSet<String> = self
+            .settings
+            .tables
+            .iter()
+            .filter(|t| !mark.covers(&t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        board.snapshotting(&snapshotting);
+        board.advance_all(Stage::Captured, mark.watermark, &snapshotting);
+        board.advance_all(Stage::Kafka, mark.watermark, &snapshotting);
         if self.marks.len() == MAX_MARKS {
             self.marks.pop_front();
         }
@@ -727,12 +735,16 @@ impl<'a> Batcher<'a> {
                 continue;
             };
             oldest_needed = oldest_needed.min(at);
+            let t = &self.settings.tables[i];
+            // Not while its snapshot runs: the objects hold the changes, not yet every row.
+            if !self.marks[at].covers(&t.name) {
+                continue;
+            }
             let w = self.marks[at].watermark;
             if self.lake[i].is_some_and(|old| old >= w) {
                 continue;
             }
             self.lake[i] = Some(w);
-            let t = &self.settings.tables[i];
             freshness::board().advance(&t.name, Stage::Lake, w);
             if let Some(progress) = &self.progress {
                 let _ = progress.send(Progress::Watermark {

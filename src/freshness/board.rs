@@ -1,7 +1,7 @@
 //! The board: every table's watermark per stage, its class and budget, and which stages are
 //! in breach.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ struct Table {
     budget: Option<Duration>,
     stages: [Option<Watermark>; 4],
     breached: [bool; 4],
+    /// Its snapshot is running: no stage holds all of it, whatever commits pass.
+    snapshotting: bool,
 }
 
 /// One table, as `/v1/freshness` answers.
@@ -39,8 +41,9 @@ pub struct StageFreshness {
     /// RFC 3339, UTC.
     pub watermark_commit_time: Option<String>,
     pub lag_ms: Option<u64>,
-    /// `ok`, `breach`, `unknown` (no watermark yet) or `unbudgeted` (no class, or a budget of
-    /// 0: only the primary is that fresh).
+    /// `ok`, `breach`, `unknown` (no watermark yet), `snapshotting` (the table's snapshot is
+    /// running: its watermarks wait for its end) or `unbudgeted` (no class, or a budget of 0:
+    /// only the primary is that fresh).
     pub status: &'static str,
 }
 
@@ -89,15 +92,25 @@ impl Board {
         }
     }
 
-    /// Every configured table holds everything up to `w` at `stage` (the capture half's
-    /// stages see all tables' changes in commit order).
-    pub fn advance_all(&self, stage: Stage, w: Watermark) {
+    /// Every configured table but those `snapshotting` holds everything up to `w` at
+    /// `stage` (the capture half's stages see all tables' changes in commit order).
+    pub fn advance_all(&self, stage: Stage, w: Watermark, snapshotting: &BTreeSet<String>) {
         let mut tables = self.write();
-        for t in tables.values_mut() {
+        for (name, t) in tables.iter_mut() {
+            if snapshotting.contains(name) {
+                continue;
+            }
             let slot = &mut t.stages[index(stage)];
             if slot.is_none_or(|old| old < w) {
                 *slot = Some(w);
             }
+        }
+    }
+
+    /// The tables whose snapshot is running are these (shown as such).
+    pub fn snapshotting(&self, running: &BTreeSet<String>) {
+        for (name, t) in self.write().iter_mut() {
+            t.snapshotting = running.contains(name);
         }
     }
 
@@ -126,7 +139,10 @@ impl Board {
                                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                             }),
                             lag_ms: lag.map(|l| l.as_millis() as u64),
-                            status: status(t.budget, lag),
+                            status: match t.snapshotting {
+                                true => "snapshotting",
+                                false => status(t.budget, lag),
+                            },
                         }
                     })
                     .collect(),
@@ -198,9 +214,26 @@ mod tests {
         b.advance("t", Stage::Lake, w(200, 2_000));
         b.advance("t", Stage::Lake, w(100, 1_000));
         assert_eq!(b.watermark("t", Stage::Lake), Some(w(200, 2_000)));
-        b.advance_all(Stage::Lake, w(300, 3_000));
+        b.advance_all(Stage::Lake, w(300, 3_000), &BTreeSet::new());
         assert_eq!(b.watermark("t", Stage::Lake), Some(w(300, 3_000)));
         assert_eq!(b.watermark("t", Stage::Loaded), None);
+    }
+
+    #[test]
+    fn a_table_being_snapshotted_is_held_and_shown_so() {
+        let b = Board::default();
+        b.advance("t", Stage::Kafka, w(100, 1_000));
+        b.advance("u", Stage::Kafka, w(100, 1_000));
+        let running = BTreeSet::from(["t".to_string()]);
+        b.snapshotting(&running);
+        b.advance_all(Stage::Kafka, w(200, 2_000), &running);
+        assert_eq!(b.watermark("t", Stage::Kafka), Some(w(100, 1_000)));
+        assert_eq!(b.watermark("u", Stage::Kafka), Some(w(200, 2_000)));
+        let s = b.snapshot(3_000);
+        assert_eq!(s[0].stages[1].status, "snapshotting");
+        assert_eq!(s[1].stages[1].status, "unbudgeted");
+        b.snapshotting(&BTreeSet::new());
+        assert_eq!(b.snapshot(3_000)[0].stages[1].status, "unbudgeted");
     }
 
     #[test]

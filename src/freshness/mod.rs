@@ -83,13 +83,28 @@ pub fn topic(prefix: &str) -> String {
 /// The one key of the watermark topic: compaction keeps the newest.
 pub const MARK_KEY: &str = "watermark";
 
-/// A watermark as the watermark topic carries it: every change committed up to it is in
-/// the topics below `offsets` (topic → partition → the offset after its last record).
+/// A watermark as the watermark topic carries it: every change of the `complete` tables
+/// committed up to it is in the topics below `offsets` (topic → partition → the offset after
+/// its last record).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mark {
     #[serde(flatten)]
     pub watermark: Watermark,
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The tables the mark speaks for: those not being snapshotted. Named rather than the
+    /// others left out, so a mark from before a table was added says nothing of it. Absent
+    /// (marks of capture without snapshots, or of earlier versions): every table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<Vec<String>>,
+}
+
+impl Mark {
+    /// Whether the mark speaks for `table`.
+    pub fn covers(&self, table: &str) -> bool {
+        self.complete
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|t| t == table))
+    }
 }
 
 /// Sets the lag gauges and reports breaches each second until `stopped`.

@@ -10,8 +10,12 @@
 //! front moves `kafka`, and, at most every [`MARK_EVERY`], is published on the watermark
 //! topic with the offsets it covers (the end of each partition up to its transaction), so
 //! the sink half knows how far its stages are, whichever process runs them.
+//!
+//! A table whose snapshot is still running is not complete at any stage, whatever commit
+//! passes: its watermarks stay where they are (none, for a first snapshot) until the
+//! snapshot's last rows are delivered, and the marks leave it out of their `complete` list.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +67,9 @@ pub struct Producer {
     /// Per topic and partition, the offset after the last record delivered in order: at
     /// start, the partitions' ends.
     ends: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The captured tables, and those of them whose snapshot is running (see
+    /// [`Producer::follow_snapshots`]); without them every table is complete.
+    snapshots: Option<(Vec<String>, watch::Receiver<BTreeSet<String>>)>,
 }
 
 impl Producer {
@@ -118,7 +125,25 @@ impl Producer {
             partitions_state,
             marks_topic: freshness::topic(&kafka.topic_prefix),
             ends,
+            snapshots: None,
         })
+    }
+
+    /// Follows which of `tables` are being snapshotted: they are held at every stage.
+    pub fn follow_snapshots(
+        &mut self,
+        tables: Vec<String>,
+        running: watch::Receiver<BTreeSet<String>>,
+    ) {
+        self.snapshots = Some((tables, running));
+    }
+
+    /// The tables being snapshotted now.
+    fn snapshotting(&self) -> BTreeSet<String> {
+        self.snapshots
+            .as_ref()
+            .map(|(_, running)| running.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// Each topic's partition count, as records are routed by.
@@ -142,6 +167,8 @@ impl Producer {
         let mut stalled = false;
         let mut latency = Latency::new();
         let mut marked = Instant::now() - MARK_EVERY;
+        let mut snapshotting = self.snapshotting();
+        freshness::board().snapshotting(&snapshotting);
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (changed_tx, mut changed) = mpsc::channel(1);
@@ -162,10 +189,14 @@ impl Producer {
                 latency.record(commit_ts, arrived_us);
                 pending.pop_front();
                 let w = Watermark::of_commit(end, commit_ts);
-                freshness::board().advance_all(Stage::Kafka, w);
+                freshness::board().advance_all(Stage::Kafka, w, &snapshotting);
                 if marked.elapsed() >= MARK_EVERY {
                     marked = Instant::now();
-                    self.mark(w);
+                    // Read here, after the commit was delivered: a snapshot ends only once
+                    // its last rows are, so a table left out of this set is complete at `w`.
+                    snapshotting = self.snapshotting();
+                    freshness::board().snapshotting(&snapshotting);
+                    self.mark(w, &snapshotting);
                 }
             }
             if !open && pending.is_empty() {
@@ -239,8 +270,11 @@ impl Producer {
                     None => open = false,
                     Some(Output::Commit { end_lsn, commit_ts }) => {
                         let arrived_us = chrono::Utc::now().timestamp_micros();
-                        freshness::board()
-                            .advance_all(Stage::Captured, Watermark::of_commit(end_lsn, commit_ts));
+                        freshness::board().advance_all(
+                            Stage::Captured,
+                            Watermark::of_commit(end_lsn, commit_ts),
+                            &snapshotting,
+                        );
                         // Commits with no record between them (heartbeats, empty or skipped
                         // transactions) collapse into the last: the queue cannot grow with
                         // them while a delivery is stuck.
@@ -322,10 +356,17 @@ impl Producer {
 
     /// Publishes `w` with the offsets it covers. Best effort: the sink's watermarks wait for
     /// the next one when this one is lost; the data's delivery never waits for it.
-    fn mark(&self, w: Watermark) {
+    fn mark(&self, w: Watermark, snapshotting: &BTreeSet<String>) {
         let mark = freshness::Mark {
             watermark: w,
             offsets: self.ends.clone(),
+            complete: self.snapshots.as_ref().map(|(tables, _)| {
+                tables
+                    .iter()
+                    .filter(|t| !snapshotting.contains(*t))
+                    .cloned()
+                    .collect()
+            }),
         };
         let Ok(payload) = serde_json::to_vec(&mark) else {
             return;

@@ -136,6 +136,7 @@ pub async fn run(
     // Room for every table at start, plus signals that arrive during a snapshot.
     let (jobs, jobs_rx) = mpsc::channel(source.tables.len() + 64);
     let (chunks_tx, chunks) = mpsc::channel(1);
+    let mut running = std::collections::BTreeSet::new();
     for t in &source.tables {
         let table = t.value.clone();
         let job = match progress.progress.tables.get(&table.to_string()) {
@@ -153,8 +154,14 @@ pub async fn run(
             None => None,
         };
         if let Some(job) = job {
+            running.insert(job.table.to_string());
             let _ = jobs.try_send(job);
         }
+    }
+    let (running, running_rx) = watch::channel(running);
+    if let CaptureOutput::Kafka { producer, .. } = &mut output {
+        let tables = source.tables.iter().map(|t| t.value.to_string()).collect();
+        producer.follow_snapshots(tables, running_rx);
     }
     let tables = source.tables.iter().map(|t| t.value.clone()).collect();
     let run = snapshot::run_id();
@@ -165,6 +172,7 @@ pub async fn run(
         tables,
         ready: None,
         run,
+        running,
     });
     let snapshot_span =
         tracing::info_span!("snapshot", pipeline = %pipeline.name, stage = "snapshot");

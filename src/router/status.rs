@@ -112,6 +112,7 @@ fn render(f: &Freshness) -> String {
                         "ok" => "OK",
                         "breach" => "BREACH",
                         "unbudgeted" => "-",
+                        "snapshotting" => "SNAP",
                         _ => "?",
                     },
                     s.lag_ms.map_or_else(|| "-".to_owned(), human),

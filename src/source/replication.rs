@@ -1,6 +1,6 @@
 //! The capture loop: replication events in, typed transactions out, acknowledgements back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
@@ -140,6 +140,9 @@ pub struct SnapshotLink {
     pub ready: Option<Chunk>,
     /// The worker's run id: only watermarks carrying it are this run's.
     pub run: u64,
+    /// The tables whose snapshot has not finished (its last rows durable downstream), none
+    /// of them complete at any stage until it has: a first snapshot, or one resumed.
+    pub running: watch::Sender<BTreeSet<String>>,
 }
 
 pub struct Capture {
@@ -639,8 +642,23 @@ impl Capture {
                     after_key: None,
                     rows_read: 0,
                 };
+                // A table snapshotted before has all its changes already: the new reads
+                // only repeat rows. One never snapshotted is incomplete until this one ends.
+                let done_before = link
+                    .progress
+                    .progress
+                    .tables
+                    .get(&table.to_string())
+                    .is_some_and(|p| p.done);
                 match link.jobs.try_send(job) {
-                    Ok(()) => info!(%table, "snapshot requested by signal"),
+                    Ok(()) => {
+                        if !done_before {
+                            link.running.send_modify(|r| {
+                                r.insert(table.to_string());
+                            });
+                        }
+                        info!(%table, "snapshot requested by signal")
+                    }
                     Err(e) => {
                         error!(%table, error = %e, "snapshot request dropped: the snapshot worker is gone or its queue is full")
                     }
@@ -662,10 +680,22 @@ impl Capture {
         if done.is_empty() {
             return Ok(());
         }
+        let mut finished = Vec::new();
         for (table, progress) in done {
+            if progress.done {
+                finished.push(table.clone());
+            }
             link.progress.progress.tables.insert(table, progress);
         }
-        link.progress.save()
+        link.progress.save()?;
+        if !finished.is_empty() {
+            link.running.send_modify(|r| {
+                for t in &finished {
+                    r.remove(t);
+                }
+            });
+        }
+        Ok(())
     }
 
     fn confirm(&mut self) {

@@ -18,6 +18,10 @@ macro_rules! metrics {
 }
 
 metrics! {
+    counter CAPTURE_CHANGES_TOTAL = "freshet_capture_changes_total",
+        "Changes captured (streamed from the WAL or read by a snapshot), by table and Debezium op (c, u, d, r, t).";
+    counter CAPTURE_BYTES_TOTAL = "freshet_capture_bytes_total",
+        "Bytes of the record keys and values written for the captured changes, by table.";
     histogram KAFKA_COMMIT_TO_DELIVERY_SECONDS = "freshet_kafka_commit_to_delivery_seconds",
         "Commit in PostgreSQL → last record of the transaction acknowledged by Kafka.";
     counter KAFKA_RECORDS_DELIVERED_TOTAL = "freshet_kafka_records_delivered_total",

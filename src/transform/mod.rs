@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::change::{Change, Op, PgTimestamp, SourceEvent, Table};
 use crate::lsn::Lsn;
+use crate::telemetry::names;
 
 pub use encoding::{Encoding, SchemaError};
 
@@ -122,12 +123,49 @@ pub struct Transform {
     /// Per relation: whether it is captured; published tables outside `source.tables` are
     /// skipped, each reported once.
     decided: HashMap<u32, bool>,
+    /// Per relation, its change and byte counters (found once, not per change).
+    counted: HashMap<u32, Counted>,
     versions: HashMap<u32, Version>,
     /// Per relation, columns the catalog calls NOT NULL that streamed a NULL: nullable in
     /// every later version.
     widened: HashMap<u32, HashSet<String>>,
     /// The commit LSN of the last transaction seen: Debezium's `lastCommitLsn`.
     last_commit: Lsn,
+}
+
+/// A captured table's counters.
+struct Counted {
+    table: String,
+    /// By Debezium op letter, made on first use.
+    changes: HashMap<char, metrics::Counter>,
+    bytes: metrics::Counter,
+}
+
+impl Counted {
+    fn new(t: &Table) -> Counted {
+        let table = format!("{}.{}", t.schema, t.name);
+        Counted {
+            bytes: metrics::counter!(names::CAPTURE_BYTES_TOTAL, "table" => table.clone()),
+            changes: HashMap::new(),
+            table,
+        }
+    }
+
+    /// One change and the records written for it (none when its op is skipped).
+    fn count(&mut self, op: Op, records: &[Record]) {
+        let letter = op.letter();
+        self.changes
+            .entry(letter)
+            .or_insert_with(|| {
+                metrics::counter!(names::CAPTURE_CHANGES_TOTAL, "table" => self.table.clone(), "op" => letter.to_string())
+            })
+            .increment(1);
+        let bytes: usize = records
+            .iter()
+            .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.bytes.increment(bytes as u64);
+    }
 }
 
 /// Whether a refusal is of the topic's value subject (a key refused is not about NULLs).
@@ -216,6 +254,7 @@ impl Transform {
             primary_keys,
             captured,
             decided: HashMap::new(),
+            counted: HashMap::new(),
             versions: HashMap::new(),
             widened: HashMap::new(),
             last_commit: Lsn(0),
@@ -306,6 +345,10 @@ impl Transform {
                         continue;
                     }
                     let (mut schema_records, records) = self.change(&mut txn, &change).await?;
+                    self.counted
+                        .entry(t.oid)
+                        .or_insert_with(|| Counted::new(t))
+                        .count(change.op, &records);
                     if txn.total > 0 && !txn.began {
                         schema_records.extend(self.transaction_begin(&mut txn).await?);
                     }
