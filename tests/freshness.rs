@@ -178,6 +178,12 @@ async fn an_idle_tables_lag_stays_near_the_heartbeat_interval_at_every_stage() {
 
     let metrics = support::scrape(port);
     support::promtool_check_metrics(&metrics);
+    let (status, body) = support::http_get(port, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Json>(&body).expect("json"),
+        serde_json::json!({"ready": true, "halves": {"capture": {"ready": true}, "sink": {"ready": true}}}),
+    );
     // One insert into each table: one `c` change, and its record's bytes.
     for t in TABLES {
         let changes = format!("freshet_capture_changes_total{{table=\"{t}\",op=\"c\"}} 1\n");

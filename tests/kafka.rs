@@ -508,6 +508,8 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
     let load = loadgen_spawn(&s.db.url, 400, "45s");
     tokio::time::sleep(Duration::from_secs(4)).await;
     use support::kafka::Mode;
+    let (status, body) = support::http_get(metrics_port, "/readyz");
+    assert_eq!(status, 200, "ready before the outage: {body}");
     for (mode, secs) in [
         (Mode::Refuse, 10u64),
         (Mode::Forward, 3),
@@ -516,6 +518,15 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
     ] {
         proxy.set(mode);
         tokio::time::sleep(Duration::from_secs(secs)).await;
+        if mode == Mode::Refuse {
+            // Commits have waited 10 s for Kafka: more than three 1 s heartbeats, 5 s at least.
+            let (status, body) = support::http_get(metrics_port, "/readyz");
+            assert_eq!(
+                status, 503,
+                "not ready while nothing is acknowledged: {body}"
+            );
+            assert!(body.contains("for its acknowledgement"), "{body}");
+        }
     }
     let stalled_at = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
     broker.signal("STOP");
@@ -528,6 +539,11 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
         daemon.running(),
         "freshet rode out the outage without exiting; log:\n{}",
         daemon.log_text()
+    );
+    let (status, body) = support::http_get(metrics_port, "/readyz");
+    assert_eq!(
+        status, 200,
+        "ready again once acknowledgements flow: {body}"
     );
     let metrics = support::scrape(metrics_port);
     let event = |kind: &str| support::events(&metrics, kind, "kafka");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn, Instrument};
 
-use super::PipelineError;
+use super::{readiness, PipelineError};
 use crate::change::SourceEvent;
 use crate::config::{Pipeline, SnapshotMode};
 use crate::jsonl::JsonlOutput;
@@ -24,6 +24,9 @@ use crate::source::{heartbeat, publication, slot, SourceError};
 use crate::state::{self, State};
 use crate::transform::encoding::schema_topic;
 use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
+
+/// This half's name, in readiness and restarts.
+const HALF: &str = "capture";
 
 /// Events buffered between the source and the output; a full channel slows the WAL reader.
 pub const EVENT_BUFFER: usize = 4096;
@@ -199,10 +202,14 @@ pub async fn run(
     let mut output_task = tokio::spawn(output.run(pipeline.name.clone(), events_rx, durable_tx));
     let heartbeat_task = tokio::spawn(heartbeat::run(pg_config, source.heartbeat_interval.0));
 
+    readiness::heartbeats_every(source.heartbeat_interval.0);
+    readiness::waiting(None);
+    readiness::set(HALF, Ok(()));
     let streamed = capture
         .stream(&events, &mut durable, &mut shutdown)
         .instrument(span.clone())
         .await;
+    readiness::set(HALF, Err("the replication stream ended: draining".into()));
     match &streamed {
         Ok(Stopped::Shutdown) => info!(parent: &span, "shutdown requested: draining"),
         Ok(Stopped::EndOfStream) => warn!(parent: &span, "the server ended the replication stream"),

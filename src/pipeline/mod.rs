@@ -10,6 +10,7 @@ pub mod ack;
 mod capture;
 #[cfg(feature = "kafka")]
 pub mod policy;
+pub mod readiness;
 #[cfg(feature = "kafka")]
 pub mod sink;
 #[cfg(feature = "kafka")]

@@ -143,6 +143,8 @@ where
     let mut backoff = RESTART_BACKOFF_MIN;
     loop {
         let started = Instant::now();
+        // Each half says when it is under way.
+        super::readiness::set(half, Err("starting".into()));
         let e = match run(stopped.clone()).await {
             Ok(()) => return Ended::Stopped,
             Err(e) => e,
@@ -155,6 +157,7 @@ where
         if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
             backoff = RESTART_BACKOFF_MIN;
         }
+        super::readiness::set(half, Err(format!("restarting in {backoff:?} after: {e}")));
         metrics::counter!(names::PIPELINE_RESTARTS_TOTAL, "half" => half).increment(1);
         telemetry::emit(Event::Restarted {
             half,

@@ -22,6 +22,7 @@ pub use decide::{decide, Candidate, Decision, Need, Target};
 use crate::config::Pipeline;
 use crate::freshness::{board, Stage, TableFreshness};
 use crate::lsn::Lsn;
+use crate::pipeline::readiness;
 use crate::telemetry::names;
 
 /// The API's OpenAPI document, served at `/openapi.yaml`.
@@ -70,6 +71,7 @@ pub fn start(
         .route("/v1/route", get(route))
         .route("/v1/freshness", get(freshness))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route(
             "/openapi.yaml",
             get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
@@ -94,6 +96,39 @@ async fn freshness() -> Response {
             tables: board().snapshot(now.timestamp_millis()),
         },
     )
+}
+
+/// `GET /readyz`.
+#[derive(Debug, serde::Serialize)]
+struct Readiness {
+    ready: bool,
+    halves: BTreeMap<&'static str, HalfReadiness>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct HalfReadiness {
+    ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+async fn readyz() -> Response {
+    let (ready, halves) = readiness::report(chrono::Utc::now().timestamp_millis());
+    let halves = halves
+        .into_iter()
+        .map(|(half, state)| {
+            let (ready, reason) = match state {
+                Ok(()) => (true, None),
+                Err(why) => (false, Some(why)),
+            };
+            (half, HalfReadiness { ready, reason })
+        })
+        .collect();
+    let status = match ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json(status, &Readiness { ready, halves })
 }
 
 /// `GET /v1/route?table=T&(max_staleness=D|class=C|after_lsn=L)`.

@@ -40,6 +40,7 @@ impl From<&Source> for StreamSettings {
 use crate::lsn::{ChangeId, Lsn};
 use crate::pg;
 use crate::pipeline::ack::AckTracker;
+use crate::pipeline::readiness;
 
 /// A replication session before it streams.
 pub struct Opening {
@@ -127,6 +128,10 @@ pub enum Stopped {
     Shutdown,
     /// The server ended the stream cleanly.
     EndOfStream,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// The capture loop's end of the snapshot worker.
@@ -277,6 +282,8 @@ impl Capture {
                     let lsn = *durable.borrow_and_update();
                     self.ack.durable(lsn);
                     self.confirm();
+                    // Progress: what still waits, waits from now.
+                    readiness::waiting((self.ack.in_flight() > 0).then(now_ms));
                     self.snapshot_durable(lsn)?;
                     continue;
                 }
@@ -336,6 +343,9 @@ impl Capture {
                     )
                     .await?;
                     self.ack.commit(end_lsn);
+                    if self.ack.in_flight() == 1 {
+                        readiness::waiting(Some(now_ms()));
+                    }
                     if let Some((_, windows)) = &mut self.snapshots {
                         windows.commit(end_lsn);
                     }
