@@ -6,9 +6,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use support::{OwnCluster, Setup};
+use support::Setup;
 
 const DDL: &str = "CREATE TABLE public.t (id serial PRIMARY KEY, v text);";
+const INSERT: &str = "INSERT INTO public.t (v) VALUES ('w')";
 
 /// `freshet router` as a child process, killed on drop.
 struct RouterProcess {
@@ -74,61 +75,6 @@ async fn wait_route(port: u16, query: &str, target: &str, timeout: Duration) -> 
     }
 }
 
-/// Rows written into `public.t` every `every` until stopped.
-struct Writer {
-    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    async fn start(url: &str, every: Duration) -> Writer {
-        let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (w, p) = (writing.clone(), support::connect(url).await);
-        let task = tokio::spawn(async move {
-            while w.load(std::sync::atomic::Ordering::Relaxed) {
-                p.batch_execute("INSERT INTO public.t (v) VALUES ('w')")
-                    .await
-                    .expect("insert");
-                tokio::time::sleep(every).await;
-            }
-        });
-        Writer { writing, task }
-    }
-
-    async fn stop(self) {
-        self.writing
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        self.task.await.expect("writer");
-    }
-}
-
-/// A primary of the test's own and its replica, with `public.t` on both.
-async fn primary_and_replica() -> (
-    OwnCluster,
-    OwnCluster,
-    tokio_postgres::Client,
-    tokio_postgres::Client,
-) {
-    let primary = OwnCluster::start(&[]);
-    let p = support::connect(&primary.url).await;
-    p.batch_execute(DDL).await.expect("ddl");
-    let replica = primary.replica();
-    let r = support::connect(&replica.url).await;
-    support::wait_for(
-        "the table on the replica",
-        Duration::from_secs(30),
-        || async {
-            r.query_opt("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
-                .await
-                .ok()
-                .flatten()
-                .map(|_| ())
-        },
-    )
-    .await;
-    (primary, replica, p, r)
-}
-
 fn router_yaml(primary: &str, replica: &str) -> String {
     // A password in the replica's URL (trust auth ignores it): no answer may show it.
     let replica = replica.replacen("postgres@", "postgres:s3cret-pw@", 1);
@@ -143,7 +89,7 @@ fn router_yaml(primary: &str, replica: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_resumes() {
-    let (primary, replica, p, r) = primary_and_replica().await;
+    let (primary, replica, p, r) = support::primary_and_replica(DDL, "t").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let router = start_router(dir.path(), &router_yaml(&primary.url, &replica.url));
     let port = router.port;
@@ -170,7 +116,7 @@ async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_
     r.batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .expect("pause");
-    let writer = Writer::start(&primary.url, Duration::from_millis(100)).await;
+    let writer = support::Writer::start(&primary.url, INSERT, Duration::from_millis(100)).await;
     let d = wait_route(
         port,
         "table=public.t&class=analytics",
@@ -332,7 +278,7 @@ fn start_role(
 /// warehouse's records), and back once it runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_up() {
-    let (primary, replica, p, _r) = primary_and_replica().await;
+    let (primary, replica, p, _r) = support::primary_and_replica(DDL, "t").await;
     p.batch_execute("CREATE PUBLICATION rt FOR TABLE public.t")
         .await
         .expect("publication");
@@ -355,7 +301,7 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
     std::fs::write(&pipeline, yaml).expect("pipeline");
     let (capture, port) = start_role(dir.path(), &pipeline, "capture");
     let (mut sink, _) = start_role(dir.path(), &pipeline, "sink");
-    let writer = Writer::start(&primary.url, Duration::from_millis(200)).await;
+    let writer = support::Writer::start(&primary.url, INSERT, Duration::from_millis(200)).await;
     let query = "table=public.t&class=analytics";
     support::wait_for(
         "the capture half's listener",
@@ -378,11 +324,13 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
         Duration::from_secs(10),
         || async {
             let m = support::scrape(port);
+            // Exported at 0 from the start: counted once it is 1.
             m.lines()
                 .any(|l| {
                     l.starts_with("freshet_freshness_breaches_total{")
                         && l.contains("stage=\"loaded\"")
                         && l.contains("table=\"public.t\"")
+                        && l.ends_with(" 1")
                 })
                 .then_some(m)
         },

@@ -77,6 +77,12 @@ impl Board {
             let budget_gauge = budget.map_or(f64::NAN, |b| b.as_secs_f64());
             metrics::gauge!(names::FRESHNESS_BUDGET_SECONDS, "table" => name.clone(), "class" => class.clone().unwrap_or_else(|| "none".into()))
                 .set(budget_gauge);
+            // Exported from the start: a first breach is then an increase from 0, which
+            // `increase()` sees, not a series appearing at 1, which it does not.
+            for stage in Stage::ALL {
+                metrics::counter!(names::FRESHNESS_BREACHES_TOTAL, "table" => name.clone(), "stage" => stage.as_str())
+                    .increment(0);
+            }
             let entry = tables.entry(name).or_default();
             entry.class = class;
             entry.budget = budget;

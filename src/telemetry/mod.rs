@@ -46,6 +46,7 @@ pub fn install() -> Result<PrometheusHandle, TelemetryError> {
         .and_then(|b| b.install_recorder())
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
     names::describe();
+    event::export_known();
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

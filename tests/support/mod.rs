@@ -643,3 +643,60 @@ pub fn events(metrics: &str, kind: &str, stage: &str) -> f64 {
     )
     .unwrap_or(0.0)
 }
+
+/// `insert` run every `every` until stopped.
+pub struct Writer {
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub async fn start(url: &str, insert: &'static str, every: Duration) -> Writer {
+        let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (w, p) = (writing.clone(), connect(url).await);
+        let task = tokio::spawn(async move {
+            while w.load(std::sync::atomic::Ordering::Relaxed) {
+                p.batch_execute(insert).await.expect("insert");
+                tokio::time::sleep(every).await;
+            }
+        });
+        Writer { writing, task }
+    }
+
+    pub async fn stop(self) {
+        self.writing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("writer");
+    }
+}
+
+/// A primary of the test's own and its replica, with `ddl` run on the first and `table`
+/// arrived on the second.
+pub async fn primary_and_replica(
+    ddl: &str,
+    table: &str,
+) -> (
+    OwnCluster,
+    OwnCluster,
+    tokio_postgres::Client,
+    tokio_postgres::Client,
+) {
+    let primary = OwnCluster::start(&[]);
+    let p = connect(&primary.url).await;
+    p.batch_execute(ddl).await.expect("ddl");
+    let replica = primary.replica();
+    let r = connect(&replica.url).await;
+    wait_for(
+        "the table on the replica",
+        Duration::from_secs(30),
+        || async {
+            r.query_opt("SELECT 1 FROM pg_class WHERE relname = $1", &[&table])
+                .await
+                .ok()
+                .flatten()
+                .map(|_| ())
+        },
+    )
+    .await;
+    (primary, replica, p, r)
+}
