@@ -6,6 +6,9 @@ export FRESHET_TANSU=${FRESHET_TANSU:-$FRESHET_CACHE/tansu/bin/tansu}
 export FRESHET_CARGO_FUZZ=${FRESHET_CARGO_FUZZ:-$FRESHET_CACHE/cargo-fuzz/bin/cargo-fuzz}
 # The consumers' side of the tests: Python with the official Confluent client and fastavro.
 export FRESHET_VENV=${FRESHET_VENV:-$FRESHET_CACHE/venv}
+# Schemathesis, which tests the HTTP API against its OpenAPI document: a venv of its own, so
+# its pins never meet the consumers'.
+export FRESHET_SCHEMATHESIS=${FRESHET_SCHEMATHESIS:-$FRESHET_CACHE/schemathesis/bin/schemathesis}
 # The fuzz build (sanitizer flags) keeps its own output, so it never invalidates the main one.
 export FRESHET_FUZZ_TARGET=${FRESHET_FUZZ_TARGET:-$FRESHET_CACHE/fuzz-target}
 mkdir -p "$FRESHET_CACHE"

@@ -67,6 +67,13 @@ sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION' or fastavro._
         "fastavro==$FASTAVRO_VERSION" "pyarrow==$PYARROW_VERSION" "moto[server]==$MOTO_VERSION" \
         "psycopg[binary]==$PSYCOPG_VERSION" >&2
 fi
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$FRESHET_SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "install: schemathesis $SCHEMATHESIS_VERSION in a venv of its own" >&2
+    python3 -m venv "$FRESHET_CACHE/schemathesis" >&2
+    "$FRESHET_CACHE/schemathesis/bin/pip" install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" >&2
+fi
 # cargo-fuzz: the test command builds the fuzz targets (with AddressSanitizer), README says how
 # to run them. Built once into the cache.
 CARGO_FUZZ_VERSION=0.13.2
