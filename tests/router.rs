@@ -345,6 +345,40 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
     let d = wait_route(port, query, "warehouse", Duration::from_secs(90)).await;
     assert_eq!(d["reason"], "fresh_enough", "{d}");
     writer.stop().await;
+
+    // Read-your-writes on the warehouse: a fresh write's token goes elsewhere until the row
+    // is loaded, and whenever it goes to the warehouse, the row is there.
+    p.batch_execute("INSERT INTO public.t (v) VALUES ('mine')")
+        .await
+        .expect("write");
+    let token: String = p
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .expect("position")
+        .get(0);
+    let mut elsewhere = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, d) = route(port, &format!("table=public.t&after_lsn={token}"));
+        assert_eq!(status, 200, "{d}");
+        if d["target"] == "warehouse" {
+            assert_eq!(d["reason"], "applied", "{d}");
+            let loaded: i64 = p
+                .query_one("SELECT count(*) FROM analytics.t WHERE v = 'mine'", &[])
+                .await
+                .expect("read the warehouse")
+                .get(0);
+            assert_eq!(loaded, 1, "routed to a warehouse that lacks the write: {d}");
+            break;
+        }
+        elsewhere += 1;
+        assert!(
+            Instant::now() < deadline,
+            "never routed to the warehouse: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(elsewhere > 0, "the warehouse had the write at once");
     drop((capture, sink));
 }
 
