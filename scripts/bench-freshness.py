@@ -15,6 +15,7 @@ usage: bench-freshness.py SOURCE_URL WAREHOUSE_URL BROKERS TOPIC LAKE_DIR API_PO
 """
 
 import json
+import math
 import os
 import sys
 import threading
@@ -112,7 +113,7 @@ def watch_claims():
     while not done.is_set():
         try:
             doc = json.load(urllib.request.urlopen(url, timeout=2))
-        except OSError:
+        except (OSError, ValueError):
             time.sleep(POLL)
             continue
         now = time.time()
@@ -124,10 +125,11 @@ def watch_claims():
 
 
 def pct(values, p):
+    """Nearest-rank percentile."""
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[max(0, min(len(values) - 1, int(round(p / 100 * len(values) + 0.5)) - 1))]
+    return values[max(1, min(len(values), math.ceil(p / 100 * len(values)))) - 1]
 
 
 watchers = [threading.Thread(target=f, daemon=True)

@@ -62,8 +62,19 @@ warehouse:
     url: $warehouse
 YAML
 "$freshet" run --pipeline "$run/pipeline.yaml" --state-dir "$run" --listen "127.0.0.1:$port" >"$run/freshet.log" 2>&1 &
-pids+=($!)
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null; do sleep 0.2; done
+freshet_pid=$!
+pids+=($freshet_pid)
+# Ready: both halves run and capture streams (its topics made).
+deadline=$((SECONDS + 120))
+ready() { python3 -c "import sys, urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/readyz', timeout=2)" 2>/dev/null; }
+until ready; do
+    if ! kill -0 "$freshet_pid" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
+        echo "freshet did not get ready; its log:" >&2
+        tail -20 "$run/freshet.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
 # The background load: LOAD_RATE rows/s in transactions of ten.
 python3 - "$url" "${LOAD_RATE:-200}" <<'PY' &
 import subprocess, sys, time

@@ -70,8 +70,9 @@ fi
 SCHEMATHESIS_VERSION=4.32.5
 if ! "$FRESHET_SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
     echo "install: schemathesis $SCHEMATHESIS_VERSION in a venv of its own" >&2
-    python3 -m venv "$FRESHET_CACHE/schemathesis" >&2
-    "$FRESHET_CACHE/schemathesis/bin/pip" install --quiet --disable-pip-version-check \
+    schemathesis_venv=$(dirname "$(dirname "$FRESHET_SCHEMATHESIS")")
+    python3 -m venv "$schemathesis_venv" >&2
+    "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check \
         "schemathesis==$SCHEMATHESIS_VERSION" >&2
 fi
 # cargo-fuzz: the test command builds the fuzz targets (with AddressSanitizer), README says how

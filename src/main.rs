@@ -117,6 +117,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let stopped = stop_on_signals()?;
             let p = std::sync::Arc::new(config::load(&pipeline)?);
             let output = output.unwrap_or(freshet::pipeline::OutputSpec::Kafka { state_dir });
+            // Not ready until the halves say they are (they start after the listener).
+            freshet::pipeline::readiness::set(
+                freshet::pipeline::readiness::PROCESS,
+                Err("starting".into()),
+            );
             // Beside the halves, never restarted with them.
             let http = serve_api(&p, listen, sink_share, &stopped).await?;
             let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;

@@ -393,6 +393,15 @@ async fn a_table_being_snapshotted_has_no_watermark_until_all_its_rows_are_there
                 .iter()
                 .all(|s| s["status"] == "snapshotting")
             {
+                if !seen_held {
+                    // The gauge follows on the next evaluation (each second).
+                    support::wait_for("the snapshotting gauge", Duration::from_secs(5), || async {
+                        support::scrape(port)
+                            .contains("freshet_freshness_snapshotting{table=\"public.busy\"} 1")
+                            .then_some(())
+                    })
+                    .await;
+                }
                 seen_held = true;
                 quiet_ok_meanwhile |= stage(&f, "public.quiet", "loaded")["status"] == "ok";
             }
@@ -423,5 +432,34 @@ async fn a_table_being_snapshotted_has_no_watermark_until_all_its_rows_are_there
         "public.quiet's loaded stage was never ok while public.busy was snapshotting"
     );
     wait_equal(&s.client, &TABLES, Duration::from_secs(60)).await;
+
+    // Snapshotted again on demand: its rows were all delivered once, so nothing is held and
+    // its watermarks keep moving while the new reads go through.
+    let (code, text) = support::freshet(&[
+        "snapshot".as_ref(),
+        "--pipeline".as_ref(),
+        pipeline.as_os_str(),
+        "--table".as_ref(),
+        "public.busy".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let before = stage(&freshness(port), "public.busy", "loaded")["watermark_lsn"].clone();
+    let resnapshot = Instant::now();
+    while resnapshot.elapsed() < Duration::from_secs(8) {
+        let f = freshness(port);
+        for s in &f["public.busy"] {
+            assert_ne!(s["status"], "snapshotting", "a complete table held: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = stage(&freshness(port), "public.busy", "loaded")["watermark_lsn"].clone();
+    assert!(
+        after.as_str() != before.as_str(),
+        "the loaded watermark stood still during the re-snapshot: {before} then {after}"
+    );
+    assert!(
+        daemon.log_text().contains("snapshot requested by signal"),
+        "the re-snapshot never started"
+    );
     drop(daemon);
 }

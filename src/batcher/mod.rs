@@ -688,10 +688,10 @@ impl<'a> Batcher<'a> {
             .settings
             .tables
             .iter()
-            .filter(|t| !mark.covers(&t.name))
+            .filter(|t| !mark.covers(&t.name, &t.topic))
             .map(|t| t.name.clone())
             .collect();
-        board.snapshotting(&snapshotting);
+        board.snapshotting_by_mark(&snapshotting);
         board.advance_all(Stage::Captured, mark.watermark, &snapshotting);
         board.advance_all(Stage::Kafka, mark.watermark, &snapshotting);
         if self.marks.len() == MAX_MARKS {
@@ -737,7 +737,7 @@ impl<'a> Batcher<'a> {
             oldest_needed = oldest_needed.min(at);
             let t = &self.settings.tables[i];
             // Not while its snapshot runs: the objects hold the changes, not yet every row.
-            if !self.marks[at].covers(&t.name) {
+            if !self.marks[at].covers(&t.name, &t.topic) {
                 continue;
             }
             let w = self.marks[at].watermark;

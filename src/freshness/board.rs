@@ -21,8 +21,16 @@ struct Table {
     budget: Option<Duration>,
     stages: [Option<Watermark>; 4],
     breached: [bool; 4],
-    /// Its snapshot is running: no stage holds all of it, whatever commits pass.
-    snapshotting: bool,
+    /// Its snapshot is running, as the capture half in this process says (it knows first),
+    /// else as the last mark read says: no stage holds all of it, whatever commits pass.
+    snapshotting_here: Option<bool>,
+    snapshotting_by_mark: bool,
+}
+
+impl Table {
+    fn snapshotting(&self) -> bool {
+        self.snapshotting_here.unwrap_or(self.snapshotting_by_mark)
+    }
 }
 
 /// One table, as `/v1/freshness` answers.
@@ -113,10 +121,18 @@ impl Board {
         }
     }
 
-    /// The tables whose snapshot is running are these (shown as such).
-    pub fn snapshotting(&self, running: &BTreeSet<String>) {
+    /// The tables whose snapshot is running are these, says this process's capture half.
+    pub fn snapshotting_here(&self, running: &BTreeSet<String>) {
         for (name, t) in self.write().iter_mut() {
-            t.snapshotting = running.contains(name);
+            t.snapshotting_here = Some(running.contains(name));
+        }
+    }
+
+    /// The tables whose snapshot is running are these, says the last mark read (heeded when
+    /// no capture half runs here).
+    pub fn snapshotting_by_mark(&self, running: &BTreeSet<String>) {
+        for (name, t) in self.write().iter_mut() {
+            t.snapshotting_by_mark = running.contains(name);
         }
     }
 
@@ -145,7 +161,7 @@ impl Board {
                                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                             }),
                             lag_ms: lag.map(|l| l.as_millis() as u64),
-                            status: match t.snapshotting {
+                            status: match t.snapshotting() {
                                 true => "snapshotting",
                                 false => status(t.budget, lag),
                             },
@@ -161,6 +177,13 @@ impl Board {
         let mut changes = Vec::new();
         let mut tables = self.write();
         for (name, t) in tables.iter_mut() {
+            let snapshotting = t.snapshotting();
+            metrics::gauge!(names::FRESHNESS_SNAPSHOTTING, "table" => name.clone())
+                .set(f64::from(u8::from(snapshotting)));
+            // Its lag says nothing while rows it will hold are still on their way.
+            if snapshotting {
+                continue;
+            }
             for stage in Stage::ALL {
                 let i = index(stage);
                 let Some(w) = t.stages[i] else { continue };
@@ -231,15 +254,20 @@ mod tests {
         b.advance("t", Stage::Kafka, w(100, 1_000));
         b.advance("u", Stage::Kafka, w(100, 1_000));
         let running = BTreeSet::from(["t".to_string()]);
-        b.snapshotting(&running);
+        b.snapshotting_by_mark(&running);
         b.advance_all(Stage::Kafka, w(200, 2_000), &running);
         assert_eq!(b.watermark("t", Stage::Kafka), Some(w(100, 1_000)));
         assert_eq!(b.watermark("u", Stage::Kafka), Some(w(200, 2_000)));
         let s = b.snapshot(3_000);
         assert_eq!(s[0].stages[1].status, "snapshotting");
         assert_eq!(s[1].stages[1].status, "unbudgeted");
-        b.snapshotting(&BTreeSet::new());
+        b.snapshotting_by_mark(&BTreeSet::new());
         assert_eq!(b.snapshot(3_000)[0].stages[1].status, "unbudgeted");
+        // The capture half here knows better than a mark.
+        b.snapshotting_here(&running);
+        assert_eq!(b.snapshot(3_000)[0].stages[1].status, "snapshotting");
+        b.snapshotting_by_mark(&BTreeSet::new());
+        assert_eq!(b.snapshot(3_000)[0].stages[1].status, "snapshotting");
     }
 
     #[test]

@@ -93,17 +93,19 @@ pub struct Mark {
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     /// The tables the mark speaks for: those not being snapshotted. Named rather than the
     /// others left out, so a mark from before a table was added says nothing of it. Absent
-    /// (marks of capture without snapshots, or of earlier versions): every table.
+    /// (marks of capture without snapshots, or of earlier versions): every table whose topic
+    /// the mark has offsets for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete: Option<Vec<String>>,
 }
 
 impl Mark {
-    /// Whether the mark speaks for `table`.
-    pub fn covers(&self, table: &str) -> bool {
-        self.complete
-            .as_ref()
-            .is_none_or(|c| c.iter().any(|t| t == table))
+    /// Whether the mark speaks for `table`, written to `topic`.
+    pub fn covers(&self, table: &str, topic: &str) -> bool {
+        match &self.complete {
+            Some(complete) => complete.iter().any(|t| t == table),
+            None => self.offsets.contains_key(topic),
+        }
     }
 }
 

@@ -138,12 +138,16 @@ impl Producer {
         self.snapshots = Some((tables, running));
     }
 
-    /// The tables being snapshotted now.
-    fn snapshotting(&self) -> BTreeSet<String> {
-        self.snapshots
-            .as_ref()
-            .map(|(_, running)| running.borrow().clone())
-            .unwrap_or_default()
+    /// Takes into `held` the tables being snapshotted now, when that changed (a load of an
+    /// atomic otherwise: it is asked at every commit), and shows them on the board.
+    fn follow(&mut self, held: &mut BTreeSet<String>) {
+        let Some((_, running)) = &mut self.snapshots else {
+            return;
+        };
+        if running.has_changed().unwrap_or(false) {
+            *held = running.borrow_and_update().clone();
+            freshness::board().snapshotting_here(held);
+        }
     }
 
     /// Each topic's partition count, as records are routed by.
@@ -167,8 +171,11 @@ impl Producer {
         let mut stalled = false;
         let mut latency = Latency::new();
         let mut marked = Instant::now() - MARK_EVERY;
-        let mut snapshotting = self.snapshotting();
-        freshness::board().snapshotting(&snapshotting);
+        let mut snapshotting = BTreeSet::new();
+        if let Some((_, running)) = &mut self.snapshots {
+            running.mark_changed();
+        }
+        self.follow(&mut snapshotting);
         let mut report = tokio::time::interval(STALL_REPORT);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (changed_tx, mut changed) = mpsc::channel(1);
@@ -189,13 +196,12 @@ impl Producer {
                 latency.record(commit_ts, arrived_us);
                 pending.pop_front();
                 let w = Watermark::of_commit(end, commit_ts);
+                // Read after the commit was delivered: a snapshot ends only once its last
+                // rows are, so a table left out of this set is complete at `w`.
+                self.follow(&mut snapshotting);
                 freshness::board().advance_all(Stage::Kafka, w, &snapshotting);
                 if marked.elapsed() >= MARK_EVERY {
                     marked = Instant::now();
-                    // Read here, after the commit was delivered: a snapshot ends only once
-                    // its last rows are, so a table left out of this set is complete at `w`.
-                    snapshotting = self.snapshotting();
-                    freshness::board().snapshotting(&snapshotting);
                     self.mark(w, &snapshotting);
                 }
             }
@@ -270,6 +276,7 @@ impl Producer {
                     None => open = false,
                     Some(Output::Commit { end_lsn, commit_ts }) => {
                         let arrived_us = chrono::Utc::now().timestamp_micros();
+                        self.follow(&mut snapshotting);
                         freshness::board().advance_all(
                             Stage::Captured,
                             Watermark::of_commit(end_lsn, commit_ts),

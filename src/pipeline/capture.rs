@@ -19,14 +19,11 @@ use crate::pg;
 use crate::source::replication::{Capture, SnapshotLink, Stopped};
 use crate::source::slot::SlotIdentity;
 use crate::source::slot::{Found, SlotState};
-use crate::source::snapshot::{self, Job, ProgressFile};
+use crate::source::snapshot::{self, Job, ProgressFile, TableProgress};
 use crate::source::{heartbeat, publication, slot, SourceError};
 use crate::state::{self, State};
 use crate::transform::encoding::schema_topic;
 use crate::transform::{eav, topic_name, Encoding, Transform, TransformError};
-
-/// This half's name, in readiness and restarts.
-const HALF: &str = "capture";
 
 /// Events buffered between the source and the output; a full channel slows the WAL reader.
 pub const EVENT_BUFFER: usize = 4096;
@@ -142,7 +139,9 @@ pub async fn run(
     let mut running = std::collections::BTreeSet::new();
     for t in &source.tables {
         let table = t.value.clone();
-        let job = match progress.progress.tables.get(&table.to_string()) {
+        let name = table.to_string();
+        let known = progress.progress.tables.get(&name);
+        let job = match known {
             Some(p) if p.done => None,
             Some(p) => Some(Job {
                 table,
@@ -157,7 +156,10 @@ pub async fn run(
             None => None,
         };
         if let Some(job) = job {
-            running.insert(job.table.to_string());
+            // Held until it ends, unless its rows were all delivered once already.
+            if !known.is_some_and(TableProgress::ever_complete) {
+                running.insert(name);
+            }
             let _ = jobs.try_send(job);
         }
     }
@@ -204,12 +206,15 @@ pub async fn run(
 
     readiness::heartbeats_every(source.heartbeat_interval.0);
     readiness::waiting(None);
-    readiness::set(HALF, Ok(()));
+    readiness::set(readiness::CAPTURE, Ok(()));
     let streamed = capture
         .stream(&events, &mut durable, &mut shutdown)
         .instrument(span.clone())
         .await;
-    readiness::set(HALF, Err("the replication stream ended: draining".into()));
+    readiness::set(
+        readiness::CAPTURE,
+        Err("the replication stream ended: draining".into()),
+    );
     match &streamed {
         Ok(Stopped::Shutdown) => info!(parent: &span, "shutdown requested: draining"),
         Ok(Stopped::EndOfStream) => warn!(parent: &span, "the server ended the replication stream"),

@@ -10,6 +10,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The halves' names here.
+pub const CAPTURE: &str = "capture";
+pub const SINK: &str = "sink";
+/// Stands for the halves of a `freshet run` until they are known: not ready.
+pub const PROCESS: &str = "pipeline";
+
 /// Per half: `Ok` while it does its job, or why not.
 static HALVES: Mutex<BTreeMap<&'static str, Result<(), String>>> = Mutex::new(BTreeMap::new());
 /// Since when (Unix ms) the oldest unconfirmed commit has waited; 0: none waits.
@@ -37,6 +43,11 @@ pub fn set(half: &'static str, state: Result<(), String>) {
     halves().insert(half, state);
 }
 
+/// The halves this process runs are known, each set: [`PROCESS`] no longer stands for them.
+pub fn halves_known() {
+    halves().remove(PROCESS);
+}
+
 /// The capture half's acknowledgements: `Some(since)` while a commit waits for one (Unix
 /// ms, since it or the last confirmation), `None` when nothing waits.
 pub fn waiting(since_ms: Option<i64>) {
@@ -46,13 +57,13 @@ pub fn waiting(since_ms: Option<i64>) {
 /// Whether every half run here is ready at `now_ms`, and each one's state.
 pub fn report(now_ms: i64) -> (bool, BTreeMap<&'static str, Result<(), String>>) {
     let mut states = halves().clone();
-    if let Some(Ok(())) = states.get("capture") {
+    if let Some(Ok(())) = states.get(CAPTURE) {
         let since = WAITING_SINCE_MS.load(Ordering::Relaxed);
         let waited = Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0));
         let stuck = Duration::from_millis(STUCK_MS.load(Ordering::Relaxed));
         if since != 0 && waited > stuck {
             states.insert(
-                "capture",
+                CAPTURE,
                 Err(format!(
                     "a commit has waited {}s for its acknowledgement (is Kafka reachable? see the kafka stage's stall events)",
                     waited.as_secs()
@@ -83,6 +94,14 @@ mod tests {
         assert!(report(132_000).0, "a confirmation restarts the wait");
         set("capture", Err("restarting".into()));
         assert!(!report(132_000).0);
+        halves().clear();
+        // A `freshet run` whose halves are not known yet is not ready; `freshet router` is.
+        assert!(report(132_000).0);
+        set(PROCESS, Err("starting".into()));
+        assert!(!report(132_000).0);
+        set(CAPTURE, Ok(()));
+        halves_known();
+        assert!(report(132_000).0);
         halves().clear();
     }
 }

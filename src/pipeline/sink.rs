@@ -48,7 +48,7 @@ impl Sink {
                 "the sink half reads the kafka section's topics; the pipeline has none".into(),
             ));
         };
-        super::readiness::set("sink", Ok(()));
+        super::readiness::set(super::readiness::SINK, Ok(()));
         let Some(l) = &self.loader else {
             return Ok(batcher::run(k, &self.settings, &self.store, None, stopped).await?);
         };

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::policy::{self, Class};
+use super::readiness;
 use super::sink::Sink;
 use super::{OutputSpec, PipelineError};
 use crate::batcher::Share;
@@ -71,6 +72,13 @@ pub async fn run(
     };
     // A half that fails for good stops the other through `halt`, as a signal would; the half
     // that failed first is the one the exit reports.
+    if role != Role::Sink {
+        readiness::set(readiness::CAPTURE, Err("starting".into()));
+    }
+    if sink.is_some() {
+        readiness::set(readiness::SINK, Err("starting".into()));
+    }
+    readiness::halves_known();
     let (halt, halted) = watch::channel(false);
     let first_failure: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     let mut signal = stopped.clone();
@@ -84,7 +92,7 @@ pub async fn run(
         if role == Role::Sink {
             return Ended::Stopped;
         }
-        let ended = supervise("capture", &halted, |stop| async move {
+        let ended = supervise(readiness::CAPTURE, &halted, |stop| async move {
             // Boxed, as is the sink's: each half's future is too deep to nest unboxed.
             Box::pin(super::run(p, output, stop))
                 .await
@@ -94,7 +102,7 @@ pub async fn run(
         })
         .await;
         if matches!(ended, Ended::Failed(..)) {
-            let _ = first_failure.set("capture");
+            let _ = first_failure.set(readiness::CAPTURE);
             let _ = halt.send(true);
         }
         ended
@@ -103,12 +111,12 @@ pub async fn run(
         let Some(sink) = &sink else {
             return Ended::Stopped;
         };
-        let ended = supervise("sink", &halted, |stop| async move {
+        let ended = supervise(readiness::SINK, &halted, |stop| async move {
             Box::pin(sink.run(p, stop)).await.map(|_| ())
         })
         .await;
         if matches!(ended, Ended::Failed(..)) {
-            let _ = first_failure.set("sink");
+            let _ = first_failure.set(readiness::SINK);
             let _ = halt.send(true);
         }
         ended
@@ -116,7 +124,7 @@ pub async fn run(
     let (capture, sink) = tokio::join!(capture, sink_half);
     // The first failure decides the exit; one of the other half while it stopped is logged.
     let (first, second) = match first_failure.get() {
-        Some(&"sink") => (sink, capture),
+        Some(&half) if half == readiness::SINK => (sink, capture),
         _ => (capture, sink),
     };
     if let (Ended::Failed(..), Ended::Failed(class, e)) = (&first, &second) {
@@ -144,7 +152,7 @@ where
     loop {
         let started = Instant::now();
         // Each half says when it is under way.
-        super::readiness::set(half, Err("starting".into()));
+        readiness::set(half, Err("starting".into()));
         let e = match run(stopped.clone()).await {
             Ok(()) => return Ended::Stopped,
             Err(e) => e,
@@ -157,7 +165,7 @@ where
         if started.elapsed() > RESTART_BACKOFF_MAX * 2 {
             backoff = RESTART_BACKOFF_MIN;
         }
-        super::readiness::set(half, Err(format!("restarting in {backoff:?} after: {e}")));
+        readiness::set(half, Err(format!("restarting in {backoff:?} after: {e}")));
         metrics::counter!(names::PIPELINE_RESTARTS_TOTAL, "half" => half).increment(1);
         telemetry::emit(Event::Restarted {
             half,

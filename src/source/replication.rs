@@ -611,15 +611,22 @@ impl Capture {
             emitted += 1;
         }
         let key = chunk.table.to_string();
-        let Some((_, windows)) = self.snapshots.as_mut() else {
+        let Some((link, windows)) = self.snapshots.as_mut() else {
             return Ok(());
         };
+        let complete_once = link
+            .progress
+            .progress
+            .tables
+            .get(&key)
+            .is_some_and(TableProgress::ever_complete);
         windows.emitted_in_txn(
             key,
             TableProgress {
                 after_key: chunk.next_key.clone(),
                 done: chunk.last,
                 rows: chunk.rows_read,
+                complete_once,
             },
         );
         debug!(
@@ -659,7 +666,7 @@ impl Capture {
                     .progress
                     .tables
                     .get(&table.to_string())
-                    .is_some_and(|p| p.done);
+                    .is_some_and(TableProgress::ever_complete);
                 match link.jobs.try_send(job) {
                     Ok(()) => {
                         if !done_before {

@@ -99,6 +99,17 @@ pub struct TableProgress {
     pub after_key: Option<Vec<String>>,
     pub done: bool,
     pub rows: u64,
+    /// A snapshot of the table (this one or an earlier) has ended: all its rows were
+    /// delivered once, so a later one only repeats them and holds no watermark back.
+    #[serde(default)]
+    pub complete_once: bool,
+}
+
+impl TableProgress {
+    /// Whether every row of the table was delivered once.
+    pub fn ever_complete(&self) -> bool {
+        self.done || self.complete_once
+    }
 }
 
 /// The progress file, replaced atomically (see [`crate::state`]).

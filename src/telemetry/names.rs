@@ -58,6 +58,8 @@ metrics! {
         "That commit time itself (Unix seconds), by table and stage.";
     gauge FRESHNESS_BUDGET_SECONDS = "freshet_freshness_budget_seconds",
         "The table's freshness budget, by table and class (`none`: no class, NaN).";
+    gauge FRESHNESS_SNAPSHOTTING = "freshet_freshness_snapshotting",
+        "1 while the table's snapshot runs (its watermarks wait for its end; its lag is not evaluated), else 0, by table.";
     counter FRESHNESS_BREACHES_TOTAL = "freshet_freshness_breaches_total",
         "A stage's lag passing the table's budget, by table and stage.";
     gauge SOURCE_SLOT_RETAINED_WAL_BYTES = "freshet_source_slot_retained_wal_bytes",
