@@ -75,6 +75,18 @@ async fn wait_route(port: u16, query: &str, target: &str, timeout: Duration) -> 
     }
 }
 
+/// Writes the row `mine`; returns its read-your-writes token: the position after the commit
+/// returned (the commit record included).
+async fn write_mine(p: &tokio_postgres::Client) -> String {
+    p.batch_execute("INSERT INTO public.t (v) VALUES ('mine')")
+        .await
+        .expect("write");
+    p.query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .expect("position")
+        .get(0)
+}
+
 fn router_yaml(primary: &str, replica: &str) -> String {
     // A password in the replica's URL (trust auth ignores it): no answer may show it.
     let replica = replica.replacen("postgres@", "postgres:s3cret-pw@", 1);
@@ -137,15 +149,7 @@ async fn a_paused_replica_loses_bounded_staleness_reads_to_the_primary_until_it_
     );
 
     // Read-your-writes: a fresh write's position routes to the primary while replay is paused.
-    // The token is the position after the commit returned (the commit record included).
-    p.batch_execute("INSERT INTO public.t (v) VALUES ('mine')")
-        .await
-        .expect("write");
-    let token: String = p
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .expect("position")
-        .get(0);
+    let token = write_mine(&p).await;
     let (_, mine) = route(port, &format!("table=public.t&after_lsn={token}"));
     assert_eq!(mine["target"], "primary", "{mine}");
     assert_eq!(mine["reason"], "replica_behind");
@@ -348,14 +352,7 @@ async fn a_stopped_loader_sends_analytics_reads_to_the_replica_until_it_catches_
 
     // Read-your-writes on the warehouse: a fresh write's token goes elsewhere until the row
     // is loaded, and whenever it goes to the warehouse, the row is there.
-    p.batch_execute("INSERT INTO public.t (v) VALUES ('mine')")
-        .await
-        .expect("write");
-    let token: String = p
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .expect("position")
-        .get(0);
+    let token = write_mine(&p).await;
     let mut elsewhere = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
