@@ -449,11 +449,10 @@ async fn bench_capture(
     Ok(ExitCode::SUCCESS)
 }
 
-fn pg_config(target: &Target) -> anyhow::Result<tokio_postgres::Config> {
-    target
-        .url
-        .parse()
-        .context("--url (or FRESHET_SOURCE_URL) is not a PostgreSQL connection string")
+fn pg_config(target: &Target) -> anyhow::Result<freshet::pg::Dsn> {
+    freshet::pg::Dsn::parse(&target.url).map_err(|e| {
+        anyhow::anyhow!("--url (or FRESHET_SOURCE_URL) is not a PostgreSQL connection string: {e}")
+    })
 }
 
 fn fill_options(target: &Target, shape: &Shape) -> FillOptions {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Config;
+use crate::pg::Dsn;
 
 use crate::loadgen::{self, Context, FillOptions, LoadgenError};
 use crate::pg;
@@ -49,7 +49,7 @@ pub struct QueryFigures {
 }
 
 pub async fn run(
-    config: &Config,
+    config: &Dsn,
     fill: &FillOptions,
     queries_file: &Path,
     runs: u32,

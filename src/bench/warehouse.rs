@@ -59,7 +59,7 @@ pub async fn visible(
             "bench visible reads the PostgreSQL warehouse".into(),
         ));
     };
-    let connect = |url: tokio_postgres::Config| async move {
+    let connect = |url: crate::pg::Dsn| async move {
         crate::pg::connect(&url)
             .await
             .map_err(|e| PipelineError::Config(e.to_string()))

@@ -147,10 +147,10 @@ impl PgUrl {
         self.0.expose()
     }
 
-    pub fn to_config(&self) -> tokio_postgres::Config {
+    pub fn to_config(&self) -> crate::pg::Dsn {
         // Parsed once already in `deserialize`; a failure here would be a bug, and an empty
         // config then fails at connect time with a clear message rather than a panic.
-        self.expose().parse().unwrap_or_default()
+        crate::pg::Dsn::parse(self.expose()).unwrap_or_default()
     }
 }
 
@@ -158,7 +158,7 @@ impl std::str::FromStr for PgUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse::<tokio_postgres::Config>()
+        crate::pg::Dsn::parse(s)
             .map(|_| PgUrl(Secret(SecretString::from(s.to_string()))))
             .map_err(|e| format!("not a PostgreSQL connection string: {e}"))
     }
@@ -167,7 +167,7 @@ impl std::str::FromStr for PgUrl {
 impl<'de> Deserialize<'de> for PgUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let secret = Secret::deserialize(d)?;
-        match secret.expose().parse::<tokio_postgres::Config>() {
+        match crate::pg::Dsn::parse(secret.expose()) {
             // The parser's message never echoes the input, so the password stays out of it.
             Err(e) => Err(de::Error::custom(format!(
                 "not a PostgreSQL connection string: {e}"

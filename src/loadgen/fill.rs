@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::pg::Dsn;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use rand::Rng;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 use tracing::info;
 
 use super::data::{self, Attribute, ValueType, ENTITY_TYPES};
@@ -63,7 +64,7 @@ impl std::fmt::Display for FillReport {
     }
 }
 
-pub async fn fill(config: &Config, opts: &FillOptions) -> Result<FillReport, LoadgenError> {
+pub async fn fill(config: &Dsn, opts: &FillOptions) -> Result<FillReport, LoadgenError> {
     if opts.tenants == 0 || opts.entities_per_tenant == 0 || opts.jobs == 0 {
         return Err(LoadgenError::Invalid(
             "tenants, entities and jobs must be at least 1".into(),
@@ -172,7 +173,7 @@ pub(super) fn first_entity_id(tenant: u32, entities_per_tenant: u32) -> i64 {
 }
 
 async fn fill_tenants(
-    config: &Config,
+    config: &Dsn,
     opts: &FillOptions,
     catalog: &[Attribute],
     tenants: &[u32],

@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::pg::Dsn;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
-use tokio_postgres::{Client, Config, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 use tracing::{info, warn};
 
 use super::data::{self, Attribute, Value, ValueType, ENTITY_TYPES};
@@ -125,7 +126,7 @@ struct Counters {
 }
 
 pub async fn run(
-    config: &Config,
+    config: &Dsn,
     opts: &RunOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<RunReport, LoadgenError> {

@@ -35,7 +35,7 @@ pub type Shared = Arc<RwLock<Seen>>;
 
 struct Replica {
     name: String,
-    config: tokio_postgres::Config,
+    config: crate::pg::Dsn,
     endpoint: String,
     client: Option<Client>,
 }
@@ -181,10 +181,7 @@ pub fn warehouse_endpoint(p: &Pipeline) -> String {
     }
 }
 
-async fn connect(
-    config: &tokio_postgres::Config,
-    client: &mut Option<Client>,
-) -> Result<(), String> {
+async fn connect(config: &crate::pg::Dsn, client: &mut Option<Client>) -> Result<(), String> {
     if client.as_ref().is_none_or(|c| c.is_closed()) {
         *client = Some(
             crate::pg::connect(config)
@@ -197,7 +194,7 @@ async fn connect(
 
 /// The primary's WAL position; sets the slot's retained and safe WAL gauges on the way.
 async fn primary_position(
-    config: &tokio_postgres::Config,
+    config: &crate::pg::Dsn,
     client: &mut Option<Client>,
     slot: &str,
 ) -> Result<Lsn, String> {

@@ -12,7 +12,7 @@ use crate::pg;
 /// Writes heartbeats every `interval` until the task is aborted. Failures are logged and
 /// retried on the next tick (the stream itself reports a server that is gone); every call is
 /// bounded so a black-holed connection cannot stall the heartbeats behind it.
-pub async fn run(config: tokio_postgres::Config, interval: Duration) {
+pub async fn run(config: crate::pg::Dsn, interval: Duration) {
     let limit = interval.max(Duration::from_secs(5));
     let mut client = None;
     let mut tick = tokio::time::interval(interval);

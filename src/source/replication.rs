@@ -46,7 +46,28 @@ use crate::pipeline::readiness;
 pub struct Opening {
     repl: ReplicationClient,
     endpoint: String,
+    tls: pg::Tls,
     stream: StreamSettings,
+}
+
+/// A replication failure; a certificate, or a server without TLS, named as the plain
+/// connections name it (the session connects on its first request, so any may meet it).
+fn replication_failed(
+    endpoint: &str,
+    tls: &pg::Tls,
+    error: pgwire_replication::PgWireError,
+) -> SourceError {
+    match pg::tls::explain(&error.to_string(), tls) {
+        Some(why) => SourceError::Connect(pg::ConnectError {
+            endpoint: endpoint.to_owned(),
+            why,
+            transient: false,
+        }),
+        None => SourceError::Replication {
+            endpoint: endpoint.to_owned(),
+            error,
+        },
+    }
 }
 
 /// A slot created on an [`Opening`] session.
@@ -66,14 +87,11 @@ impl Opening {
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
             pg::quote_ident(&self.stream.slot)
         );
-        let rows =
-            self.repl
-                .simple_query(&sql)
-                .await
-                .map_err(|error| SourceError::Replication {
-                    endpoint: self.endpoint.clone(),
-                    error,
-                })?;
+        let rows = self
+            .repl
+            .simple_query(&sql)
+            .await
+            .map_err(|error| replication_failed(&self.endpoint, &self.tls, error))?;
         let field = |i: usize| -> Option<String> {
             let bytes = rows.first()?.get(i)?.as_ref()?;
             Some(String::from_utf8_lossy(bytes).into_owned())
@@ -98,10 +116,8 @@ impl Opening {
     /// created on this session); an exported snapshot is gone from then on.
     pub async fn start(mut self, slot: SlotState, catalog: Client) -> Result<Capture, SourceError> {
         let endpoint = self.endpoint;
-        let repl_err = |error| SourceError::Replication {
-            endpoint: endpoint.clone(),
-            error,
-        };
+        let tls = self.tls;
+        let repl_err = |error| replication_failed(&endpoint, &tls, error);
         self.repl.start().await.map_err(repl_err)?;
         self.repl.wait_started().await.map_err(repl_err)?;
         let stream = self.stream;
@@ -211,7 +227,6 @@ impl Capture {
     ) -> Result<Opening, SourceError> {
         let config = url.to_config();
         let endpoint = pg::endpoint(&config);
-        pg::ensure_no_tls_required(&config)?;
         let host = pg::host(&config);
         let password = config
             .get_password()
@@ -232,20 +247,19 @@ impl Capture {
         .with_ack_lsn(from.into())
         .with_status_interval(stream.status_interval)
         .with_options(super::session_options())
-        .with_application_name(format!("freshet:{}", stream.slot));
+        .with_application_name(format!("freshet:{}", stream.slot))
+        .with_tls(config.tls.replication());
         let repl_config = match stop_at {
             Some(lsn) => repl_config.with_stop_lsn(lsn.into()),
             None => repl_config,
         };
         let repl = ReplicationClient::connect_gated(repl_config)
             .await
-            .map_err(|error| SourceError::Replication {
-                endpoint: endpoint.clone(),
-                error,
-            })?;
+            .map_err(|error| replication_failed(&endpoint, &config.tls, error))?;
         Ok(Opening {
             repl,
             endpoint,
+            tls: config.tls.clone(),
             stream: stream.clone(),
         })
     }

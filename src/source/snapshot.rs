@@ -143,7 +143,7 @@ pub struct Job {
 /// Runs snapshot jobs one chunk at a time. It never holds a transaction open across chunks:
 /// each statement is its own short transaction.
 pub async fn worker(
-    config: tokio_postgres::Config,
+    config: crate::pg::Dsn,
     slot: String,
     run: u64,
     chunk_rows: u32,

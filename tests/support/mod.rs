@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, NoTls};
 
 pub mod atlasco;
 pub mod kafka;
@@ -125,8 +125,8 @@ impl TestDb {
         }
     }
 
-    pub fn config(&self) -> Config {
-        self.url.parse().expect("test url")
+    pub fn config(&self) -> freshet::pg::Dsn {
+        freshet::pg::Dsn::parse(&self.url).expect("test url")
     }
 
     pub async fn client(&self) -> Client {

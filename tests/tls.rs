@@ -1,0 +1,308 @@
+//! TLS to PostgreSQL: a cluster with `ssl=on` and a certificate made here by openssl, signed
+//! by a CA made here. `verify-full` connects and streams, every connection Freshet makes
+//! speaks TLS; a host name the certificate does not list, a CA that did not sign it and a
+//! server without TLS each fail with an error naming the endpoint and the cause, on the plain
+//! connections and on the replication stream alike. Nothing falls back to plaintext.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use freshet::source::replication::{Capture, StreamSettings};
+use support::OwnCluster;
+
+/// A CA, a server certificate it signed for `localhost` only, and a CA that signed nothing.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (name, cn) in [("ca", "freshet-test-ca"), ("other-ca", "someone-else")] {
+            let (key, pem, subj) = (
+                format!("{name}.key"),
+                format!("{name}.pem"),
+                format!("/CN={cn}"),
+            );
+            let mut args = vec![
+                "req", "-x509", "-days", "2", "-subj", &subj, "-keyout", &key, "-out", &pem,
+            ];
+            args.extend(ec);
+            openssl(&args);
+        }
+        let mut args = vec![
+            "req",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ];
+        args.extend(ec);
+        openssl(&args);
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=DNS:localhost\n").expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        // The server reads them as its own user: the key private to it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::set_permissions(
+            dir.path().join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+        if unsafe_is_root() {
+            for f in ["server.key", "server.pem"] {
+                let out = Command::new("chown")
+                    .arg("postgres:")
+                    .arg(dir.path().join(f))
+                    .output()
+                    .expect("chown");
+                assert!(
+                    out.status.success(),
+                    "chown: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Whether the tests run as root (then the clusters run as `postgres`, see scripts/pg.sh).
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn tls_cluster(pki: &Pki) -> OwnCluster {
+    OwnCluster::start(&[
+        "ssl=on",
+        &format!("ssl_cert_file={}", pki.path("server.pem").display()),
+        &format!("ssl_key_file={}", pki.path("server.key").display()),
+    ])
+}
+
+/// `url` with host `host` and the TLS settings given.
+fn with_tls(url: &str, host: &str, mode: &str, root: &Path) -> String {
+    format!(
+        "{}?sslmode={mode}&sslrootcert={}",
+        url.replace("@127.0.0.1:", &format!("@{host}:")),
+        root.display()
+    )
+}
+
+fn pipeline(dir: &Path, url: &str) -> PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: tls\nsource:\n  url: '{url}'\n  slot: tls\n  publication: tls\n  tables: ['public.t']\n  \
+             heartbeat_interval: 1s\n  status_interval: 200ms\n  snapshot: {{ mode: never }}\n"
+        ),
+    )
+    .expect("pipeline");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_connects_and_streams_and_every_connection_speaks_tls() {
+    let pki = Pki::new();
+    let cluster = tls_cluster(&pki);
+    let admin = support::connect(&cluster.url).await;
+    admin
+        .batch_execute("CREATE TABLE public.t (id int PRIMARY KEY, v text); CREATE PUBLICATION tls FOR TABLE public.t;")
+        .await
+        .expect("ddl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = with_tls(
+        &cluster.url,
+        "localhost",
+        "verify-full",
+        &pki.path("ca.pem"),
+    );
+    let pipeline = pipeline(dir.path(), &url);
+    let out = dir.path().join("changes.jsonl");
+    let mut daemon = support::Daemon::start_with(
+        &pipeline,
+        &["--output", &format!("jsonl:{}", out.display())],
+        &dir.path().join("freshet.log"),
+    );
+    support::wait_for("the slot", Duration::from_secs(30), || async {
+        admin
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tls' AND active",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|_| ())
+    })
+    .await;
+    admin
+        .batch_execute("INSERT INTO public.t VALUES (1, 'over tls'), (2, 'still over tls')")
+        .await
+        .expect("insert");
+    support::wait_for(
+        "the rows in the output",
+        Duration::from_secs(30),
+        || async {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            (text.contains("over tls") && text.contains("still over tls")).then_some(())
+        },
+    )
+    .await;
+    // Every connection but this test's own speaks TLS: the stream and the plain ones.
+    let rows = admin
+        .query(
+            "SELECT a.backend_type, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.pid <> pg_backend_pid() AND a.backend_type IN ('client backend', 'walsender')",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let seen: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(seen.iter().any(|(t, _)| t == "walsender"), "{seen:?}");
+    assert!(seen.iter().any(|(t, _)| t == "client backend"), "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, ssl)| *ssl),
+        "a connection without TLS: {seen:?}"
+    );
+    assert!(daemon.running(), "{}", daemon.log_text());
+    drop(daemon);
+}
+
+/// The plain connections (`freshet check`) and the replication stream each refuse, naming
+/// the endpoint and the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_name_an_unknown_ca_and_a_server_without_tls_are_refused_by_name() {
+    let pki = Pki::new();
+    let cluster = tls_cluster(&pki);
+    let plain = support::cluster_url();
+    let port = |url: &str| {
+        url.rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .unwrap()
+            .to_owned()
+    };
+    let cases = [
+        (
+            "a host name the certificate does not list",
+            with_tls(
+                &cluster.url,
+                "127.0.0.1",
+                "verify-full",
+                &pki.path("ca.pem"),
+            ),
+            "host name",
+        ),
+        (
+            "a CA that did not sign it",
+            with_tls(
+                &cluster.url,
+                "localhost",
+                "verify-ca",
+                &pki.path("other-ca.pem"),
+            ),
+            "unknown CA",
+        ),
+        (
+            "a server without TLS",
+            with_tls(&plain, "127.0.0.1", "verify-ca", &pki.path("ca.pem")),
+            "does not offer TLS",
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (what, url, cause) in cases {
+        let endpoint = format!(
+            ":{}/postgres",
+            port(
+                &url.split('?')
+                    .next()
+                    .unwrap()
+                    .replace("localhost", "127.0.0.1")
+            )
+        );
+        let (code, text) = support::freshet(&[
+            "check".as_ref(),
+            "--pipeline".as_ref(),
+            pipeline(dir.path(), &url).as_os_str(),
+        ]);
+        assert_ne!(code, Some(0), "{what}: {text}");
+        assert!(
+            text.contains(cause) && text.contains(&endpoint),
+            "{what}: {text}"
+        );
+
+        let source_url: freshet::config::PgUrl = url.parse().expect("url");
+        let settings = StreamSettings {
+            slot: "tls".into(),
+            publication: "tls".into(),
+            status_interval: Duration::from_secs(1),
+            tables: Vec::new(),
+        };
+        // The session connects on its first request.
+        let error = match Capture::open(&source_url, &settings, None, None).await {
+            Ok(mut opening) => match opening.create_slot().await {
+                Ok(_) => panic!("{what}: the replication session created a slot"),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains(cause) && error.contains(&endpoint),
+            "{what}, replication: {error}"
+        );
+        eprintln!(
+            "{what}:\n  check: {}\n  replication: {error}",
+            text.lines().nth(1).unwrap_or("").trim()
+        );
+    }
+}
