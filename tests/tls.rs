@@ -260,6 +260,17 @@ async fn a_wrong_name_an_unknown_ca_and_a_server_without_tls_are_refused_by_name
         ),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
+    // `verify-ca` checks the chain only: by address, the plain connections get through.
+    let by_address = with_tls(&cluster.url, "127.0.0.1", "verify-ca", &pki.path("ca.pem"));
+    let (_, text) = support::freshet(&[
+        "check".as_ref(),
+        "--pipeline".as_ref(),
+        pipeline(dir.path(), &by_address).as_os_str(),
+    ]);
+    assert!(
+        !text.contains("cannot connect") && text.contains("publication"),
+        "verify-ca by address: {text}"
+    );
     for (what, url, cause) in cases {
         let endpoint = format!(
             ":{}/postgres",
