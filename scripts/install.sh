@@ -32,6 +32,8 @@ command -v bc >/dev/null || apt_install bc
 # the router in its benchmark.
 command -v promtool >/dev/null || apt_install prometheus
 command -v wrk >/dev/null || apt_install wrk
+# systemd-analyze verifies the shipped unit.
+command -v systemd-analyze >/dev/null || apt_install systemd
 # The bundled librdkafka builds with make and links the system OpenSSL and zlib, as does
 # the Schema Registry client.
 for pkg in libssl-dev zlib1g-dev pkg-config make; do

@@ -124,8 +124,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             // Beside the halves, never restarted with them.
             let http = serve_api(&p, listen, sink_share, &stopped).await?;
+            let notify = tokio::spawn(freshet::pipeline::notify::run(stopped.clone()));
             let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
             http.abort();
+            notify.abort();
             code
         }
         Command::Status { url, once } => {

@@ -501,3 +501,57 @@ async fn a_dropped_slot_stops_run_with_a_clear_error() {
     let recreated = support::confirmed_flush(&s.client, &s.slot).await;
     assert_eq!(recreated, None, "the slot must not be silently recreated");
 }
+
+/// Under systemd (`Type=notify`): `READY=1` once capture streams, `WATCHDOG=1` pings while it
+/// stays ready, `STATUS=` lines, and `STOPPING=1` when SIGTERM asks it to stop; received on a
+/// `NOTIFY_SOCKET` of the test's own, as systemd would.
+#[tokio::test]
+async fn systemd_hears_ready_watchdog_pings_and_stopping() {
+    let s = Setup::new("cap_notify", "CREATE TABLE public.n (id int PRIMARY KEY);").await;
+    s.publish("public.n").await;
+    let socket_path = s.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let output = s.output();
+    let mut daemon = Daemon::start_env(
+        &s.pipeline(&["public.n"]),
+        &["--output", &format!("jsonl:{}", output.display())],
+        &s.dir.path().join("freshet.log"),
+        &[
+            ("NOTIFY_SOCKET", socket_path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".to_string()),
+        ],
+    );
+    let mut heard: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while heard.iter().filter(|m| *m == "WATCHDOG=1").count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heard only {heard:?}; log:\n{}",
+            daemon.log_text()
+        );
+        if let Ok(n) = socket.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let ready = heard.iter().position(|m| m == "READY=1").expect("READY=1");
+    let first_ping = heard.iter().position(|m| m == "WATCHDOG=1").unwrap();
+    assert!(ready < first_ping, "pinged before ready: {heard:?}");
+    assert!(
+        heard[..ready].iter().any(|m| m.starts_with("STATUS=")),
+        "{heard:?}"
+    );
+    assert_eq!(heard.iter().filter(|m| *m == "READY=1").count(), 1);
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    let mut rest = Vec::new();
+    while let Ok(n) = socket.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        rest.iter().any(|m| m.starts_with("STOPPING=1")),
+        "no STOPPING=1 after SIGTERM: {rest:?}"
+    );
+}

@@ -61,3 +61,31 @@ fn missing_pipeline_file_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/p.yaml"));
 }
+
+/// The shipped systemd unit passes `systemd-analyze verify` without a word (unknown keys and
+/// bad values are warnings it prints, with exit 0), with the binary where the unit expects it
+/// replaced by the one built here.
+#[test]
+fn the_systemd_unit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(repo.join("deploy/freshet@.service")).unwrap();
+    assert!(
+        unit.contains("Type=notify") && unit.contains("WatchdogSec="),
+        "{unit}"
+    );
+    let here = unit.replace("/usr/local/bin/freshet", env!("CARGO_BIN_EXE_freshet"));
+    let path = dir.path().join("freshet@atlasco.service");
+    std::fs::write(&path, here).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (scripts/install.sh installs Debian's systemd)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
+}

@@ -8,6 +8,7 @@
 pub mod ack;
 #[cfg(feature = "kafka")]
 mod capture;
+pub mod notify;
 #[cfg(feature = "kafka")]
 pub mod policy;
 pub mod readiness;
