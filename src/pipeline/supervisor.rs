@@ -70,8 +70,7 @@ pub async fn run(
             Err(e) => return Ended::Failed(policy::classify(&e), e),
         },
     };
-    // A half that fails for good stops the other through `halt`, as a signal would; the half
-    // that failed first is the one the exit reports.
+    // The halves this process runs, each unready until it says otherwise.
     if role != Role::Sink {
         readiness::set(readiness::CAPTURE, Err("starting".into()));
     }
@@ -79,6 +78,8 @@ pub async fn run(
         readiness::set(readiness::SINK, Err("starting".into()));
     }
     readiness::halves_known();
+    // A half that fails for good stops the other through `halt`, as a signal would; the half
+    // that failed first is the one the exit reports.
     let (halt, halted) = watch::channel(false);
     let first_failure: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     let mut signal = stopped.clone();
