@@ -7,9 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-scripts/install.sh
-cargo build --locked --release --quiet
-freshet="$CARGO_TARGET_DIR/release/freshet"
+freshet_release
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 rows=${ROWS:-1000000}
 

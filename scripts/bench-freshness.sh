@@ -8,10 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-scripts/install.sh
-cargo build --locked --release --quiet
-freshet="$CARGO_TARGET_DIR/release/freshet"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+freshet_release
 
 run=$(freshet_run_dir bench-freshness)
 pids=()

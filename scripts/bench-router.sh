@@ -8,9 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-scripts/install.sh
-cargo build --locked --release --quiet
-freshet="$CARGO_TARGET_DIR/release/freshet"
+freshet_release
 
 run=$(freshet_run_dir bench-router)
 pid=
@@ -26,7 +24,7 @@ trap cleanup EXIT
 url=$(scripts/pg.sh start "$run/pg")
 psql -X -q "$url" -c "CREATE TABLE public.t (id int PRIMARY KEY)"
 replica=$(scripts/pg.sh replica "$run/replica" "$run/pg")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 cat >"$run/router.yaml" <<YAML
 name: bench-router
 source:

@@ -11,9 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-scripts/install.sh
-cargo build --locked --release --quiet
-freshet="$CARGO_TARGET_DIR/release/freshet"
+freshet_release
 seconds=${SECONDS_PER_RATE:-60}
 
 run=$(freshet_run_dir bench-warehouse)
@@ -43,7 +41,7 @@ for rate in ${RATES:-1000 2000 4000}; do
     sed -e 's/^    - atlasco.entity_values$/    - atlasco.entity_values\n    - public.freshet_probe/' \
         -e 's/^  atlasco.entity_values: { freshness: analytics }$/  atlasco.entity_values: { freshness: analytics }\n  public.freshet_probe: { freshness: analytics }/' \
         pipelines/dev.yaml >"$run/pipeline.yaml"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     "$freshet" run --pipeline "$run/pipeline.yaml" --state-dir "$run" --listen "127.0.0.1:$port" >"$run/freshet.log" 2>&1 &
     pid=$!
     # The snapshot of the fill loaded first: the run measures the stream.

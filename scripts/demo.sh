@@ -23,7 +23,6 @@ case "${1:-}" in
     "") ;;
     *) echo "usage: scripts/demo.sh [--s3]" >&2; exit 2 ;;
 esac
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 run=$(freshet_run_dir demo)
 pids=()

@@ -12,6 +12,16 @@ export FRESHET_SCHEMATHESIS=${FRESHET_SCHEMATHESIS:-$FRESHET_CACHE/schemathesis/
 # The fuzz build (sanitizer flags) keeps its own output, so it never invalidates the main one.
 export FRESHET_FUZZ_TARGET=${FRESHET_FUZZ_TARGET:-$FRESHET_CACHE/fuzz-target}
 mkdir -p "$FRESHET_CACHE"
+# The benchmarks' start: what they need installed, and the release binary built, in $freshet.
+freshet_release() {
+    scripts/install.sh
+    cargo build --locked --release --quiet
+    freshet="$CARGO_TARGET_DIR/release/freshet"
+}
+# A TCP port free on 127.0.0.1 now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 # A directory the postgres user can traverse, for throwaway clusters.
 freshet_run_dir() {
     local dir

@@ -21,7 +21,7 @@ start)
         echo "127.0.0.1:$(cat "$dir/port")"
         exit 0
     fi
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     case "$engine" in
     memory) storage=memory://tansu/ ;;
     sqlite) storage=sqlite://tansu.db ;;
