@@ -250,8 +250,9 @@ fn words(conn: &str) -> Result<Vec<Word<'_>>, String> {
                         break;
                     }
                     Some(b'\\') if i + 1 < bytes.len() => {
-                        value.push(bytes[i + 1] as char);
-                        i += 2;
+                        let escaped = conn[i + 1..].chars().next().unwrap_or_default();
+                        value.push(escaped);
+                        i += 1 + escaped.len_utf8();
                     }
                     Some(_) => {
                         let c = conn[i..].chars().next().unwrap_or_default();
@@ -264,8 +265,9 @@ fn words(conn: &str) -> Result<Vec<Word<'_>>, String> {
             while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
                 let c = conn[i..].chars().next().unwrap_or_default();
                 if c == '\\' && i + 1 < bytes.len() {
-                    value.push(bytes[i + 1] as char);
-                    i += 2;
+                    let escaped = conn[i + 1..].chars().next().unwrap_or_default();
+                    value.push(escaped);
+                    i += 1 + escaped.len_utf8();
                 } else {
                     value.push(c);
                     i += c.len_utf8();
@@ -387,6 +389,9 @@ mod tests {
         assert_eq!(rest, "host=db password='a  b\\'c' user=u");
         let config: tokio_postgres::Config = rest.parse().unwrap();
         assert_eq!(config.get_password(), Some(&b"a  b'c"[..]));
+        // An escaped character beyond ASCII stays whole.
+        let (tls, _) = Tls::split("sslmode=verify-ca sslrootcert='/ca\\é.pem'").unwrap();
+        assert_eq!(tls.root_cert, Some(PathBuf::from("/caé.pem")));
         // Percent-encoded parameters stay so (`+` is no space to tokio-postgres).
         let (_, rest) = Tls::split(
             "postgresql://u@db/app?options=-c%20search_path%3Dx&sslmode=require&application_name=a+b",
