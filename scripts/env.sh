@@ -9,6 +9,10 @@ export FRESHET_VENV=${FRESHET_VENV:-$FRESHET_CACHE/venv}
 # Schemathesis, which tests the HTTP API against its OpenAPI document: a venv of its own, so
 # its pins never meet the consumers'.
 export FRESHET_SCHEMATHESIS=${FRESHET_SCHEMATHESIS:-$FRESHET_CACHE/schemathesis/bin/schemathesis}
+# The infrastructure checks: checkov and hadolint in a venv of their own; Terraform's CLI config
+# (written by install.sh) points `terraform init` at the provider mirror on the machine.
+export FRESHET_IAC_VENV=${FRESHET_IAC_VENV:-$FRESHET_CACHE/iac}
+export FRESHET_TF_CLI_CONFIG=${FRESHET_TF_CLI_CONFIG:-$FRESHET_CACHE/terraform.rc}
 # The fuzz build (sanitizer flags) keeps its own output, so it never invalidates the main one.
 export FRESHET_FUZZ_TARGET=${FRESHET_FUZZ_TARGET:-$FRESHET_CACHE/fuzz-target}
 mkdir -p "$FRESHET_CACHE"

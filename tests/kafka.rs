@@ -171,6 +171,19 @@ async fn schema_count(pipeline: &std::path::Path, table: &str) -> usize {
         .count()
 }
 
+/// How often each change identity (commit LSN, sequence) arrived.
+fn identity_counts(lines: &[Json]) -> HashMap<(String, u64), usize> {
+    let mut seen = HashMap::new();
+    for l in lines {
+        let identity = (
+            l["lsn"].as_str().unwrap().to_owned(),
+            l["seq"].as_u64().unwrap(),
+        );
+        *seen.entry(identity).or_default() += 1;
+    }
+    seen
+}
+
 fn lsn(s: &str) -> u64 {
     let (hi, lo) = s.split_once('/').unwrap();
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
@@ -470,15 +483,7 @@ async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() 
     let lines = identities_only(&atlasco_lines(&pipeline).await);
     // by_identity panics if a repeated identity differs in content.
     let unique = support::by_identity(&lines).len();
-    let mut seen: HashMap<(String, u64), usize> = HashMap::new();
-    for l in &lines {
-        *seen
-            .entry((
-                l["lsn"].as_str().unwrap().to_owned(),
-                l["seq"].as_u64().unwrap(),
-            ))
-            .or_default() += 1;
-    }
+    let seen = identity_counts(&lines);
     let earliest_crash = crash_positions.iter().map(|c| lsn(c)).min().unwrap();
     for ((at, seq), n) in &seen {
         if *n > 1 {
@@ -492,6 +497,124 @@ async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() 
     let got = support::replay(&lines, atlasco_key, false);
     assert_same_state(&got, &source_state(&s.client).await);
     assert_entity_order(&atlasco_lines(&pipeline).await);
+}
+
+/// `freshet status --ready` (the container health check) against the process on `port`.
+fn ready_check(port: u16) -> (Option<i32>, String) {
+    support::freshet(&[
+        "status",
+        "--ready",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+    ])
+}
+
+/// `freshet run` into Kafka with `FRESHET_STOP_TIMEOUT` set.
+fn start_bounded(s: &Setup, pipeline: &std::path::Path, bound: &str) -> Daemon {
+    Daemon::start_env(
+        pipeline,
+        &[
+            "--state-dir",
+            &s.dir.path().join("state").display().to_string(),
+        ],
+        &s.dir.path().join("freshet.log"),
+        &[("FRESHET_STOP_TIMEOUT", bound.to_string())],
+    )
+}
+
+/// The position the last clean stop's log line says it confirmed.
+fn logged_confirmed(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("capture stopped cleanly"))?;
+    let at = line.split("confirmed=").nth(1)?;
+    Some(at.split_whitespace().next()?.to_string())
+}
+
+#[tokio::test]
+async fn sigterm_under_load_stops_within_the_bound_confirms_what_it_produced_and_repeats_nothing() {
+    let s = Setup::new("kafka_sigterm", "").await;
+    freshet_loadgen_fill(&s.db.url, 30);
+    s.publish_atlasco().await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let bound = Duration::from_secs(10);
+    let mut daemon = start_bounded(&s, &pipeline, "10s");
+    s.slot_ready(&daemon).await;
+    let load = loadgen_spawn(&s.db.url, 1500, "20s");
+    for pause in [3u64, 5, 4] {
+        tokio::time::sleep(Duration::from_secs(pause)).await;
+        let began = std::time::Instant::now();
+        assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+        let took = began.elapsed();
+        assert!(
+            took < bound,
+            "SIGTERM took {took:?}, the bound is {bound:?}"
+        );
+        // The stop's log line says where the next start reads from, and the slot agrees.
+        let logged = logged_confirmed(&daemon.log_text()).expect("the clean stop's log line");
+        let slot = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+        assert_eq!(lsn(&slot), lsn(&logged), "the slot's confirmed position");
+        daemon = start_bounded(&s, &pipeline, "10s");
+    }
+    finish(load);
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+
+    let lines = identities_only(&atlasco_lines(&pipeline).await);
+    // A clean stop confirms exactly what Kafka holds: no change is read, or written, twice.
+    let seen = identity_counts(&lines);
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "repeated after clean stops: {repeated:?}"
+    );
+    assert!(
+        lines.len() > 1000,
+        "a real load was captured: {}",
+        lines.len()
+    );
+    let got = support::replay(&lines, atlasco_key, false);
+    assert_same_state(&got, &source_state(&s.client).await);
+}
+
+#[tokio::test]
+async fn a_stop_that_cannot_drain_exits_at_the_bound_and_the_next_start_loses_nothing() {
+    let s = Setup::new("kafka_stop_bound", "").await;
+    freshet_loadgen_fill(&s.db.url, 20);
+    s.publish_atlasco().await;
+    let broker = Broker::start(Engine::Memory);
+    let pipeline = s.kafka_pipeline(&ATLASCO, &broker.brokers(), EAV, true);
+    let mut daemon = start_bounded(&s, &pipeline, "5s");
+    s.slot_ready(&daemon).await;
+    let load = loadgen_spawn(&s.db.url, 1000, "8s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A frozen broker: nothing produced from now on is acknowledged, so the drain cannot end.
+    broker.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let confirmed_before = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    let began = std::time::Instant::now();
+    let code = daemon.terminate();
+    let took = began.elapsed();
+    let log = daemon.log_text();
+    assert_eq!(code, Some(75), "log:\n{log}");
+    assert!(
+        took < Duration::from_secs(9),
+        "took {took:?} with a 5s bound"
+    );
+    assert!(log.contains("not stopped within the stop timeout"), "{log}");
+    // Nothing unacknowledged was confirmed on the way out.
+    let confirmed_after = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
+    assert_eq!(lsn(&confirmed_after), lsn(&confirmed_before));
+    broker.signal("CONT");
+    finish(load);
+    let mut daemon = start_bounded(&s, &pipeline, "5s");
+    support::caught_up(&s.client, &s.slot, &daemon).await;
+    assert_eq!(daemon.terminate(), Some(0), "log:\n{}", daemon.log_text());
+    let lines = identities_only(&atlasco_lines(&pipeline).await);
+    let got = support::replay(&lines, atlasco_key, false);
+    assert_same_state(&got, &source_state(&s.client).await);
 }
 
 #[tokio::test]
@@ -526,6 +649,10 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
                 "not ready while nothing is acknowledged: {body}"
             );
             assert!(body.contains("for its acknowledgement"), "{body}");
+            // The container health check says the same, by its exit code.
+            let (code, text) = ready_check(metrics_port);
+            assert_eq!(code, Some(1), "{text}");
+            assert!(text.contains("for its acknowledgement"), "{text}");
         }
     }
     let stalled_at = support::confirmed_flush(&s.client, &s.slot).await.unwrap();
@@ -545,6 +672,7 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
         status, 200,
         "ready again once acknowledgements flow: {body}"
     );
+    assert_eq!(ready_check(metrics_port).0, Some(0));
     let metrics = support::scrape(metrics_port);
     let event = |kind: &str| support::events(&metrics, kind, "kafka");
     // A restart is counted under the half's name, whichever it is.

@@ -158,17 +158,19 @@ fn shipped_pipelines_parse() {
         ),
         ("ATLASCO_MSK_USER".to_string(), "freshet".to_string()),
         ("ATLASCO_MSK_PASSWORD".to_string(), "pw".to_string()),
+        ("ATLASCO_PG_USER".to_string(), "freshet".to_string()),
         (
-            "ATLASCO_SCHEMA_REGISTRY_URL".to_string(),
-            "https://registry.example".to_string(),
+            "ATLASCO_PG_CA".to_string(),
+            "/etc/freshet/rds-global-bundle.pem".to_string(),
         ),
         (
-            "ATLASCO_SCHEMA_REGISTRY_USER".to_string(),
-            "freshet".to_string(),
+            "ATLASCO_PG_REPLICA_HOST".to_string(),
+            "replica.example".to_string(),
         ),
+        ("ATLASCO_REGION".to_string(), "eu-west-1".to_string()),
         (
-            "ATLASCO_SCHEMA_REGISTRY_PASSWORD".to_string(),
-            "pw".to_string(),
+            "ATLASCO_REDSHIFT_CLUSTER".to_string(),
+            "atlasco-prod".to_string(),
         ),
         (
             "ATLASCO_LAKE_BUCKET".to_string(),
@@ -181,10 +183,6 @@ fn shipped_pipelines_parse() {
         (
             "ATLASCO_REDSHIFT_COPY_ROLE".to_string(),
             "arn:aws:iam::1:role/copy".to_string(),
-        ),
-        (
-            "ATLASCO_REPLICA_URL".to_string(),
-            "postgresql://freshet@replica.example/atlasco".to_string(),
         ),
     ]);
     for name in ["dev.yaml", "prod.yaml"] {

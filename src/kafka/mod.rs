@@ -121,6 +121,44 @@ impl ClientContext for Context {
 /// The batcher's consumer reports through the same context.
 impl rdkafka::consumer::ConsumerContext for Context {}
 
+/// `freshet check`'s context: keeps librdkafka's error reports, which name the cause (a
+/// refused SASL login, an untrusted certificate) that a failed request only calls a transport
+/// failure.
+#[derive(Default)]
+struct Probe {
+    errors: std::sync::Mutex<Vec<String>>,
+}
+
+impl ClientContext for Probe {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let report = if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_string()
+        };
+        if let Ok(mut errors) = self.errors.lock() {
+            // Each broker connection retries: the same report many times over.
+            if !errors.contains(&report) && errors.len() < 4 {
+                errors.push(report);
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Probe {}
+
+/// What librdkafka reported while the probe's request failed: its events wait in the
+/// consumer's queue until polled.
+fn probe_cause(consumer: &rdkafka::consumer::BaseConsumer<Probe>) -> Option<String> {
+    for _ in 0..10 {
+        if consumer.poll(Duration::from_millis(100)).is_none() {
+            break;
+        }
+    }
+    let errors = consumer.context().errors.lock().ok()?;
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
 /// The connection settings every client of this pipeline shares.
 pub fn client_config(k: &Kafka) -> Result<ClientConfig, Error> {
     let mut c = ClientConfig::new();
@@ -347,14 +385,17 @@ pub async fn check(k: &Kafka, topics: &[String]) -> Vec<crate::source::check::Fi
     };
     let topics = topics.to_vec();
     let probe = tokio::task::spawn_blocking(move || {
-        let consumer: rdkafka::consumer::BaseConsumer = config
+        let consumer: rdkafka::consumer::BaseConsumer<Probe> = config
             .clone()
             .set("group.id", "freshet-check")
-            .create()
+            .create_with_context(Probe::default())
             .map_err(|e| e.to_string())?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match probe_cause(&consumer) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            })?;
         let existing: Vec<String> = metadata
             .topics()
             .iter()

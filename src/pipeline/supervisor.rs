@@ -98,7 +98,11 @@ pub async fn run(
             Box::pin(super::run(p, output, stop))
                 .await
                 .map(|confirmed| {
-                    info!(%confirmed, "capture stopped cleanly");
+                    info!(
+                        %confirmed,
+                        "capture stopped cleanly: every change read is in Kafka and confirmed; \
+                         the next start reads the WAL from the confirmed position"
+                    );
                 })
         })
         .await;

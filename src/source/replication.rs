@@ -271,7 +271,10 @@ impl Capture {
     }
 
     /// Streams until shutdown, the end of the stream, or an error. Priority: shutdown, then
-    /// acknowledgements (they free WAL), then new events.
+    /// acknowledgements (they free WAL), then new events. A shutdown that comes while a
+    /// transaction is being received stops after its Commit (the server sends a transaction
+    /// whole, so the rest is already on its way): a stop between transactions leaves nothing
+    /// half-written in the output to be written again.
     pub async fn stream(
         &mut self,
         out: &mpsc::Sender<SourceEvent>,
@@ -279,6 +282,7 @@ impl Capture {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Stopped, SourceError> {
         let mut txn: Option<Txn> = None;
+        let mut stopping = false;
         let mut progress_at = Instant::now();
         loop {
             if progress_at.elapsed() >= Duration::from_secs(10) {
@@ -288,7 +292,14 @@ impl Capture {
             }
             let event = tokio::select! {
                 biased;
-                _ = shutdown.changed() => return Ok(Stopped::Shutdown),
+                _ = shutdown.changed(), if !stopping => {
+                    if txn.is_none() {
+                        return Ok(Stopped::Shutdown);
+                    }
+                    info!(slot = %self.slot, "shutdown requested: reading the open transaction to its commit");
+                    stopping = true;
+                    continue;
+                }
                 changed = durable.changed() => {
                     if changed.is_err() {
                         return Err(SourceError::OutputGone("it stopped acknowledging".into()));
@@ -362,6 +373,9 @@ impl Capture {
                     }
                     if let Some((_, windows)) = &mut self.snapshots {
                         windows.commit(end_lsn);
+                    }
+                    if stopping {
+                        return Ok(Stopped::Shutdown);
                     }
                 }
                 ReplicationEvent::XLogData {

@@ -39,6 +39,8 @@ pub struct Broker {
     /// Where clients connect (the proxy, when there is one).
     pub advertised: u16,
     engine: Engine,
+    /// Whether clients must log in (SASL SCRAM).
+    authentication: bool,
     pub dir: tempfile::TempDir,
 }
 
@@ -55,9 +57,32 @@ impl Broker {
             port,
             advertised,
             engine,
+            authentication: false,
             dir: tempfile::tempdir().expect("tempdir"),
         };
         b.spawn();
+        b
+    }
+
+    /// A broker on durable storage that admits only `user` with `password` (SCRAM-SHA-512).
+    /// Tansu creates users through its own API, which an authenticating broker refuses to a
+    /// client not logged in: the user is created first, then the broker restarts requiring
+    /// logins.
+    pub fn start_scram(user: &str, password: &str) -> Broker {
+        let mut b = Broker::start(Engine::Sqlite);
+        let out = Command::new(tansu())
+            .args(["user", "create", "--mechanism", "scram512", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", b.port))
+            .args([user, password])
+            .output()
+            .expect("tansu user create");
+        assert!(
+            out.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        b.authentication = true;
+        b.restart();
         b
     }
 
@@ -80,6 +105,7 @@ impl Broker {
             .arg(format!("tcp://127.0.0.1:{}", self.advertised))
             .arg("--storage-engine")
             .arg(storage)
+            .args(self.authentication.then_some("--authentication"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
