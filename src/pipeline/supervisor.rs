@@ -100,8 +100,8 @@ pub async fn run(
                 .map(|confirmed| {
                     info!(
                         %confirmed,
-                        "capture stopped cleanly: every change read is in Kafka and confirmed; \
-                         the next start reads the WAL from the confirmed position"
+                        "capture stopped cleanly: every change read is durable in the output and \
+                         confirmed; the next start reads the WAL from the confirmed position"
                     );
                 })
         })
