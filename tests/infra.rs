@@ -32,6 +32,11 @@ impl Workspace {
     }
 
     fn terraform(&self, args: &[&str]) -> Output {
+        self.terraform_input(args, "")
+    }
+
+    /// `terraform ARGS…` in the copy of infra/, offline, with `input` on its standard input.
+    fn terraform_input(&self, args: &[&str], input: &str) -> Output {
         let config = std::env::var("FRESHET_TF_CLI_CONFIG").expect(
             "FRESHET_TF_CLI_CONFIG (scripts/env.sh) names Terraform's CLI config; \
              scripts/install.sh writes it",
@@ -41,7 +46,7 @@ impl Workspace {
             "{config} is missing: scripts/install.sh writes it when the machine has Terraform's \
              provider mirror"
         );
-        let out = Command::new("terraform")
+        let mut child = Command::new("terraform")
             .args(args)
             .arg("-no-color")
             .current_dir(&self.infra)
@@ -49,9 +54,18 @@ impl Workspace {
             .env("TF_IN_AUTOMATION", "1")
             .env("CHECKPOINT_DISABLE", "1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("terraform (the machine image carries it)");
-        out
+        {
+            use std::io::Write;
+            // Dropped at the end of this block: terraform sees the end of its input.
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
     }
 
     fn terraform_ok(&self, args: &[&str]) -> String {
@@ -115,38 +129,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// moto's server with every service, AWS's managed policies loaded (the roles attach them).
-struct Moto {
-    child: std::process::Child,
-    port: u16,
-}
+struct Moto(support::lake::MotoS3);
 
 impl Moto {
     fn start() -> Moto {
-        let port = support::kafka::free_port();
-        let child = Command::new(support::lake::python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto did not listen");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Moto { child, port }
+        Moto(support::lake::MotoS3::start_env(&[(
+            "MOTO_IAM_LOAD_MANAGED_POLICIES",
+            "true",
+        )]))
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.endpoint()
     }
 
     /// boto3 against moto: `script` runs with `client(service)` defined, prints JSON.
@@ -167,13 +161,6 @@ impl Moto {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -499,28 +486,10 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
          local.pipeline_secret_references, { ATLASCO_MSK_BROKERS = \"b-1.stand-in.example:9096\", \
          ATLASCO_PG_REPLICA_HOST = \"replica.stand-in.example\", ATLASCO_REDSHIFT_CLUSTER = \"stand-in\", \
          ATLASCO_REDSHIFT_SECRET_ARN = \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:stand-in\" }))";
-    let out = Command::new("terraform")
-        .args(["console", "-var-file=dev.tfvars", "-no-color"])
-        .current_dir(&ws.infra)
-        .env("CHECKPOINT_DISABLE", "1")
-        .env(
-            "TF_CLI_CONFIG_FILE",
-            std::env::var("FRESHET_TF_CLI_CONFIG").unwrap(),
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("nonsensitive({expression})\n").as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = ws.terraform_input(
+        &["console", "-var-file=dev.tfvars"],
+        &format!("nonsensitive({expression})\n"),
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -158,6 +158,11 @@ pub struct MotoS3 {
 
 impl MotoS3 {
     pub fn start() -> MotoS3 {
+        MotoS3::start_env(&[])
+    }
+
+    /// moto with `env` set (its own settings, `MOTO_*`); every service answers on the port.
+    pub fn start_env(env: &[(&str, &str)]) -> MotoS3 {
         let port = super::kafka::free_port();
         let child = Command::new(python())
             .args([
@@ -168,6 +173,7 @@ impl MotoS3 {
                 "-p",
                 &port.to_string(),
             ])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
