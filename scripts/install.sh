@@ -49,25 +49,31 @@ fi
 # The consumers the tests read Freshet's records with, from PyPI, pinned, in a virtual
 # environment in the cache: the official Confluent client (it bundles librdkafka) with its
 # Schema Registry and Avro deserializers, and fastavro; pyarrow reads the lake back, moto's
-# server is the S3 of the tests and the demo, and psycopg lets the Redshift Data API stand-in
-# run its statements on PostgreSQL.
+# server is the S3 of the tests and the demo, psycopg lets the Redshift Data API stand-in
+# run its statements on PostgreSQL, and AWS's MSK signer for Python (with freezegun to sign at
+# a given instant) is the reference the IAM tokens are checked against.
 CONFLUENT_KAFKA_VERSION=2.16.1
 FASTAVRO_VERSION=1.13.1
 PYARROW_VERSION=26.0.1
 MOTO_VERSION=5.2.5
 PSYCOPG_VERSION=3.3.9
-if ! "$FRESHET_VENV/bin/python" -c "import confluent_kafka, fastavro, pyarrow, moto, psycopg, sys
-import confluent_kafka.schema_registry.avro, moto.server
+MSK_SIGNER_VERSION=1.0.2
+FREEZEGUN_VERSION=1.5.5
+if ! "$FRESHET_VENV/bin/python" -c "import confluent_kafka, fastavro, pyarrow, moto, psycopg, freezegun, sys
+import confluent_kafka.schema_registry.avro, moto.server, aws_msk_iam_sasl_signer
+from importlib.metadata import version
 sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION' or fastavro.__version__ != '$FASTAVRO_VERSION'
          or pyarrow.__version__ != '$PYARROW_VERSION' or moto.__version__ != '$MOTO_VERSION'
-         or psycopg.__version__ != '$PSYCOPG_VERSION')" 2>/dev/null; then
+         or psycopg.__version__ != '$PSYCOPG_VERSION' or freezegun.__version__ != '$FREEZEGUN_VERSION'
+         or version('aws-msk-iam-sasl-signer-python') != '$MSK_SIGNER_VERSION')" 2>/dev/null; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-    echo "install: Python venv with confluent-kafka $CONFLUENT_KAFKA_VERSION, fastavro $FASTAVRO_VERSION, pyarrow $PYARROW_VERSION, moto $MOTO_VERSION, psycopg $PSYCOPG_VERSION" >&2
+    echo "install: Python venv with confluent-kafka $CONFLUENT_KAFKA_VERSION, fastavro $FASTAVRO_VERSION, pyarrow $PYARROW_VERSION, moto $MOTO_VERSION, psycopg $PSYCOPG_VERSION, aws-msk-iam-sasl-signer-python $MSK_SIGNER_VERSION, freezegun $FREEZEGUN_VERSION" >&2
     python3 -m venv "$FRESHET_VENV" >&2
     "$FRESHET_VENV/bin/pip" install --quiet --disable-pip-version-check \
         "confluent-kafka[avro,schemaregistry]==$CONFLUENT_KAFKA_VERSION" \
         "fastavro==$FASTAVRO_VERSION" "pyarrow==$PYARROW_VERSION" "moto[server]==$MOTO_VERSION" \
-        "psycopg[binary]==$PSYCOPG_VERSION" >&2
+        "psycopg[binary]==$PSYCOPG_VERSION" "aws-msk-iam-sasl-signer-python==$MSK_SIGNER_VERSION" \
+        "freezegun==$FREEZEGUN_VERSION" >&2
 fi
 SCHEMATHESIS_VERSION=4.32.5
 if ! "$FRESHET_SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then

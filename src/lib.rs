@@ -5,6 +5,8 @@
 //! sanitizers).
 
 #[cfg(feature = "kafka")]
+pub mod aws;
+#[cfg(feature = "kafka")]
 pub mod batcher;
 #[cfg(feature = "kafka")]
 pub mod bench;

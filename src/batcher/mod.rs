@@ -351,7 +351,7 @@ impl<'a> Batcher<'a> {
             .set("fetch.wait.max.ms", "100")
             // Large fetches while catching up: a backlog arrives in fewer round trips.
             .set("max.partition.fetch.bytes", "8388608")
-            .create_with_context(kafka::Context)
+            .create_with_context(kafka::Context::new(k)?)
             .map_err(client("creating the batcher's consumer".into()))?;
         let mut tpl = TopicPartitionList::new();
         let mut resumed = Vec::new();

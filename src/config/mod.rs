@@ -236,6 +236,22 @@ fn validate(p: &Pipeline) -> Vec<Found> {
                     "SCRAM needs username and password".into(),
                 ));
             }
+            if !needs_password && (sasl.username.is_some() || sasl.password.is_some()) {
+                found.push((
+                    at(&sasl.mechanism),
+                    "kafka.security.sasl".into(),
+                    "aws-msk-iam signs with the AWS credential chain: remove username and password"
+                        .into(),
+                ));
+            }
+            // The token is a bearer credential for 15 minutes, and MSK serves IAM on TLS only.
+            if !needs_password && k.security.protocol != SecurityProtocol::SaslSsl {
+                found.push((
+                    at(&sasl.mechanism),
+                    "kafka.security.protocol".into(),
+                    "aws-msk-iam needs protocol sasl_ssl".into(),
+                ));
+            }
             if matches!(
                 k.security.protocol,
                 SecurityProtocol::Plaintext | SecurityProtocol::Ssl

@@ -139,6 +139,29 @@ fn out_of_range_values_are_caught_where_written() {
 }
 
 #[test]
+fn msk_iam_needs_tls_and_no_password() {
+    let kafka = |protocol: &str, extra: &str| {
+        format!(
+            "{VALID}kafka:\n  brokers: b:9098\n  security:\n    protocol: {protocol}\n    sasl:\n      mechanism: aws-msk-iam\n{extra}"
+        )
+    };
+    let ok = kafka("sasl_ssl", "      region: eu-west-1\n");
+    parse(Path::new(FILE), &ok, env()).expect("valid");
+    assert_one(
+        &kafka("sasl_plaintext", ""),
+        13,
+        "kafka.security.protocol",
+        "aws-msk-iam needs protocol sasl_ssl",
+    );
+    assert_one(
+        &kafka("sasl_ssl", "      username: freshet\n"),
+        13,
+        "kafka.security.sasl",
+        "remove username and password",
+    );
+}
+
+#[test]
 fn shipped_pipelines_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
     let env = HashMap::from([

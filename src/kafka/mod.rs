@@ -2,15 +2,17 @@
 //! records with an idempotent producer, and turns delivery reports into the acknowledgement
 //! watermark, in commit order.
 
+pub mod msk_iam;
 pub mod partition;
 pub mod produce;
 pub mod tail;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::{Client, ClientContext, OAuthToken};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -91,10 +93,70 @@ impl Error {
     }
 }
 
-/// librdkafka's own log and error reports, through tracing.
-pub struct Context;
+/// librdkafka's own log and error reports, through tracing, and the MSK IAM token source.
+#[derive(Clone, Default)]
+pub struct Context {
+    iam: Option<Arc<msk_iam::MskIam>>,
+}
+
+impl Context {
+    /// The context of the clients of `k`'s brokers: with MSK IAM, its token source (a thread
+    /// that signs for the clients built with this context).
+    pub fn new(k: &Kafka) -> Result<Context, Error> {
+        let Some(sasl) = k.security.sasl.as_ref() else {
+            return Ok(Context::default());
+        };
+        if sasl.mechanism.value != SaslMechanism::AwsMskIam {
+            return Ok(Context::default());
+        }
+        let region = sasl
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                Error::Config(
+                    "security.sasl.mechanism aws-msk-iam: no AWS region: set kafka.security.sasl.region or AWS_REGION".into(),
+                )
+            })?;
+        let iam = msk_iam::MskIam::start(region, None).map_err(Error::Config)?;
+        Ok(Context { iam: Some(iam) })
+    }
+
+    /// A context that signs MSK IAM tokens with `iam`.
+    pub fn with_iam(iam: Arc<msk_iam::MskIam>) -> Context {
+        Context { iam: Some(iam) }
+    }
+
+    /// Gives a client that never polls its main queue (the admin client, a metadata-only
+    /// consumer) the token it would otherwise wait for.
+    pub(crate) fn authenticate<C: ClientContext>(&self, client: &Client<C>) -> Result<(), String> {
+        match &self.iam {
+            Some(iam) => msk_iam::authenticate(client, iam),
+            None => Ok(()),
+        }
+    }
+}
 
 impl ClientContext for Context {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let Some(iam) = &self.iam else {
+            return Err("OAUTHBEARER needs security.sasl.mechanism aws-msk-iam".into());
+        };
+        // librdkafka keeps the old token until it expires and asks again after a back-off;
+        // each failure is worth a line.
+        iam.token().map_err(|why| {
+            error!(region = iam.region(), "{why}");
+            why.into()
+        })
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -124,12 +186,21 @@ impl rdkafka::consumer::ConsumerContext for Context {}
 /// `freshet check`'s context: keeps librdkafka's error reports, which name the cause (a
 /// refused SASL login, an untrusted certificate) that a failed request only calls a transport
 /// failure.
-#[derive(Default)]
 struct Probe {
     errors: std::sync::Mutex<Vec<String>>,
+    pipeline: Context,
 }
 
 impl ClientContext for Probe {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.pipeline.generate_oauth_token(config)
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let report = if reason.is_empty() {
             error.to_string()
@@ -195,10 +266,9 @@ pub fn client_config(k: &Kafka) -> Result<ClientConfig, Error> {
                     c.set("sasl.password", p.expose());
                 }
             }
+            // The token comes from the client's context (`Context::new`).
             SaslMechanism::AwsMskIam => {
-                return Err(Error::Config(
-                    "security.sasl.mechanism aws_msk_iam: OAUTHBEARER tokens from the AWS credential chain are not built into this version; use SCRAM with MSK, or TLS".into(),
-                ));
+                c.set("sasl.mechanism", "OAUTHBEARER");
             }
         }
     }
@@ -252,9 +322,11 @@ pub async fn ensure_topics(
             error: Box::new(error),
         }
     };
-    let admin: AdminClient<DefaultClientContext> = client_config(k)?
-        .create()
+    let context = Context::new(k)?;
+    let admin: AdminClient<Context> = client_config(k)?
+        .create_with_context(context.clone())
         .map_err(client("creating the admin client"))?;
+    tokio::task::block_in_place(|| context.authenticate(admin.inner())).map_err(Error::Config)?;
     let partitions = i32::try_from(k.topics.partitions)
         .map_err(|_| Error::Config("topics.partitions is too large".into()))?;
     let replication = i32::from(k.topics.replication_factor);
@@ -332,6 +404,7 @@ pub async fn ensure_topics(
 pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
     let brokers = k.brokers.0.clone();
     let config = client_config(k)?;
+    let context = Context::new(k)?;
     let topics = topics.to_vec();
     let found = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
         let err = |what: String| {
@@ -342,11 +415,14 @@ pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
                 error: Box::new(error),
             }
         };
-        let consumer: rdkafka::consumer::BaseConsumer = config
+        let consumer: rdkafka::consumer::BaseConsumer<Context> = config
             .clone()
             .set("group.id", "freshet-probe")
-            .create()
+            .create_with_context(context.clone())
             .map_err(err("creating a consumer".into()))?;
+        context
+            .authenticate(consumer.client())
+            .map_err(Error::Config)?;
         for topic in &topics {
             let metadata = consumer
                 .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
@@ -374,7 +450,8 @@ pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
 pub async fn check(k: &Kafka, topics: &[String]) -> Vec<crate::source::check::Finding> {
     use crate::source::check::Finding;
     let brokers = k.brokers.0.clone();
-    let config = match client_config(k) {
+    let settings = client_config(k).and_then(|c| Ok((c, Context::new(k)?)));
+    let (config, pipeline) = match settings {
         Ok(c) => c,
         Err(e) => {
             return vec![Finding::bad(
@@ -385,11 +462,16 @@ pub async fn check(k: &Kafka, topics: &[String]) -> Vec<crate::source::check::Fi
     };
     let topics = topics.to_vec();
     let probe = tokio::task::spawn_blocking(move || {
+        let probe = Probe {
+            errors: Default::default(),
+            pipeline: pipeline.clone(),
+        };
         let consumer: rdkafka::consumer::BaseConsumer<Probe> = config
             .clone()
             .set("group.id", "freshet-check")
-            .create_with_context(Probe::default())
+            .create_with_context(probe)
             .map_err(|e| e.to_string())?;
+        pipeline.authenticate(consumer.client())?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|e| match probe_cause(&consumer) {

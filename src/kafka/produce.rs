@@ -81,7 +81,7 @@ impl Producer {
         partitions_state: String,
     ) -> Result<Producer, Error> {
         let producer: FutureProducer<Context> = super::producer_config(kafka)?
-            .create_with_context(super::Context)
+            .create_with_context(super::Context::new(kafka)?)
             .map_err(|error| Error::Client {
                 brokers: kafka.brokers.0.clone(),
                 what: "creating the producer".into(),

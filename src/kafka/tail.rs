@@ -115,14 +115,16 @@ pub struct Raw {
 pub async fn read_all(k: &Kafka, topic: &str) -> Result<Vec<Raw>, TailError> {
     let k_brokers = k.brokers.0.clone();
     let config = super::client_config(k)?;
+    let context = super::Context::new(k)?;
     let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_blocking(config, &k_brokers, &topic))
+    tokio::task::spawn_blocking(move || read_blocking(config, context, &k_brokers, &topic))
         .await
         .map_err(|e| TailError::Registry(format!("reader task: {e}")))?
 }
 
 fn read_blocking(
     mut config: rdkafka::ClientConfig,
+    context: super::Context,
     brokers: &str,
     topic: &str,
 ) -> Result<Vec<Raw>, TailError> {
@@ -134,14 +136,17 @@ fn read_blocking(
             error: Box::new(error),
         }
     };
-    let consumer: BaseConsumer = config
+    let consumer: BaseConsumer<super::Context> = config
         .set("group.id", "freshet-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         // An offset retention removed starts at the earliest kept, not at the end.
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(context.clone())
         .map_err(client_err("creating a consumer".into()))?;
+    context
+        .authenticate(consumer.client())
+        .map_err(Error::Config)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .map_err(client_err(format!("reading the metadata of {topic}")))?;

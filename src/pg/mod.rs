@@ -1,26 +1,75 @@
 //! Plain (non-replication) PostgreSQL connections: one place that spawns the connection task,
 //! speaks TLS as the connection string says ([`tls`]) and names the endpoint in errors.
 
+pub mod rds_iam;
 pub mod tls;
+
+use std::borrow::Cow;
 
 use tokio_postgres::{Client, Config, NoTls};
 
+pub use rds_iam::RdsIam;
 pub use tls::{SslMode, Tls};
 
-/// A connection's settings: tokio-postgres's own, and the TLS ones it does not know.
+/// A connection's settings: tokio-postgres's own, and the ones it does not know (TLS beyond
+/// `require`, the IAM login).
 #[derive(Clone, Debug, Default)]
 pub struct Dsn {
     config: Config,
     pub tls: Tls,
+    pub rds_iam: Option<RdsIam>,
 }
 
 impl Dsn {
     /// From a libpq connection string (URL or `key=value` words); the error never echoes it.
     pub fn parse(conn: &str) -> Result<Dsn, String> {
-        let (tls, rest) = Tls::split(conn)?;
+        let (taken, rest) = tls::take_keywords(conn, &["sslmode", "sslrootcert", "auth"])?;
+        let tls = Tls::from_keywords(&taken)?;
         let mut config: Config = rest.parse().map_err(|e| format!("{e}"))?;
         config.ssl_mode(tls.negotiation());
-        Ok(Dsn { config, tls })
+        let rds_iam = match taken.get("auth").map(String::as_str) {
+            None => None,
+            Some("rds-iam") => Some(RdsIam::for_connection(&config, &tls)?),
+            Some(other) => {
+                return Err(format!(
+                    "auth={other:?}: expected rds-iam (or no auth, for the password in the string)"
+                ))
+            }
+        };
+        Ok(Dsn {
+            config,
+            tls,
+            rds_iam,
+        })
+    }
+
+    /// The settings to log in with: with `auth=rds-iam`, a token signed now is the password.
+    pub async fn login(&self) -> Result<Cow<'_, Config>, ConnectError> {
+        let Some(iam) = &self.rds_iam else {
+            return Ok(Cow::Borrowed(&self.config));
+        };
+        let token = self.rds_token(iam).await.map_err(|why| ConnectError {
+            endpoint: endpoint(self),
+            why,
+            // The credential chain (a metadata endpoint) may answer on the next attempt.
+            transient: true,
+        })?;
+        let mut config = self.config.clone();
+        config.password(token);
+        Ok(Cow::Owned(config))
+    }
+
+    #[cfg(feature = "kafka")]
+    async fn rds_token(&self, iam: &RdsIam) -> Result<String, String> {
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.config.get_user().unwrap_or("postgres");
+        rds_iam::token_now(&host(self), port, user, &iam.region).await
+    }
+
+    /// Without the AWS crates (the fuzz build) there is no signer.
+    #[cfg(not(feature = "kafka"))]
+    async fn rds_token(&self, _iam: &RdsIam) -> Result<String, String> {
+        Err("auth=rds-iam: this build has no AWS signer".into())
     }
 }
 
@@ -87,15 +136,16 @@ pub async fn connect(dsn: &Dsn) -> Result<Client, ConnectError> {
             },
         }
     };
+    let config = dsn.login().await?;
     let client = match dsn.tls.mode {
         SslMode::Disable => {
-            let (client, connection) = dsn.config.connect(NoTls).await.map_err(failed)?;
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
             tokio::spawn(drive(connection));
             client
         }
         _ => {
             let connector = tls_connector(dsn)?;
-            let (client, connection) = dsn.config.connect(connector).await.map_err(failed)?;
+            let (client, connection) = config.connect(connector).await.map_err(failed)?;
             tokio::spawn(drive(connection));
             client
         }

@@ -15,6 +15,7 @@
 //! native-tls (the OpenSSL librdkafka links anyway), the replication stream through the
 //! replication crate's own rustls.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// libpq's `sslmode`.
@@ -64,68 +65,77 @@ pub struct Tls {
     pub root_cert: Option<PathBuf>,
 }
 
+/// Takes the keywords `keys` out of a connection string (a URL or `key=value` words): the
+/// ones tokio-postgres does not know (the verify modes, the root certificate, the IAM login).
+/// Returns their values, and the string left for tokio-postgres, the rest of it as written.
+pub fn take_keywords(
+    conn: &str,
+    keys: &[&str],
+) -> Result<(HashMap<String, String>, String), String> {
+    let mut taken = HashMap::new();
+    let mut take = |key: &str, value: String| {
+        let ours = keys.contains(&key);
+        if ours {
+            taken.insert(key.to_owned(), value);
+        }
+        ours
+    };
+    let rest = match conn
+        .strip_prefix("postgresql://")
+        .or_else(|| conn.strip_prefix("postgres://"))
+    {
+        Some(after_scheme) => {
+            // The query starts after the user part: a password may hold a `?`.
+            let from = after_scheme.find('@').map_or(0, |at| at + 1);
+            let base_len = conn.len() - after_scheme.len() + from;
+            match conn[base_len..].find('?') {
+                None => conn.to_owned(),
+                Some(q) => {
+                    let (base, query) = (&conn[..base_len + q], &conn[base_len + q + 1..]);
+                    let mut kept = Vec::new();
+                    for piece in query.split('&') {
+                        let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+                        let decode = |t: &str| {
+                            percent_encoding::percent_decode_str(t)
+                                .decode_utf8_lossy()
+                                .into_owned()
+                        };
+                        // The others go through as written, tokio-postgres decodes them.
+                        if !take(&decode(k), decode(v)) {
+                            kept.push(piece);
+                        }
+                    }
+                    match kept.is_empty() {
+                        true => base.to_owned(),
+                        false => format!("{base}?{}", kept.join("&")),
+                    }
+                }
+            }
+        }
+        None => {
+            let mut rest = String::new();
+            for w in words(conn)? {
+                if !take(w.key, w.value) {
+                    if !rest.is_empty() {
+                        rest.push(' ');
+                    }
+                    rest.push_str(&conn[w.span]);
+                }
+            }
+            rest
+        }
+    };
+    Ok((taken, rest))
+}
+
 impl Tls {
-    /// Takes `sslmode` and `sslrootcert` out of a connection string (a URL or `key=value`
-    /// words): tokio-postgres knows neither the verify modes nor the root certificate.
-    /// Returns them, and the string left for tokio-postgres, the rest of it as written.
-    pub fn split(conn: &str) -> Result<(Tls, String), String> {
-        let mut mode = None;
-        let mut root = None;
-        let mut take = |key: &str, value: String| -> Result<bool, String> {
-            match key {
-                "sslmode" => mode = Some(SslMode::parse(&value)?),
-                "sslrootcert" => root = Some(value),
-                _ => return Ok(false),
-            }
-            Ok(true)
+    /// The TLS of `sslmode` and `sslrootcert`, as libpq reads them.
+    pub fn from_keywords(taken: &HashMap<String, String>) -> Result<Tls, String> {
+        let mode = match taken.get("sslmode") {
+            Some(m) => SslMode::parse(m)?,
+            None => SslMode::default(),
         };
-        let rest = match conn
-            .strip_prefix("postgresql://")
-            .or_else(|| conn.strip_prefix("postgres://"))
-        {
-            Some(after_scheme) => {
-                // The query starts after the user part: a password may hold a `?`.
-                let from = after_scheme.find('@').map_or(0, |at| at + 1);
-                let base_len = conn.len() - after_scheme.len() + from;
-                match conn[base_len..].find('?') {
-                    None => conn.to_owned(),
-                    Some(q) => {
-                        let (base, query) = (&conn[..base_len + q], &conn[base_len + q + 1..]);
-                        let mut kept = Vec::new();
-                        for piece in query.split('&') {
-                            let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-                            let decode = |t: &str| {
-                                percent_encoding::percent_decode_str(t)
-                                    .decode_utf8_lossy()
-                                    .into_owned()
-                            };
-                            // The others go through as written, tokio-postgres decodes them.
-                            if !take(&decode(k), decode(v))? {
-                                kept.push(piece);
-                            }
-                        }
-                        match kept.is_empty() {
-                            true => base.to_owned(),
-                            false => format!("{base}?{}", kept.join("&")),
-                        }
-                    }
-                }
-            }
-            None => {
-                let mut rest = String::new();
-                for w in words(conn)? {
-                    if !take(w.key, w.value)? {
-                        if !rest.is_empty() {
-                            rest.push(' ');
-                        }
-                        rest.push_str(&conn[w.span]);
-                    }
-                }
-                rest
-            }
-        };
-        let mode = mode.unwrap_or_default();
-        let root_cert = match (root.as_deref(), mode) {
+        let root_cert = match (taken.get("sslrootcert").map(String::as_str), mode) {
             (Some("system"), _) => Some(system_roots()?),
             (Some(path), _) => Some(PathBuf::from(path)),
             (None, SslMode::VerifyCa | SslMode::VerifyFull) => Some(default_root(mode)?),
@@ -136,7 +146,14 @@ impl Tls {
         if tls.mode == SslMode::Require && tls.root_cert.is_some() {
             tls.mode = SslMode::VerifyCa;
         }
-        Ok((tls, rest))
+        Ok(tls)
+    }
+
+    /// `sslmode` and `sslrootcert` taken out of a connection string, and the rest of it.
+    #[cfg(test)]
+    fn split(conn: &str) -> Result<(Tls, String), String> {
+        let (taken, rest) = take_keywords(conn, &["sslmode", "sslrootcert"])?;
+        Ok((Tls::from_keywords(&taken)?, rest))
     }
 
     /// What tokio-postgres is told: whether to ask for TLS, and whether it must have it.

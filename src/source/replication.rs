@@ -228,7 +228,8 @@ impl Capture {
         let config = url.to_config();
         let endpoint = pg::endpoint(&config);
         let host = pg::host(&config);
-        let password = config
+        let login = config.login().await?;
+        let password = login
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();

@@ -1,0 +1,291 @@
+//! IAM authentication to AWS's services: the tokens Freshet signs equal the ones AWS's own
+//! libraries build (the MSK signer for Python, botocore's RDS token), and librdkafka is handed
+//! a new MSK token before the one it holds expires.
+//!
+//! No MSK or RDS runs here, and no broker or server on this machine checks a SigV4 token, so
+//! the tokens are compared with AWS's reference implementations instead, at the same instant.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
+
+const ACCESS_KEY: &str = "AKIAFRESHETEXAMPLE01";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFRESHETKEY";
+const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEFRESHET//session+token/example==";
+
+fn credentials() -> Credentials {
+    Credentials::new(
+        ACCESS_KEY,
+        SECRET_KEY,
+        Some(SESSION_TOKEN.into()),
+        None,
+        "test",
+    )
+}
+
+/// AWS's token for the same credentials and arguments, signed at the X-Amz-Date of Freshet's.
+fn aws_token(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(support::lake::python())
+        .arg(support::repo().join("tests/aws_auth/tokens.py"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        // Only these credentials: no profile or metadata endpoint of this machine.
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "tokens.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    (
+        v["freshet"].as_str().expect("freshet").to_owned(),
+        v["aws"].as_str().expect("aws").to_owned(),
+    )
+}
+
+/// A presigned URL's address and its query parameters, decoded.
+fn parts(url: &str) -> (String, BTreeMap<String, String>) {
+    let (address, query) = url.split_once('?').expect("a query");
+    let params = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    (address.to_owned(), params)
+}
+
+#[tokio::test]
+async fn the_msk_iam_token_equals_the_one_awss_python_signer_builds() {
+    let region = "eu-west-1";
+    let signed = SystemTime::now();
+    let (token, expiry_ms) = freshet::kafka::msk_iam::sign(region, &credentials())
+        .await
+        .expect("signed");
+    let (ours, theirs) = aws_token(&["msk", region, &token]);
+    let (our_address, mut our_params) = parts(&ours);
+    let (their_address, mut their_params) = parts(&theirs);
+    assert_eq!(our_address, "https://kafka.eu-west-1.amazonaws.com/");
+    assert_eq!(our_address, their_address);
+    // Each library names itself; everything signed must be the same.
+    let our_agent = our_params.remove("User-Agent").expect("our User-Agent");
+    let their_agent = their_params.remove("User-Agent").expect("their User-Agent");
+    assert!(
+        our_agent.starts_with("aws-msk-iam-sasl-signer-rs/"),
+        "{our_agent}"
+    );
+    assert!(
+        their_agent.starts_with("aws-msk-iam-sasl-signer-python/"),
+        "{their_agent}"
+    );
+    assert_eq!(
+        our_params, their_params,
+        "\nfreshet: {ours}\naws:     {theirs}"
+    );
+    assert_eq!(our_params["Action"], "kafka-cluster:Connect");
+    assert_eq!(our_params["X-Amz-Expires"], "900");
+    assert_eq!(our_params["X-Amz-Security-Token"], SESSION_TOKEN);
+    assert!(our_params["X-Amz-Credential"].starts_with(&format!("{ACCESS_KEY}/")));
+    assert_eq!(our_params["X-Amz-Signature"].len(), 64);
+    // The expiry librdkafka is told is the signature's: 15 minutes from the signing.
+    let signed_ms = signed
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (expiry_ms - signed_ms - 900_000).abs() <= 2_000,
+        "expiry {expiry_ms} vs signed {signed_ms}"
+    );
+}
+
+/// Fresh credentials at every call, each good for `life`: an ECS task role's, sped up.
+#[derive(Debug)]
+struct ShortLived {
+    life: Duration,
+    issued: AtomicUsize,
+}
+
+impl ProvideCredentials for ShortLived {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        future::ProvideCredentials::ready(Ok(Credentials::new(
+            format!("AKIAFRESHETROTATE{n:03}"),
+            SECRET_KEY,
+            Some(format!("session-{n}")),
+            Some(SystemTime::now() + self.life),
+            "test",
+        )))
+    }
+}
+
+/// What a real librdkafka client asked of Freshet's context and reported back.
+struct Watch {
+    freshet: freshet::kafka::Context,
+    handed: Arc<Mutex<Vec<(SystemTime, String, i64)>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientContext for Watch {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let token = self.freshet.generate_oauth_token(config)?;
+        self.handed.lock().unwrap().push((
+            SystemTime::now(),
+            token.token.clone(),
+            token.lifetime_ms,
+        ));
+        Ok(token)
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors
+            .lock()
+            .unwrap()
+            .push(format!("{error}: {reason}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn librdkafka_is_handed_a_new_msk_token_before_the_credentials_expire() {
+    let life = Duration::from_secs(6);
+    let chain = SharedCredentialsProvider::new(ShortLived {
+        life,
+        issued: AtomicUsize::new(0),
+    });
+    let iam = freshet::kafka::msk_iam::MskIam::start("us-east-1".into(), Some(chain)).unwrap();
+    let handed = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let watch = Watch {
+        freshet: freshet::kafka::Context::with_iam(iam),
+        handed: handed.clone(),
+        errors: errors.clone(),
+    };
+    // No broker is needed: librdkafka asks for a token when the client starts and again at
+    // 80% of the token's lifetime, connected or not.
+    let producer: FutureProducer<Watch> = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            format!("127.0.0.1:{}", support::kafka::free_port()),
+        )
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", "OAUTHBEARER")
+        .create_with_context(watch)
+        .expect("producer");
+    let started = Instant::now();
+    support::wait_for("three tokens", Duration::from_secs(20), || {
+        let n = handed.lock().unwrap().len();
+        async move { (n >= 3).then_some(()) }
+    })
+    .await;
+    drop(producer);
+    let handed = handed.lock().unwrap().clone();
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        started.elapsed() < Duration::from_secs(16),
+        "three tokens took {:?}",
+        started.elapsed()
+    );
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    for (i, (at, token, lifetime_ms)) in handed.iter().enumerate() {
+        // The lifetime is the credentials' (6 s), not the signature's 15 minutes.
+        let left = lifetime_ms - ms(*at);
+        assert!(
+            left > 0 && left <= life.as_millis() as i64 + 1_000,
+            "token {i}: {left} ms left when handed"
+        );
+        if let Some((next_at, next_token, _)) = handed.get(i + 1) {
+            assert!(
+                ms(*next_at) < *lifetime_ms,
+                "token {} came {} ms after token {i} expired",
+                i + 1,
+                ms(*next_at) - lifetime_ms
+            );
+            assert_ne!(token, next_token, "token {} repeats token {i}", i + 1);
+        }
+    }
+    assert!(
+        !errors
+            .iter()
+            .any(|e| e.contains("OAUTHBEARER") || e.contains("token")),
+        "librdkafka refused a token: {errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn expired_credentials_are_refused_by_name() {
+    #[derive(Debug)]
+    struct Expired;
+    impl ProvideCredentials for Expired {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKIAFRESHETEXPIRED01",
+                SECRET_KEY,
+                None,
+                Some(SystemTime::now() - Duration::from_secs(1)),
+                "test",
+            )))
+        }
+    }
+    let err = freshet::kafka::msk_iam::issue("us-east-1", &SharedCredentialsProvider::new(Expired))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("AKIAFRESHETEXPIRED01") && err.contains("expired"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_rds_token_equals_the_one_botocore_builds() {
+    let (host, port, user, region) = (
+        "atlasco.c9akciq32xyz.eu-west-1.rds.amazonaws.com",
+        5432,
+        "freshet+cdc",
+        "eu-west-1",
+    );
+    let token =
+        freshet::pg::rds_iam::token(host, port, user, region, &credentials(), SystemTime::now())
+            .expect("signed");
+    let (ours, theirs) = aws_token(&["rds", region, host, &port.to_string(), user, &token]);
+    assert_eq!(ours, token);
+    let (our_address, our_params) = parts(&ours);
+    let (their_address, their_params) = parts(&theirs);
+    // No scheme: the token is the URL without `https://`, as botocore's.
+    assert_eq!(our_address, format!("{host}:{port}/"));
+    assert_eq!(our_address, their_address);
+    assert_eq!(
+        our_params, their_params,
+        "\nfreshet: {ours}\naws:     {theirs}"
+    );
+    assert_eq!(our_params["Action"], "connect");
+    assert_eq!(our_params["DBUser"], user);
+    assert_eq!(our_params["X-Amz-Expires"], "900");
+    assert!(our_params["X-Amz-Credential"].ends_with("/eu-west-1/rds-db/aws4_request"));
+}
