@@ -289,3 +289,219 @@ fn the_rds_token_equals_the_one_botocore_builds() {
     assert_eq!(our_params["X-Amz-Expires"], "900");
     assert!(our_params["X-Amz-Credential"].ends_with("/eu-west-1/rds-db/aws4_request"));
 }
+
+/// RDS's check of an IAM login, run here: tests/aws_auth/rds_ldap.py, which PostgreSQL's
+/// `ldap` authentication asks, accepts a password only if botocore would have signed it for
+/// that user, host and port with the environment's credentials, within its 15 minutes.
+struct TokenCheck {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl TokenCheck {
+    fn start(dir: &std::path::Path, port: u16, region: &str, endpoint: &str) -> TokenCheck {
+        use std::io::BufRead;
+        let log = dir.join("binds.jsonl");
+        let mut child = std::process::Command::new(support::lake::python())
+            .arg(support::repo().join("tests/aws_auth/rds_ldap.py"))
+            .args([
+                &port.to_string(),
+                &log.display().to_string(),
+                region,
+                endpoint,
+            ])
+            .envs(aws_env())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("rds_ldap.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening");
+        TokenCheck { child, log }
+    }
+
+    fn binds(&self) -> Vec<serde_json::Value> {
+        support::read_jsonl(&self.log)
+    }
+}
+
+impl Drop for TokenCheck {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment both Freshet and AWS's libraries take the test's credentials from.
+fn aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
+        ("AWS_REGION", "eu-west-1".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_postgres_login_is_a_fresh_rds_token_that_aws_would_accept() {
+    let pki = support::pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The cluster's port is known once it runs; the hba file names the checker's.
+    let hba = dir.path().join("pg_hba.conf");
+    let ldap_port = support::kafka::free_port();
+    let ldap = format!(
+        "ldap ldapserver=127.0.0.1 ldapport={ldap_port} ldapprefix=\"cn=\" ldapsuffix=\"\""
+    );
+    std::fs::write(
+        &hba,
+        format!(
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host replication postgres 127.0.0.1/32 trust\n\
+             hostssl all freshet 127.0.0.1/32 {ldap}\n\
+             hostssl replication freshet 127.0.0.1/32 {ldap}\n"
+        ),
+    )
+    .unwrap();
+    let mut settings = pki.server_settings();
+    settings.push("wal_level=logical".into());
+    settings.push(format!("hba_file={}", hba.display()));
+    let cluster =
+        support::OwnCluster::start(&settings.iter().map(String::as_str).collect::<Vec<_>>());
+    let pg_port = cluster
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .unwrap()
+        .to_string();
+    let endpoint = format!("localhost:{pg_port}");
+    let check = TokenCheck::start(dir.path(), ldap_port, "eu-west-1", &endpoint);
+
+    let admin = support::connect(&cluster.url).await;
+    admin
+        .batch_execute(
+            "CREATE ROLE freshet LOGIN SUPERUSER REPLICATION;
+             CREATE TABLE public.t (id int PRIMARY KEY, v text);
+             INSERT INTO public.t SELECT g, 'before ' || g FROM generate_series(1, 50) g;
+             CREATE PUBLICATION iam FOR TABLE public.t;",
+        )
+        .await
+        .expect("setup");
+    // No password anywhere: every login signs a token.
+    let url = format!(
+        "postgresql://freshet@{endpoint}/postgres?sslmode=verify-full&sslrootcert={}&auth=rds-iam",
+        pki.path("ca.pem").display()
+    );
+    let broker = support::kafka::Broker::start(support::kafka::Engine::Memory);
+    let source =
+        support::kafka::pipeline_yaml(&url, "iam", "iam", &["public.t"], &broker.brokers(), "");
+    let lake = dir.path().join("lake");
+    let yaml = format!(
+        "{source}batcher:\n  store: file://{}\n  rotation:\n    max_rows: 100\n    max_age: 1s\n{}router:\n  replicas:\n    - name: replica\n      url: {url}\n",
+        lake.display(),
+        support::warehouse::warehouse_yaml(&url, &["public.t"], "2s"),
+    );
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let http = support::kafka::free_port();
+    let started = SystemTime::now();
+    let mut daemon = support::Daemon::start_env(
+        &pipeline,
+        &[
+            "--state-dir",
+            &dir.path().join("state").display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{http}"),
+        ],
+        &dir.path().join("freshet.log"),
+        &aws_env(),
+    );
+    admin
+        .batch_execute(
+            "INSERT INTO public.t SELECT g, 'after ' || g FROM generate_series(51, 120) g",
+        )
+        .await
+        .expect("rows");
+    // Snapshot, stream, warehouse: each read or wrote through a connection that logged in.
+    support::warehouse::wait_equal(&admin, &["public.t"], Duration::from_secs(120)).await;
+    // The router probes its replica every second from the start: logged in by now.
+    let (status, _) = support::http_get(http, "/v1/route?table=public.t&max_staleness=1h");
+    assert_eq!(status, 200);
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(!log.contains("cannot connect"), "{log}");
+
+    let binds = check.binds();
+    let refused: Vec<_> = binds.iter().filter(|b| b["accepted"] != true).collect();
+    assert!(refused.is_empty(), "refused logins: {refused:?}");
+    // The replication stream, the catalog, the snapshot, the heartbeat, the warehouse and the
+    // router's probe: one login each at least.
+    assert!(binds.len() >= 5, "{} logins: {binds:?}", binds.len());
+    let epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    for b in &binds {
+        assert_eq!(b["user"], "freshet");
+        // Signed as the connection logged in, not once at start.
+        let date =
+            chrono::NaiveDateTime::parse_from_str(b["date"].as_str().unwrap(), "%Y%m%dT%H%M%SZ")
+                .unwrap()
+                .and_utc()
+                .timestamp() as f64;
+        let at = b["at"].as_f64().unwrap();
+        assert!(
+            date >= epoch(started) - 1.0,
+            "{b}: signed before Freshet started"
+        );
+        assert!(
+            (at - date).abs() < 5.0,
+            "{b}: signed {} s before the login",
+            at - date
+        );
+    }
+
+    // A token signed with the wrong secret is refused by the checker, and Freshet names the
+    // endpoint and the user, not the key.
+    let wrong = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEYX";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["check", "--pipeline"])
+        .arg(&pipeline)
+        .envs(aws_env())
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&endpoint)
+            && text.contains("LDAP authentication failed for user \"freshet\"")
+            && text.contains("rds-db:connect"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(wrong) && !text.contains(SECRET_KEY),
+        "{text}"
+    );
+    eprintln!(
+        "{} logins, each with a fresh token; a wrong key: {text}",
+        binds.len()
+    );
+    let last = check.binds().pop().unwrap();
+    assert_eq!(last["accepted"], false);
+    assert!(
+        last["why"].as_str().unwrap().contains("signature"),
+        "{last}"
+    );
+}

@@ -129,7 +129,10 @@ pub async fn connect(dsn: &Dsn) -> Result<Client, ConnectError> {
             },
             None => ConnectError {
                 endpoint: endpoint(dsn),
-                why,
+                why: match dsn.rds_iam {
+                    Some(_) => rds_iam::explain(why),
+                    None => why,
+                },
                 // A server that answered with an error (auth, missing database) needs an
                 // operator, unless it is starting up, shutting down or out of connections.
                 transient: is_transient(&error),

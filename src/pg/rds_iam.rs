@@ -63,6 +63,16 @@ impl RdsIam {
     }
 }
 
+/// A refused IAM login, with what RDS needs for one (its own message names no cause).
+pub fn explain(why: String) -> String {
+    if !why.contains("authentication failed") {
+        return why;
+    }
+    format!(
+        "{why} (auth=rds-iam: the token was refused; RDS takes one when the instance has IAM authentication on, the role is granted rds_iam, and the credentials' IAM policy allows rds-db:connect as this user)"
+    )
+}
+
 /// A token for `user` at `host:port`, signed at `at` with `creds` for `region`.
 #[cfg(feature = "kafka")]
 pub fn token(

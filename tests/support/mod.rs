@@ -13,6 +13,7 @@ use tokio_postgres::{Client, NoTls};
 pub mod atlasco;
 pub mod kafka;
 pub mod lake;
+pub mod pki;
 pub mod registry;
 pub mod types;
 pub mod warehouse;
