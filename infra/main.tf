@@ -123,18 +123,16 @@ locals {
     ATLASCO_PG_USER             = module.postgres.freshet_username
     ATLASCO_PG_CA               = "/etc/freshet/rds-global-bundle.pem"
     ATLASCO_MSK_BROKERS         = module.kafka.bootstrap_brokers
-    ATLASCO_MSK_USER            = module.kafka.scram_username
     ATLASCO_LAKE_BUCKET         = module.lake.bucket_name
     ATLASCO_REGION              = var.region
     ATLASCO_REDSHIFT_CLUSTER    = module.warehouse.cluster_identifier
     ATLASCO_REDSHIFT_SECRET_ARN = module.warehouse.master_secret_arn
     ATLASCO_REDSHIFT_COPY_ROLE  = module.warehouse.copy_role_arn
   }
-  # Name → Secrets Manager reference (ARN, or ARN:json-key::).
-  pipeline_secrets = {
-    ATLASCO_PG_PASSWORD  = "${module.postgres.freshet_secret_arn}:password::"
-    ATLASCO_MSK_PASSWORD = "${module.kafka.scram_secret_arn}:password::"
-  }
+  # Name → Secrets Manager reference (ARN, or ARN:json-key::). None today: Freshet logs in to
+  # RDS and MSK with IAM tokens its task role signs, and names Redshift's secret by ARN. A
+  # password a pipeline adds (a Schema Registry's, say) goes here.
+  pipeline_secrets = {}
   # In the rendered file a secret stays a reference to itself: `${NAME}`.
   pipeline_secret_references = { for name, _ in local.pipeline_secrets : name => "$${${name}}" }
   pipeline_template          = "${path.module}/../pipelines/prod.yaml"
@@ -157,6 +155,6 @@ module "freshet" {
   kafka_cluster_arn        = module.kafka.cluster_arn
   warehouse_cluster_arn    = module.warehouse.cluster_arn
   warehouse_secret_arn     = module.warehouse.master_secret_arn
-  postgres_resource_id     = module.postgres.resource_id
+  postgres_resource_ids    = [module.postgres.resource_id, module.postgres.replica_resource_id]
   postgres_username        = module.postgres.freshet_username
 }

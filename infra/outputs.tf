@@ -20,13 +20,12 @@ output "postgres_password" {
 }
 
 output "freshet_role_sql" {
-  description = "Creates Freshet's login on the source with its secret's password: terraform output -raw freshet_role_sql | psql …"
+  description = "Creates Freshet's login on the source, an IAM one (no password): terraform output -raw freshet_role_sql | psql …"
   value       = module.postgres.freshet_role_sql
-  sensitive   = true
 }
 
 output "kafka_bootstrap_brokers" {
-  description = "MSK's SASL/SCRAM over TLS bootstrap list."
+  description = "MSK's IAM (SASL OAUTHBEARER) over TLS bootstrap list."
   value       = module.kafka.bootstrap_brokers
 }
 

@@ -4,7 +4,6 @@
 //! neighbours build (the fuzz targets need that: librdkafka does not link under the
 //! sanitizers).
 
-#[cfg(feature = "kafka")]
 pub mod aws;
 #[cfg(feature = "kafka")]
 pub mod batcher;

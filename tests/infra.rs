@@ -304,10 +304,11 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
         assert!(brokers >= replication_factor(), "{env}: {brokers} brokers");
         let transit = &msk["encryption_info"][0]["encryption_in_transit"][0];
         assert_eq!(transit["client_broker"], "TLS", "{env}");
+        // IAM only: Freshet signs tokens with its task role, no password exists to leak.
         let sasl = &msk["client_authentication"][0]["sasl"][0];
         assert_eq!(
             (sasl["iam"].clone(), sasl["scram"].clone()),
-            (true.into(), true.into())
+            (true.into(), false.into())
         );
 
         let redshift = one(plan, "module.warehouse.aws_redshift_cluster.this");
@@ -394,7 +395,6 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
         "module.lake",
         "module.postgres.aws_db_instance.primary",
         "module.postgres.data.aws_secretsmanager_secret_version.master",
-        "module.postgres.aws_secretsmanager_secret_version.freshet",
         "module.warehouse.aws_iam_role_policy.copy",
         "module.warehouse.aws_redshift_subnet_group.this",
         "module.freshet.aws_ecr_repository.freshet",
@@ -438,17 +438,15 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
            'versioning': s3.get_bucket_versioning(Bucket=bucket).get('Status'),\n\
            'public': s3.get_public_access_block(Bucket=bucket)['PublicAccessBlockConfiguration'],\n\
            'vpcs': len(client('ec2').describe_vpcs(Filters=[{'Name': 'tag:Name', 'Values': ['atlasco-dev']}])['Vpcs']),\n\
-           'state': [f['Encrypted'] for f in client('efs').describe_file_systems()['FileSystems']],\n\
-           'freshet': json.loads(client('secretsmanager').get_secret_value(SecretId='atlasco-dev/postgres/freshet')['SecretString'])}))"));
-    // Freshet logs in as its own role, whose password only its secret and the SQL that
-    // creates the role hold.
-    let freshet_password = held["freshet"]["password"].as_str().unwrap().to_string();
-    assert_eq!(held["freshet"]["username"], "freshet");
+           'state': [f['Encrypted'] for f in client('efs').describe_file_systems()['FileSystems']]}))"));
+    // Freshet logs in as its own role, with IAM: the role has no password at all.
     let role_sql = outputs["freshet_role_sql"]["value"].as_str().unwrap();
     assert!(
-        role_sql.contains(&format!(
-            "CREATE ROLE freshet LOGIN PASSWORD '{freshet_password}'"
-        )) && role_sql.contains("GRANT rds_replication TO freshet"),
+        role_sql.contains(&format!("login on {endpoint} and its replica"))
+            && role_sql.contains("CREATE ROLE freshet LOGIN;")
+            && role_sql.contains("GRANT rds_iam TO freshet")
+            && role_sql.contains("GRANT rds_replication TO freshet")
+            && !role_sql.contains("PASSWORD"),
         "{role_sql}"
     );
     assert_eq!(held["address"], endpoint.as_str());
@@ -483,8 +481,8 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
     // the replica, the Redshift cluster and its managed secret) takes labelled stand-ins; the
     // rest is the applied stack's.
     let expression = "templatefile(local.pipeline_template, merge(local.pipeline_environment, \
-         local.pipeline_secret_references, { ATLASCO_MSK_BROKERS = \"b-1.stand-in.example:9096\", \
-         ATLASCO_PG_REPLICA_HOST = \"replica.stand-in.example\", ATLASCO_REDSHIFT_CLUSTER = \"stand-in\", \
+         local.pipeline_secret_references, { ATLASCO_MSK_BROKERS = \"b-1.stand-in.example:9098\", \
+         ATLASCO_PG_REPLICA_HOST = \"atlasco-dev-replica.stand-in.eu-west-1.rds.amazonaws.com\", ATLASCO_REDSHIFT_CLUSTER = \"stand-in\", \
          ATLASCO_REDSHIFT_SECRET_ARN = \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:stand-in\" }))";
     let out = ws.terraform_input(
         &["console", "-var-file=dev.tfvars"],
@@ -512,24 +510,23 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
         rendered.contains(&format!("store: s3://{bucket}/cdc")),
         "{rendered}"
     );
-    assert!(
-        rendered.contains("${ATLASCO_PG_PASSWORD}") && rendered.contains("${ATLASCO_MSK_PASSWORD}")
-    );
-    assert!(
-        rendered.contains("postgresql://freshet:${ATLASCO_PG_PASSWORD}@"),
+    // IAM logins everywhere: no password, and no reference to one.
+    assert_eq!(
+        rendered.matches("postgresql://freshet@").count(),
+        2,
         "{rendered}"
     );
+    assert_eq!(rendered.matches("&auth=rds-iam").count(), 2, "{rendered}");
+    assert!(rendered.contains("mechanism: aws-msk-iam"), "{rendered}");
     assert!(
-        !rendered.contains(&password) && !rendered.contains(&freshet_password),
-        "a secret was rendered into the pipeline file"
+        !rendered.contains(&password) && !rendered.contains("PASSWORD}"),
+        "a password was rendered into the pipeline file"
     );
     let file = ws.infra.join("freshet.yaml");
     std::fs::write(&file, &rendered).unwrap();
     let check = Command::new(env!("CARGO_BIN_EXE_freshet"))
         .args(["check", "--offline", "--pipeline"])
         .arg(&file)
-        .env("ATLASCO_PG_PASSWORD", "from-the-environment")
-        .env("ATLASCO_MSK_PASSWORD", "from-the-environment")
         .output()
         .unwrap();
     assert!(

@@ -225,18 +225,9 @@ fn check(
     env: &[(&str, String)],
     overrides: &[(&str, String)],
 ) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["check", "--pipeline"])
-        .arg(pipeline)
-        .envs(env.iter().chain(overrides).map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let env: Vec<(&str, String)> = env.iter().chain(overrides).cloned().collect();
+    let (code, text) = support::check_env(pipeline, &env);
+    (code == Some(0), text)
 }
 
 /// `url` with its database (the path) replaced by `db`.

@@ -340,6 +340,7 @@ impl<'a> Batcher<'a> {
                 error: Box::new(error),
             }
         };
+        let context = kafka::Context::new(k)?;
         let consumer: StreamConsumer<kafka::Context> = kafka::client_config(k)?
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "false")
@@ -351,8 +352,10 @@ impl<'a> Batcher<'a> {
             .set("fetch.wait.max.ms", "100")
             // Large fetches while catching up: a backlog arrives in fewer round trips.
             .set("max.partition.fetch.bytes", "8388608")
-            .create_with_context(kafka::Context::new(k)?)
+            .create_with_context(context.clone())
             .map_err(client("creating the batcher's consumer".into()))?;
+        // The metadata below is asked before the stream's first poll.
+        tokio::task::block_in_place(|| context.authenticate(&k.brokers.0, consumer.client()))?;
         let mut tpl = TopicPartitionList::new();
         let mut resumed = Vec::new();
         let mut next_offsets = HashMap::new();

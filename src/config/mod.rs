@@ -245,7 +245,7 @@ fn validate(p: &Pipeline) -> Vec<Found> {
                 ));
             }
             // The token is a bearer credential for 15 minutes, and MSK serves IAM on TLS only.
-            if !needs_password && k.security.protocol != SecurityProtocol::SaslSsl {
+            if !needs_password && k.security.protocol == SecurityProtocol::SaslPlaintext {
                 found.push((
                     at(&sasl.mechanism),
                     "kafka.security.protocol".into(),

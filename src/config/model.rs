@@ -341,7 +341,7 @@ pub struct Sasl {
     pub username: Option<Text>,
     pub password: Option<Secret>,
     /// AWS region for MSK IAM tokens; credentials come from the default AWS chain.
-    pub region: Option<String>,
+    pub region: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -372,7 +372,7 @@ pub struct Batcher {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3 {
-    pub region: Option<String>,
+    pub region: Option<Text>,
     /// For S3-compatible stores; implies nothing about addressing, see `path_style`.
     pub endpoint: Option<Text>,
     #[serde(default)]
@@ -442,16 +442,16 @@ pub struct PostgresWarehouse {
 #[serde(deny_unknown_fields)]
 pub struct RedshiftData {
     /// Provisioned cluster; exactly one of this and `workgroup_name`.
-    pub cluster_identifier: Option<String>,
+    pub cluster_identifier: Option<Text>,
     /// Redshift Serverless workgroup.
-    pub workgroup_name: Option<String>,
+    pub workgroup_name: Option<Text>,
     pub database: String,
     /// Secrets Manager ARN with the database credentials (else temporary IAM credentials).
     pub secret_arn: Option<Text>,
-    pub db_user: Option<String>,
+    pub db_user: Option<Text>,
     /// Role Redshift assumes to read the Parquet objects during COPY.
     pub copy_iam_role: Text,
-    pub region: Option<String>,
+    pub region: Option<Text>,
     pub endpoint: Option<Text>,
 }
 

@@ -173,14 +173,15 @@ fn shipped_pipelines_parse() {
             "FRESHET_KAFKA_BROKERS".to_string(),
             "127.0.0.1:9092".to_string(),
         ),
-        ("ATLASCO_PG_HOST".to_string(), "db.example".to_string()),
-        ("ATLASCO_PG_PASSWORD".to_string(), "pw".to_string()),
+        // RDS endpoint names: the IAM logins read their region off them.
+        (
+            "ATLASCO_PG_HOST".to_string(),
+            "atlasco-prod.c9akciq32.eu-west-1.rds.amazonaws.com".to_string(),
+        ),
         (
             "ATLASCO_MSK_BROKERS".to_string(),
-            "b-1.example:9096".to_string(),
+            "b-1.example:9098".to_string(),
         ),
-        ("ATLASCO_MSK_USER".to_string(), "freshet".to_string()),
-        ("ATLASCO_MSK_PASSWORD".to_string(), "pw".to_string()),
         ("ATLASCO_PG_USER".to_string(), "freshet".to_string()),
         (
             "ATLASCO_PG_CA".to_string(),
@@ -188,7 +189,7 @@ fn shipped_pipelines_parse() {
         ),
         (
             "ATLASCO_PG_REPLICA_HOST".to_string(),
-            "replica.example".to_string(),
+            "atlasco-prod-replica.c9akciq32.eu-west-1.rds.amazonaws.com".to_string(),
         ),
         ("ATLASCO_REGION".to_string(), "eu-west-1".to_string()),
         (
@@ -215,4 +216,26 @@ fn shipped_pipelines_parse() {
             panic!("{name}: {e}");
         }
     }
+    // Every AWS name in prod.yaml comes from the environment, expanded.
+    let file = root.join("prod.yaml");
+    let prod = parse(&file, &std::fs::read_to_string(&file).unwrap(), env).unwrap();
+    let kafka = prod.kafka.as_ref().unwrap();
+    let sasl = kafka.security.sasl.as_ref().unwrap();
+    assert_eq!(sasl.region.as_deref(), Some("eu-west-1"));
+    let s3 = &prod.batcher.as_ref().unwrap().s3;
+    assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+    let redshift = &prod
+        .warehouse
+        .as_ref()
+        .unwrap()
+        .redshift_data
+        .as_ref()
+        .unwrap()
+        .value;
+    assert_eq!(redshift.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(redshift.cluster_identifier.as_deref(), Some("atlasco-prod"));
+    assert_eq!(
+        prod.source.url.to_config().rds_iam.map(|i| i.region),
+        Some("eu-west-1".to_string())
+    );
 }

@@ -35,6 +35,11 @@ pub enum Error {
     Topic { topic: String, why: String },
     #[error("kafka {0}")]
     Config(String),
+    #[error("kafka {brokers}: {source}")]
+    Credentials {
+        brokers: String,
+        source: crate::aws::CredentialsError,
+    },
     #[error(
         "kafka delivery to {topic} failed ({error}); the producer is torn down and capture replays from the last confirmed position"
     )]
@@ -88,6 +93,7 @@ impl Error {
             Error::Delivery { error, .. } => !error
                 .rdkafka_error_code()
                 .is_some_and(|c| PERMANENT.contains(&c)),
+            Error::Credentials { source, .. } => source.transient,
             Error::Topic { .. } | Error::Config(_) | Error::PartitionsChanged { .. } => false,
         }
     }
@@ -109,17 +115,11 @@ impl Context {
         if sasl.mechanism.value != SaslMechanism::AwsMskIam {
             return Ok(Context::default());
         }
-        let region = sasl
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| {
-                Error::Config(
-                    "security.sasl.mechanism aws-msk-iam: no AWS region: set kafka.security.sasl.region or AWS_REGION".into(),
-                )
-            })?;
+        let region = crate::aws::region(sasl.region.as_deref()).ok_or_else(|| {
+            Error::Config(
+                "security.sasl.mechanism aws-msk-iam: no AWS region: set kafka.security.sasl.region or AWS_REGION".into(),
+            )
+        })?;
         let iam = msk_iam::MskIam::start(region, None).map_err(Error::Config)?;
         Ok(Context { iam: Some(iam) })
     }
@@ -129,11 +129,19 @@ impl Context {
         Context { iam: Some(iam) }
     }
 
-    /// Gives a client that never polls its main queue (the admin client, a metadata-only
-    /// consumer) the token it would otherwise wait for.
-    pub(crate) fn authenticate<C: ClientContext>(&self, client: &Client<C>) -> Result<(), String> {
+    /// Gives a client the token it would otherwise wait for until its main queue is first
+    /// polled: the admin client and the metadata-only consumers never poll it, and a consumer
+    /// of a group asks for metadata before its first poll.
+    pub(crate) fn authenticate<C: ClientContext>(
+        &self,
+        brokers: &str,
+        client: &Client<C>,
+    ) -> Result<(), Error> {
         match &self.iam {
-            Some(iam) => msk_iam::authenticate(client, iam),
+            Some(iam) => msk_iam::authenticate(client, iam).map_err(|source| Error::Credentials {
+                brokers: brokers.to_owned(),
+                source,
+            }),
             None => Ok(()),
         }
     }
@@ -151,9 +159,9 @@ impl ClientContext for Context {
         };
         // librdkafka keeps the old token until it expires and asks again after a back-off;
         // each failure is worth a line.
-        iam.token().map_err(|why| {
-            error!(region = iam.region(), "{why}");
-            why.into()
+        iam.token().map_err(|e| {
+            error!(region = iam.region(), "{}", e.why);
+            e.why.into()
         })
     }
 
@@ -326,7 +334,7 @@ pub async fn ensure_topics(
     let admin: AdminClient<Context> = client_config(k)?
         .create_with_context(context.clone())
         .map_err(client("creating the admin client"))?;
-    tokio::task::block_in_place(|| context.authenticate(admin.inner())).map_err(Error::Config)?;
+    tokio::task::block_in_place(|| context.authenticate(&k.brokers.0, admin.inner()))?;
     let partitions = i32::try_from(k.topics.partitions)
         .map_err(|_| Error::Config("topics.partitions is too large".into()))?;
     let replication = i32::from(k.topics.replication_factor);
@@ -420,9 +428,7 @@ pub async fn holds_data(k: &Kafka, topics: &[String]) -> Result<bool, Error> {
             .set("group.id", "freshet-probe")
             .create_with_context(context.clone())
             .map_err(err("creating a consumer".into()))?;
-        context
-            .authenticate(consumer.client())
-            .map_err(Error::Config)?;
+        context.authenticate(&brokers, consumer.client())?;
         for topic in &topics {
             let metadata = consumer
                 .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
@@ -461,6 +467,7 @@ pub async fn check(k: &Kafka, topics: &[String]) -> Vec<crate::source::check::Fi
         }
     };
     let topics = topics.to_vec();
+    let probe_brokers = brokers.clone();
     let probe = tokio::task::spawn_blocking(move || {
         let probe = Probe {
             errors: Default::default(),
@@ -471,7 +478,9 @@ pub async fn check(k: &Kafka, topics: &[String]) -> Vec<crate::source::check::Fi
             .set("group.id", "freshet-check")
             .create_with_context(probe)
             .map_err(|e| e.to_string())?;
-        pipeline.authenticate(consumer.client())?;
+        pipeline
+            .authenticate(&probe_brokers, consumer.client())
+            .map_err(|e| e.to_string())?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|e| match probe_cause(&consumer) {

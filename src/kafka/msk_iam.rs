@@ -8,26 +8,28 @@
 //! runtime of its own, does the signing: no runtime worker is ever blocked on another.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use rdkafka::client::OAuthToken;
 
-/// How long a poll waits for a token: the metadata endpoints answer in milliseconds, and a
-/// chain that hangs longer than this will not answer the next ask either.
+use crate::aws::{Chain, CredentialsError};
+
+/// How long a poll waits for a token, blocking the thread that polls (the producer's own, or
+/// a runtime worker under the batcher's stream): the metadata endpoints answer in
+/// milliseconds, and a chain that hangs longer will not answer the next ask either.
 const SIGNING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The name librdkafka keeps beside the token; MSK takes the identity from the signature.
 const PRINCIPAL: &str = "freshet";
 
-type Reply = mpsc::SyncSender<Result<OAuthToken, String>>;
+type Reply = mpsc::SyncSender<Result<OAuthToken, CredentialsError>>;
 
 /// The token source of one client configuration: a signing thread that lives as long as it.
 pub struct MskIam {
     region: String,
-    asks: Mutex<mpsc::Sender<Reply>>,
+    asks: mpsc::Sender<Reply>,
 }
 
 impl std::fmt::Debug for MskIam {
@@ -39,56 +41,58 @@ impl std::fmt::Debug for MskIam {
 }
 
 impl MskIam {
-    /// Tokens for `region`, signed with the credentials `credentials` gives, or the SDK's
-    /// default chain (environment, profile, web identity, the ECS task role, the EC2 instance
-    /// role), which caches them and fetches new ones before they expire.
-    pub fn start(
-        region: String,
-        credentials: Option<SharedCredentialsProvider>,
-    ) -> Result<Arc<MskIam>, String> {
+    /// Tokens for `region`, signed with the credentials of `chain`, or of the SDK's default
+    /// chain (environment, profile, web identity, the ECS task role, the EC2 instance role).
+    pub fn start(region: String, chain: Option<Chain>) -> Result<Arc<MskIam>, String> {
         let (asks, requests) = mpsc::channel::<Reply>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("MSK IAM signer runtime: {e}"))?;
         let signing_region = region.clone();
         std::thread::Builder::new()
             .name("msk-iam-signer".into())
             .spawn(move || {
-                let credentials = match credentials {
-                    Some(c) => Some(c),
-                    None => runtime.block_on(crate::aws::default_chain(&signing_region)),
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        for reply in requests {
+                            let _ = reply.send(Err(CredentialsError {
+                                why: format!("MSK IAM signer runtime: {e}"),
+                                transient: false,
+                            }));
+                        }
+                        return;
+                    }
+                };
+                let chain = match chain {
+                    Some(c) => c,
+                    None => runtime.block_on(Chain::default(&signing_region)),
                 };
                 // Ends when the last client of the configuration is dropped.
                 for reply in requests {
-                    let token = match &credentials {
-                        Some(c) => runtime.block_on(issue(&signing_region, c)),
-                        None => Err("MSK IAM: the AWS SDK found no credential provider".into()),
-                    };
-                    let _ = reply.send(token);
+                    let _ = reply.send(runtime.block_on(issue(&signing_region, &chain)));
                 }
             })
             .map_err(|e| format!("MSK IAM signer thread: {e}"))?;
-        Ok(Arc::new(MskIam {
-            region,
-            asks: Mutex::new(asks),
-        }))
+        Ok(Arc::new(MskIam { region, asks }))
     }
 
     /// A fresh token; blocks the calling thread until it is signed.
-    pub fn token(&self) -> Result<OAuthToken, String> {
+    pub fn token(&self) -> Result<OAuthToken, CredentialsError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.asks
-            .lock()
-            .map_err(|_| "MSK IAM signer: poisoned".to_string())?
-            .send(reply)
-            .map_err(|_| "MSK IAM signer thread has stopped".to_string())?;
+        self.asks.send(reply).map_err(|_| CredentialsError {
+            why: "MSK IAM signer thread has stopped".into(),
+            transient: false,
+        })?;
         match answer.recv_timeout(SIGNING_TIMEOUT) {
             Ok(token) => token,
-            Err(_) => Err(format!(
-                "MSK IAM: no token within {}s: the AWS credential chain did not answer",
-                SIGNING_TIMEOUT.as_secs()
-            )),
+            Err(_) => Err(CredentialsError {
+                why: format!(
+                    "MSK IAM: no token within {}s: the AWS credential chain did not answer",
+                    SIGNING_TIMEOUT.as_secs()
+                ),
+                transient: true,
+            }),
         }
     }
 
@@ -97,38 +101,43 @@ impl MskIam {
     }
 }
 
-/// One token from the chain's current credentials. Its lifetime is the signature's (15
-/// minutes) or the credentials' own, whichever ends first: a token signed with a session that
-/// has expired is refused, so librdkafka must ask again before the session ends.
-pub async fn issue(
-    region: &str,
-    credentials: &SharedCredentialsProvider,
-) -> Result<OAuthToken, String> {
-    let creds = credentials
-        .provide_credentials()
-        .await
-        .map_err(|e| format!("MSK IAM: no AWS credentials: {}", crate::aws::describe(&e)))?;
-    let (token, signature_expiry_ms) = sign(region, &creds).await?;
-    let lifetime_ms = match creds.expiry() {
-        Some(at) => signature_expiry_ms.min(epoch_ms(at)),
-        None => signature_expiry_ms,
+/// One token from the chain's current credentials. It expires with its signature (15
+/// minutes) or with the credentials, whichever is first: a token signed with a session that
+/// has ended is refused, so librdkafka must ask again before the session ends.
+pub async fn issue(region: &str, chain: &Chain) -> Result<OAuthToken, CredentialsError> {
+    let creds = chain.credentials().await.map_err(|e| CredentialsError {
+        why: format!("MSK IAM: {}", e.why),
+        ..e
+    })?;
+    let (token, signature_expires_at_ms) =
+        sign(region, &creds).await.map_err(|why| CredentialsError {
+            why,
+            transient: false,
+        })?;
+    let expires_at_ms = match creds.expiry() {
+        Some(at) => signature_expires_at_ms.min(epoch_ms(at)),
+        None => signature_expires_at_ms,
     };
-    if lifetime_ms <= epoch_ms(SystemTime::now()) {
-        return Err(format!(
-            "MSK IAM: the AWS credentials (access key {}) have expired",
-            creds.access_key_id()
-        ));
+    let now_ms = epoch_ms(SystemTime::now());
+    if expires_at_ms <= now_ms {
+        return Err(CredentialsError {
+            why: format!(
+                "MSK IAM: the AWS credentials (access key {}) have expired",
+                creds.access_key_id()
+            ),
+            transient: true,
+        });
     }
     tracing::info!(
         region,
         access_key = creds.access_key_id(),
-        valid_for_s = (lifetime_ms - epoch_ms(SystemTime::now())) / 1000,
+        valid_for_s = (expires_at_ms - now_ms) / 1000,
         "MSK IAM token signed"
     );
     Ok(OAuthToken {
         token,
         principal_name: PRINCIPAL.to_owned(),
-        lifetime_ms,
+        lifetime_ms: expires_at_ms,
     })
 }
 
@@ -137,7 +146,7 @@ pub async fn issue(
 pub async fn sign(region: &str, creds: &Credentials) -> Result<(String, i64), String> {
     aws_msk_iam_sasl_signer::generate_auth_token_from_credentials_provider(
         aws_config::Region::new(region.to_owned()),
-        SharedCredentialsProvider::new(creds.clone()),
+        aws_credential_types::provider::SharedCredentialsProvider::new(creds.clone()),
     )
     .await
     .map_err(|e| format!("MSK IAM: signing the token: {e}"))
@@ -155,12 +164,17 @@ fn epoch_ms(t: SystemTime) -> i64 {
 pub fn authenticate<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     iam: &MskIam,
-) -> Result<(), String> {
+) -> Result<(), CredentialsError> {
     use std::ffi::CString;
     let token = iam.token()?;
-    let value = CString::new(token.token).map_err(|_| "MSK IAM token holds a NUL".to_string())?;
+    let refused = |why: String| CredentialsError {
+        why,
+        transient: false,
+    };
+    let value =
+        CString::new(token.token).map_err(|_| refused("MSK IAM token holds a NUL".into()))?;
     let principal = CString::new(token.principal_name)
-        .map_err(|_| "MSK IAM principal holds a NUL".to_string())?;
+        .map_err(|_| refused("MSK IAM principal holds a NUL".into()))?;
     let mut err = [0 as std::ffi::c_char; 512];
     // SAFETY: the client pointer is live for the borrow; the strings and the error buffer
     // outlive the call, which copies what it keeps; no extensions are passed (null, 0).
@@ -181,10 +195,10 @@ pub fn authenticate<C: rdkafka::ClientContext>(
     }
     // SAFETY: librdkafka writes a NUL-terminated message into the buffer on failure.
     let why = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) };
-    Err(format!(
+    Err(refused(format!(
         "MSK IAM token refused by librdkafka: {}",
         why.to_string_lossy()
-    ))
+    )))
 }
 
 #[cfg(test)]
@@ -207,11 +221,10 @@ mod tests {
 
     fn signer() -> Arc<MskIam> {
         let creds = Credentials::new("AKIAFRESHETTEST00001", "secret", None, None, "test");
-        MskIam::start(
-            "us-east-1".into(),
-            Some(SharedCredentialsProvider::new(creds)),
-        )
-        .unwrap()
+        let chain = Chain::new(Some(
+            aws_credential_types::provider::SharedCredentialsProvider::new(creds),
+        ));
+        MskIam::start("us-east-1".into(), Some(chain)).unwrap()
     }
 
     #[test]
@@ -224,6 +237,6 @@ mod tests {
     fn a_client_without_oauthbearer_refuses_the_token_by_librdkafkas_words() {
         let iam = signer();
         let err = authenticate(admin(None).inner(), &iam).unwrap_err();
-        assert!(err.contains("OAUTHBEARER"), "{err}");
+        assert!(err.why.contains("OAUTHBEARER"), "{err}");
     }
 }

@@ -144,9 +144,7 @@ fn read_blocking(
         .set("auto.offset.reset", "earliest")
         .create_with_context(context.clone())
         .map_err(client_err("creating a consumer".into()))?;
-    context
-        .authenticate(consumer.client())
-        .map_err(Error::Config)?;
+    context.authenticate(brokers, consumer.client())?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .map_err(client_err(format!("reading the metadata of {topic}")))?;

@@ -41,7 +41,7 @@ impl RedshiftData {
     pub async fn connect(s: &Settings) -> Result<RedshiftData, LoaderError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &s.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
+            loader = loader.region(aws_config::Region::new(region.0.clone()));
         }
         let shared = loader.load().await;
         let target = s
@@ -70,11 +70,11 @@ impl RedshiftData {
         };
         Ok(RedshiftData {
             client: Client::from_conf(config.build()),
-            cluster_identifier: s.cluster_identifier.clone(),
-            workgroup_name: s.workgroup_name.clone(),
+            cluster_identifier: s.cluster_identifier.as_deref().map(str::to_owned),
+            workgroup_name: s.workgroup_name.as_deref().map(str::to_owned),
             database: s.database.clone(),
             secret_arn: s.secret_arn.as_ref().map(|t| t.0.clone()),
-            db_user: s.db_user.clone(),
+            db_user: s.db_user.as_deref().map(str::to_owned),
             copy_iam_role: s.copy_iam_role.0.clone(),
             endpoint,
         })

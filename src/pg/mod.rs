@@ -48,11 +48,10 @@ impl Dsn {
         let Some(iam) = &self.rds_iam else {
             return Ok(Cow::Borrowed(&self.config));
         };
-        let token = self.rds_token(iam).await.map_err(|why| ConnectError {
+        let token = self.rds_token(iam).await.map_err(|e| ConnectError {
             endpoint: endpoint(self),
-            why,
-            // The credential chain (a metadata endpoint) may answer on the next attempt.
-            transient: true,
+            why: e.why,
+            transient: e.transient,
         })?;
         let mut config = self.config.clone();
         config.password(token);
@@ -60,7 +59,7 @@ impl Dsn {
     }
 
     #[cfg(feature = "kafka")]
-    async fn rds_token(&self, iam: &RdsIam) -> Result<String, String> {
+    async fn rds_token(&self, iam: &RdsIam) -> Result<String, crate::aws::CredentialsError> {
         let port = self.config.get_ports().first().copied().unwrap_or(5432);
         let user = self.config.get_user().unwrap_or("postgres");
         rds_iam::token_now(&host(self), port, user, &iam.region).await
@@ -68,8 +67,11 @@ impl Dsn {
 
     /// Without the AWS crates (the fuzz build) there is no signer.
     #[cfg(not(feature = "kafka"))]
-    async fn rds_token(&self, _iam: &RdsIam) -> Result<String, String> {
-        Err("auth=rds-iam: this build has no AWS signer".into())
+    async fn rds_token(&self, _iam: &RdsIam) -> Result<String, crate::aws::CredentialsError> {
+        Err(crate::aws::CredentialsError {
+            why: "auth=rds-iam: this build has no AWS signer".into(),
+            transient: false,
+        })
     }
 }
 

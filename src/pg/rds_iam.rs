@@ -8,8 +8,6 @@
 use std::time::{Duration, SystemTime};
 
 #[cfg(feature = "kafka")]
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-#[cfg(feature = "kafka")]
 use aws_credential_types::Credentials;
 use tokio_postgres::config::Host;
 
@@ -19,11 +17,9 @@ use super::{SslMode, Tls};
 #[cfg(feature = "kafka")]
 const VALID_FOR: Duration = Duration::from_secs(900);
 
-/// The process's credential chain, loaded once: the SDK's provider caches the credentials and
-/// fetches new ones before they expire.
+/// The process's credential chain, loaded at the first IAM login.
 #[cfg(feature = "kafka")]
-static CHAIN: tokio::sync::OnceCell<Option<SharedCredentialsProvider>> =
-    tokio::sync::OnceCell::const_new();
+static CHAIN: tokio::sync::OnceCell<crate::aws::Chain> = tokio::sync::OnceCell::const_new();
 
 /// An IAM login to RDS: the region its tokens are signed for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,9 +34,11 @@ impl RdsIam {
         if config.get_password().is_some() {
             return Err("auth=rds-iam signs a token as the password: remove the password from the connection string".into());
         }
-        if matches!(tls.mode, SslMode::Disable | SslMode::Prefer) {
+        // A server whose certificate is not checked could be anyone, and could log in with
+        // the token for 15 minutes.
+        if !matches!(tls.mode, SslMode::VerifyCa | SslMode::VerifyFull) {
             return Err(format!(
-                "auth=rds-iam sends a token good for 15 minutes as the password, and RDS takes IAM logins over TLS only: use sslmode=verify-full (not {})",
+                "auth=rds-iam sends a token good for 15 minutes as the password: only to a server whose certificate is checked, sslmode=verify-full (not {})",
                 tls.mode.as_str()
             ));
         }
@@ -53,11 +51,7 @@ impl RdsIam {
                 )
             }
         };
-        let region = endpoint_region(host)
-            .map(str::to_owned)
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .filter(|r| !r.is_empty())
+        let region = crate::aws::region(endpoint_region(host))
             .ok_or_else(|| format!("auth=rds-iam: no AWS region: {host} is not an RDS endpoint name (…<region>.rds.amazonaws.com); set AWS_REGION"))?;
         Ok(RdsIam { region })
     }
@@ -98,7 +92,7 @@ pub fn token(
         .settings(settings)
         .build()
         .map_err(|e| format!("RDS IAM: signing parameters: {e}"))?;
-    let user: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
+    let user = uri_encode(user);
     let url = format!("https://{host}:{port}/?Action=connect&DBUser={user}");
     let request = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[]))
         .map_err(|e| format!("RDS IAM: {host}:{port} cannot be signed: {e}"))?;
@@ -107,27 +101,47 @@ pub fn token(
         .into_parts();
     let mut token = format!("{host}:{port}/?Action=connect&DBUser={user}");
     for (name, value) in instructions.params() {
-        token.push('&');
-        token.extend(form_urlencoded::byte_serialize(name.as_bytes()));
-        token.push('=');
-        token.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+        token.push_str(&format!("&{}={}", uri_encode(name), uri_encode(value)));
     }
     Ok(token)
 }
 
+/// SigV4's URI encoding, as botocore writes a presigned query: all but `A-Za-z0-9-_.~`.
+#[cfg(feature = "kafka")]
+fn uri_encode(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const SIGV4: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, SIGV4).to_string()
+}
+
 /// A token signed now with the default chain's credentials.
 #[cfg(feature = "kafka")]
-pub async fn token_now(host: &str, port: u16, user: &str, region: &str) -> Result<String, String> {
+pub async fn token_now(
+    host: &str,
+    port: u16,
+    user: &str,
+    region: &str,
+) -> Result<String, crate::aws::CredentialsError> {
     let chain = CHAIN
-        .get_or_init(|| crate::aws::default_chain(region))
-        .await
-        .as_ref()
-        .ok_or("RDS IAM: the AWS SDK found no credential provider")?;
+        .get_or_init(|| crate::aws::Chain::default(region))
+        .await;
     let creds = chain
-        .provide_credentials()
+        .credentials()
         .await
-        .map_err(|e| format!("RDS IAM: no AWS credentials: {}", crate::aws::describe(&e)))?;
-    token(host, port, user, region, &creds, SystemTime::now())
+        .map_err(|e| crate::aws::CredentialsError {
+            why: format!("RDS IAM: {}", e.why),
+            ..e
+        })?;
+    token(host, port, user, region, &creds, SystemTime::now()).map_err(|why| {
+        crate::aws::CredentialsError {
+            why,
+            transient: false,
+        }
+    })
 }
 
 /// The region of an RDS endpoint name (`<name>.<id>.<region>.rds.amazonaws.com`).
@@ -180,11 +194,15 @@ mod tests {
             "not prefer",
         );
         refused(
+            format!("postgresql://freshet@{host}/a?sslmode=require&auth=rds-iam"),
+            "not require",
+        );
+        refused(
             format!("host={host} user=freshet sslmode=disable auth=rds-iam"),
             "not disable",
         );
         refused(
-            format!("postgresql://freshet@{host}/a?sslmode=require&auth=kerberos"),
+            format!("postgresql://freshet@{host}/a?sslmode=verify-full&{ca}&auth=kerberos"),
             "expected rds-iam",
         );
     }

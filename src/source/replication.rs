@@ -256,7 +256,17 @@ impl Capture {
         };
         let repl = ReplicationClient::connect_gated(repl_config)
             .await
-            .map_err(|error| replication_failed(&endpoint, &config.tls, error))?;
+            .map_err(|error| match config.rds_iam {
+                // A refused token, with what RDS needs for one.
+                Some(_) if error.to_string().contains("authentication failed") => {
+                    SourceError::Connect(pg::ConnectError {
+                        endpoint: endpoint.clone(),
+                        why: pg::rds_iam::explain(error.to_string()),
+                        transient: false,
+                    })
+                }
+                _ => replication_failed(&endpoint, &config.tls, error),
+            })?;
         Ok(Opening {
             repl,
             endpoint,

@@ -49,7 +49,7 @@ impl S3 {
     pub async fn new(bucket: &str, prefix: &str, s3: &S3Config) -> Result<S3, StoreError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &s3.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
+            loader = loader.region(aws_config::Region::new(region.0.clone()));
         }
         let shared = loader.load().await;
         if shared.region().is_none() {

@@ -23,15 +23,25 @@ PORT, LOG, REGION, ENDPOINT = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.ar
 RDS = boto3.client("rds", region_name=REGION)
 
 
+class Malformed(Exception):
+    pass
+
+
 def tlv(data, at):
     """One BER element at `at`: (tag, value bytes, next position)."""
+    if at + 2 > len(data):
+        raise Malformed(f"an element cut short at {at}")
     tag = data[at]
     length = data[at + 1]
     at += 2
     if length & 0x80:
         n = length & 0x7F
+        if n == 0 or at + n > len(data):
+            raise Malformed("an indefinite or cut-short length")
         length = int.from_bytes(data[at : at + n], "big")
         at += n
+    if at + length > len(data):
+        raise Malformed(f"an element of {length} bytes where {len(data) - at} remain")
     return tag, data[at : at + length], at + length
 
 
@@ -52,10 +62,11 @@ def check(user, token):
         return f"signed for user {params.get('DBUser')!r}, not {user!r}"
     try:
         signed = datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        expires = int(params["X-Amz-Expires"])
     except (KeyError, ValueError):
-        return "no X-Amz-Date"
+        return "no X-Amz-Date or X-Amz-Expires"
     age = time.time() - signed.timestamp()
-    if age > int(params.get("X-Amz-Expires", "0")) or age < -5:
+    if age > expires or age < -5:
         return f"expired or from the future ({age:.0f} s old)"
     host, port = ENDPOINT.rsplit(":", 1)
     with freeze_time(signed):
@@ -78,22 +89,26 @@ async def serve(reader, writer):
             op, op_body, _ = tlv(body, at)
             if op == 0x42:  # UnbindRequest
                 return
-            if op != 0x60:  # only BindRequest is answered
-                return
-            _, _version, at = tlv(op_body, 0)
-            _, name, at = tlv(op_body, at)
-            _, password, _ = tlv(op_body, at)
-            user = name.decode().removeprefix("cn=")
-            token = password.decode()
-            why = check(user, token)
-            date = dict(parse_qsl(token.partition("?")[2])).get("X-Amz-Date")
+            user, date = None, None
+            try:
+                if op != 0x60:
+                    raise Malformed(f"operation {op:#x}: only BindRequest is answered")
+                _, _version, at = tlv(op_body, 0)
+                _, name, at = tlv(op_body, at)
+                _, password, _ = tlv(op_body, at)
+                user = name.decode().removeprefix("cn=")
+                token = password.decode()
+                date = dict(parse_qsl(token.partition("?")[2])).get("X-Amz-Date")
+                why = check(user, token)
+            except Exception as e:  # every login is recorded, a malformed one as refused
+                why = f"malformed bind: {e!r}"
             with open(LOG, "a") as log:
                 log.write(json.dumps({"user": user, "date": date, "at": time.time(), "accepted": why is None, "why": why}) + "\n")
             code = 0 if why is None else 49  # success, invalidCredentials
             response = encode(0x61, encode(0x0A, bytes([code])) + encode(0x04, b"") + encode(0x04, (why or "").encode()))
             writer.write(encode(0x30, encode(0x02, message_id) + response))
             await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (asyncio.IncompleteReadError, ConnectionError, Malformed):
         pass
     finally:
         writer.close()

@@ -30,22 +30,22 @@ def b64url_decode(token):
 def main():
     kind = sys.argv[1]
     if kind == "msk":
-        region, theirs = sys.argv[2], b64url_decode(sys.argv[3])
+        region, freshet = sys.argv[2], b64url_decode(sys.argv[3])
         from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
 
-        with freeze_time(signed_at(theirs)):
+        with freeze_time(signed_at(freshet)):
             token, _expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
-        ours = b64url_decode(token)
+        aws = b64url_decode(token)
     elif kind == "rds":
-        region, host, port, user, theirs = sys.argv[2:7]
+        region, host, port, user, freshet = sys.argv[2:7]
         import boto3
 
         client = boto3.client("rds", region_name=region)
-        with freeze_time(signed_at(theirs)):
-            ours = client.generate_db_auth_token(DBHostname=host, Port=int(port), DBUsername=user, Region=region)
+        with freeze_time(signed_at(freshet)):
+            aws = client.generate_db_auth_token(DBHostname=host, Port=int(port), DBUsername=user, Region=region)
     else:
         raise SystemExit(f"unknown token kind {kind!r}")
-    print(json.dumps({"freshet": theirs, "aws": ours}))
+    print(json.dumps({"freshet": freshet, "aws": aws}))
 
 
 if __name__ == "__main__":

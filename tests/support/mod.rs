@@ -555,8 +555,17 @@ pub async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
 
 /// `freshet ARGS…` to its end: the exit code and everything it printed.
 pub fn freshet<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
+    freshet_env(args, &[])
+}
+
+/// As [`freshet`], with `env` added to the environment.
+pub fn freshet_env<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, String)],
+) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_freshet"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run freshet");
     (
@@ -571,11 +580,19 @@ pub fn freshet<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
 
 /// `freshet check --pipeline FILE`.
 pub fn check(pipeline: &std::path::Path) -> (Option<i32>, String) {
-    freshet(&[
-        std::ffi::OsStr::new("check"),
-        std::ffi::OsStr::new("--pipeline"),
-        pipeline.as_os_str(),
-    ])
+    check_env(pipeline, &[])
+}
+
+/// As [`check`], with `env` added to the environment (later entries win).
+pub fn check_env(pipeline: &std::path::Path, env: &[(&str, String)]) -> (Option<i32>, String) {
+    freshet_env(
+        &[
+            std::ffi::OsStr::new("check"),
+            std::ffi::OsStr::new("--pipeline"),
+            pipeline.as_os_str(),
+        ],
+        env,
+    )
 }
 
 /// Prometheus text: the value of one sample, if present.

@@ -106,7 +106,10 @@ resource "aws_iam_role_policy_attachment" "execution" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
+# Only when the pipeline has secrets for ECS to inject.
 data "aws_iam_policy_document" "execution" {
+  # The map's keys, known at plan time even when the ARNs are not.
+  count = length(var.secrets) > 0 ? 1 : 0
   statement {
     sid       = "InjectTheSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
@@ -120,9 +123,10 @@ data "aws_iam_policy_document" "execution" {
 }
 
 resource "aws_iam_role_policy" "execution" {
+  count  = length(var.secrets) > 0 ? 1 : 0
   name   = "secrets"
   role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+  policy = data.aws_iam_policy_document.execution[0].json
 }
 
 # The task role: what Freshet itself may do, and nothing more.
@@ -205,7 +209,7 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid       = "ConnectToPostgresWithIam"
     actions   = ["rds-db:connect"]
-    resources = ["arn:${local.partition}:rds-db:${var.region}:${local.account}:dbuser:${var.postgres_resource_id}/${var.postgres_username}"]
+    resources = [for id in var.postgres_resource_ids : "arn:${local.partition}:rds-db:${var.region}:${local.account}:dbuser:${id}/${var.postgres_username}"]
   }
 }
 

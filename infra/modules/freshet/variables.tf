@@ -26,5 +26,8 @@ variable "lake_prefix" { type = string }
 variable "kafka_cluster_arn" { type = string }
 variable "warehouse_cluster_arn" { type = string }
 variable "warehouse_secret_arn" { type = string }
-variable "postgres_resource_id" { type = string }
+variable "postgres_resource_ids" {
+  description = "The RDS resource ids Freshet logs in to with IAM (the primary and its replica)."
+  type        = list(string)
+}
 variable "postgres_username" { type = string }

@@ -1,9 +1,5 @@
-# The event log: MSK, TLS only, clients authenticated by SASL (SCRAM for Freshet today, IAM
-# on as well), encrypted at rest with the stack's key.
-
-locals {
-  scram_username = "freshet"
-}
+# The event log: MSK, TLS only, clients authenticated by IAM (SASL OAUTHBEARER with tokens
+# signed by the task role: no password to keep or rotate), encrypted at rest with the stack's key.
 
 resource "aws_msk_configuration" "this" {
   name           = var.name
@@ -57,7 +53,7 @@ resource "aws_msk_cluster" "this" {
     unauthenticated = false
     sasl {
       iam   = true
-      scram = true
+      scram = false
     }
   }
 
@@ -82,35 +78,4 @@ resource "aws_msk_cluster" "this" {
       }
     }
   }
-}
-
-# MSK reads SCRAM users from secrets named AmazonMSK_*, encrypted with a customer key.
-resource "aws_secretsmanager_secret" "scram" {
-  name       = "AmazonMSK_${var.name}-freshet"
-  kms_key_id = var.kms_key_arn
-  #checkov:skip=CKV2_AWS_57:MSK SCRAM secrets cannot rotate automatically (the broker reads them at association); rotate by the runbook's procedure.
-}
-
-data "aws_secretsmanager_random_password" "scram" {
-  password_length     = 40
-  exclude_punctuation = true
-}
-
-resource "aws_secretsmanager_secret_version" "scram" {
-  secret_id = aws_secretsmanager_secret.scram.id
-  secret_string = jsonencode({
-    username = local.scram_username
-    password = data.aws_secretsmanager_random_password.scram.random_password
-  })
-  # The data source draws a new password at every plan: the first one stays until an
-  # operator rotates it.
-  lifecycle {
-    ignore_changes = [secret_string]
-  }
-}
-
-resource "aws_msk_scram_secret_association" "this" {
-  cluster_arn     = aws_msk_cluster.this.arn
-  secret_arn_list = [aws_secretsmanager_secret.scram.arn]
-  depends_on      = [aws_secretsmanager_secret_version.scram]
 }

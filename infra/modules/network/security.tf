@@ -43,10 +43,10 @@ resource "aws_security_group" "endpoints" {
 }
 
 locals {
-  # MSK: 9096 is SASL/SCRAM over TLS, 9098 IAM over TLS.
+  # MSK: 9098 is IAM over TLS, the only listener Freshet uses.
   freshet_to = {
     postgres = { group = aws_security_group.postgres.id, from = 5432, to = 5432 }
-    kafka    = { group = aws_security_group.kafka.id, from = 9096, to = 9098 }
+    kafka    = { group = aws_security_group.kafka.id, from = 9098, to = 9098 }
     state    = { group = aws_security_group.state.id, from = 2049, to = 2049 }
   }
 }

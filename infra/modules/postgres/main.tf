@@ -148,32 +148,6 @@ resource "aws_db_instance" "replica" {
   monitoring_role_arn                   = aws_iam_role.monitoring.arn
 }
 
-# Freshet's own login: replication and reading the captured schema, nothing more. Its password
-# is not rotated behind Freshet's back (ECS reads it when the task starts): the runbook's
-# rotation changes the role and the secret, then restarts the task.
-resource "aws_secretsmanager_secret" "freshet" {
-  name       = "${var.name}/postgres/freshet"
-  kms_key_id = var.kms_key_arn
-  #checkov:skip=CKV2_AWS_57:Rotated by the runbook's procedure (role, secret, then a task restart), never under a running task.
-}
-
-data "aws_secretsmanager_random_password" "freshet" {
-  password_length     = 40
-  exclude_punctuation = true
-}
-
-resource "aws_secretsmanager_secret_version" "freshet" {
-  secret_id = aws_secretsmanager_secret.freshet.id
-  secret_string = jsonencode({
-    username = local.freshet_username
-    password = data.aws_secretsmanager_random_password.freshet.random_password
-  })
-  # The data source draws a new password at every plan: the first one stays.
-  lifecycle {
-    ignore_changes = [secret_string]
-  }
-}
-
 data "aws_secretsmanager_secret_version" "master" {
   secret_id = aws_db_instance.primary.master_user_secret[0].secret_arn
 }

@@ -2,15 +2,14 @@ output "endpoint" { value = aws_db_instance.primary.address }
 output "replica_endpoint" { value = aws_db_instance.replica.address }
 output "username" { value = local.username }
 output "freshet_username" { value = local.freshet_username }
-output "freshet_secret_arn" { value = aws_secretsmanager_secret.freshet.arn }
 output "freshet_role_sql" {
   value = templatefile("${path.module}/freshet-role.sql.tftpl", {
+    endpoint = aws_db_instance.primary.address
     username = local.freshet_username
-    password = jsondecode(aws_secretsmanager_secret_version.freshet.secret_string)["password"]
   })
-  sensitive = true
 }
 output "resource_id" { value = aws_db_instance.primary.resource_id }
+output "replica_resource_id" { value = aws_db_instance.replica.resource_id }
 output "master_secret_arn" { value = aws_db_instance.primary.master_user_secret[0].secret_arn }
 output "password" {
   value     = jsondecode(data.aws_secretsmanager_secret_version.master.secret_string)["password"]
