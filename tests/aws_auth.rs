@@ -312,7 +312,7 @@ struct TokenCheck {
 impl TokenCheck {
     fn start(dir: &std::path::Path, port: u16, region: &str, endpoint: &str) -> TokenCheck {
         use std::io::BufRead;
-        let log = dir.join("binds.jsonl");
+        let log = dir.join(format!("binds-{port}.jsonl"));
         let mut child = std::process::Command::new(support::lake::python())
             .arg(support::repo().join("tests/aws_auth/rds_ldap.py"))
             .args([
@@ -506,4 +506,39 @@ async fn every_postgres_login_is_a_fresh_rds_token_that_aws_would_accept() {
         last["why"].as_str().unwrap().contains("signature"),
         "{last}"
     );
+
+    // The replication stream alone, refused (logical replication logins match the hba file's
+    // lines by database, so only a session of its own can be refused apart): its error says
+    // what RDS needs too, and stops for an operator. In this process: the test binary's only
+    // login through the default credential chain, which reads the environment.
+    for (name, value) in aws_env() {
+        std::env::set_var(name, value);
+    }
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", wrong);
+    let source: freshet::config::PgUrl = url.parse().expect("url");
+    let settings = freshet::source::replication::StreamSettings {
+        slot: "iam".into(),
+        publication: "iam".into(),
+        status_interval: Duration::from_secs(1),
+        tables: Vec::new(),
+    };
+    // The session logs in on its first request.
+    let error =
+        match freshet::source::replication::Capture::open(&source, &settings, None, None).await {
+            Ok(mut opening) => match opening.create_slot().await {
+                Ok(_) => panic!("a refused token created a slot"),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+    let text = error.to_string();
+    assert!(
+        text.contains(&endpoint)
+            && text.contains("LDAP authentication failed")
+            && text.contains("rds-db:connect"),
+        "{text}"
+    );
+    assert!(!error.is_transient(), "{text}");
+    let last = check.binds().pop().unwrap();
+    assert_eq!(last["accepted"], false, "{last}");
 }

@@ -62,13 +62,15 @@ async fn read_raw(
             error: Box::new(error),
         }
     };
-    let consumer: StreamConsumer = crate::kafka::client_config(k)?
+    let context = crate::kafka::Context::new(k)?;
+    let consumer: StreamConsumer<crate::kafka::Context> = crate::kafka::client_config(k)?
         .set("group.id", "freshet-bench-raw")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
         .set("max.partition.fetch.bytes", "8388608")
-        .create()
+        .create_with_context(context.clone())
         .map_err(client("creating a consumer"))?;
+    tokio::task::block_in_place(|| context.authenticate(&k.brokers.0, consumer.client()))?;
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
         let metadata = tokio::task::block_in_place(|| {

@@ -176,7 +176,7 @@ fn shipped_pipelines_parse() {
         // RDS endpoint names: the IAM logins read their region off them.
         (
             "ATLASCO_PG_HOST".to_string(),
-            "atlasco-prod.c9akciq32.eu-west-1.rds.amazonaws.com".to_string(),
+            "atlasco-prod.c9akciq32.eu-central-1.rds.amazonaws.com".to_string(),
         ),
         (
             "ATLASCO_MSK_BROKERS".to_string(),
@@ -189,7 +189,7 @@ fn shipped_pipelines_parse() {
         ),
         (
             "ATLASCO_PG_REPLICA_HOST".to_string(),
-            "atlasco-prod-replica.c9akciq32.eu-west-1.rds.amazonaws.com".to_string(),
+            "atlasco-prod-replica.c9akciq32.eu-central-1.rds.amazonaws.com".to_string(),
         ),
         ("ATLASCO_REGION".to_string(), "eu-west-1".to_string()),
         (
@@ -234,8 +234,9 @@ fn shipped_pipelines_parse() {
         .value;
     assert_eq!(redshift.region.as_deref(), Some("eu-west-1"));
     assert_eq!(redshift.cluster_identifier.as_deref(), Some("atlasco-prod"));
+    // The IAM login's region is the RDS endpoint name's.
     assert_eq!(
         prod.source.url.to_config().rds_iam.map(|i| i.region),
-        Some("eu-west-1".to_string())
+        Some("eu-central-1".to_string())
     );
 }

@@ -35,10 +35,10 @@ pub enum Error {
     Topic { topic: String, why: String },
     #[error("kafka {0}")]
     Config(String),
-    #[error("kafka {brokers}: {source}")]
+    #[error("kafka {brokers}: {error}")]
     Credentials {
         brokers: String,
-        source: crate::aws::CredentialsError,
+        error: crate::aws::CredentialsError,
     },
     #[error(
         "kafka delivery to {topic} failed ({error}); the producer is torn down and capture replays from the last confirmed position"
@@ -93,7 +93,7 @@ impl Error {
             Error::Delivery { error, .. } => !error
                 .rdkafka_error_code()
                 .is_some_and(|c| PERMANENT.contains(&c)),
-            Error::Credentials { source, .. } => source.transient,
+            Error::Credentials { error, .. } => error.transient,
             Error::Topic { .. } | Error::Config(_) | Error::PartitionsChanged { .. } => false,
         }
     }
@@ -138,9 +138,9 @@ impl Context {
         client: &Client<C>,
     ) -> Result<(), Error> {
         match &self.iam {
-            Some(iam) => msk_iam::authenticate(client, iam).map_err(|source| Error::Credentials {
+            Some(iam) => msk_iam::authenticate(client, iam).map_err(|error| Error::Credentials {
                 brokers: brokers.to_owned(),
-                source,
+                error,
             }),
             None => Ok(()),
         }

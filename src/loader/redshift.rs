@@ -40,8 +40,8 @@ impl RedshiftData {
 
     pub async fn connect(s: &Settings) -> Result<RedshiftData, LoaderError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &s.region {
-            loader = loader.region(aws_config::Region::new(region.0.clone()));
+        if let Some(region) = crate::aws::region(s.region.as_deref()) {
+            loader = loader.region(aws_config::Region::new(region));
         }
         let shared = loader.load().await;
         let target = s

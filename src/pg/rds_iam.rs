@@ -34,9 +34,9 @@ impl RdsIam {
         if config.get_password().is_some() {
             return Err("auth=rds-iam signs a token as the password: remove the password from the connection string".into());
         }
-        // A server whose certificate is not checked could be anyone, and could log in with
-        // the token for 15 minutes.
-        if !matches!(tls.mode, SslMode::VerifyCa | SslMode::VerifyFull) {
+        // A server not proven to be this host (any certificate some CA signed, under
+        // verify-ca) could log in with the token for 15 minutes.
+        if tls.mode != SslMode::VerifyFull {
             return Err(format!(
                 "auth=rds-iam sends a token good for 15 minutes as the password: only to a server whose certificate is checked, sslmode=verify-full (not {})",
                 tls.mode.as_str()
@@ -196,6 +196,10 @@ mod tests {
         refused(
             format!("postgresql://freshet@{host}/a?sslmode=require&auth=rds-iam"),
             "not require",
+        );
+        refused(
+            format!("postgresql://freshet@{host}/a?sslmode=verify-ca&{ca}&auth=rds-iam"),
+            "not verify-ca",
         );
         refused(
             format!("host={host} user=freshet sslmode=disable auth=rds-iam"),

@@ -47,17 +47,29 @@ pub struct Opening {
     repl: ReplicationClient,
     endpoint: String,
     tls: pg::Tls,
+    /// Whether it logged in with an RDS IAM token (`auth=rds-iam`).
+    rds_iam: bool,
     stream: StreamSettings,
 }
 
-/// A replication failure; a certificate, or a server without TLS, named as the plain
-/// connections name it (the session connects on its first request, so any may meet it).
+/// A replication failure; a certificate, a server without TLS or a refused IAM token, named
+/// as the plain connections name it (the session connects on its first request, so any
+/// request may meet it).
 fn replication_failed(
     endpoint: &str,
     tls: &pg::Tls,
+    rds_iam: bool,
     error: pgwire_replication::PgWireError,
 ) -> SourceError {
-    match pg::tls::explain(&error.to_string(), tls) {
+    let message = error.to_string();
+    let why = match pg::tls::explain(&message, tls) {
+        Some(why) => Some(why),
+        None if rds_iam && message.contains("authentication failed") => {
+            Some(pg::rds_iam::explain(message))
+        }
+        None => None,
+    };
+    match why {
         Some(why) => SourceError::Connect(pg::ConnectError {
             endpoint: endpoint.to_owned(),
             why,
@@ -87,11 +99,10 @@ impl Opening {
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
             pg::quote_ident(&self.stream.slot)
         );
-        let rows = self
-            .repl
-            .simple_query(&sql)
-            .await
-            .map_err(|error| replication_failed(&self.endpoint, &self.tls, error))?;
+        let rows =
+            self.repl.simple_query(&sql).await.map_err(|error| {
+                replication_failed(&self.endpoint, &self.tls, self.rds_iam, error)
+            })?;
         let field = |i: usize| -> Option<String> {
             let bytes = rows.first()?.get(i)?.as_ref()?;
             Some(String::from_utf8_lossy(bytes).into_owned())
@@ -116,8 +127,8 @@ impl Opening {
     /// created on this session); an exported snapshot is gone from then on.
     pub async fn start(mut self, slot: SlotState, catalog: Client) -> Result<Capture, SourceError> {
         let endpoint = self.endpoint;
-        let tls = self.tls;
-        let repl_err = |error| replication_failed(&endpoint, &tls, error);
+        let (tls, rds_iam) = (self.tls, self.rds_iam);
+        let repl_err = |error| replication_failed(&endpoint, &tls, rds_iam, error);
         self.repl.start().await.map_err(repl_err)?;
         self.repl.wait_started().await.map_err(repl_err)?;
         let stream = self.stream;
@@ -256,21 +267,14 @@ impl Capture {
         };
         let repl = ReplicationClient::connect_gated(repl_config)
             .await
-            .map_err(|error| match config.rds_iam {
-                // A refused token, with what RDS needs for one.
-                Some(_) if error.to_string().contains("authentication failed") => {
-                    SourceError::Connect(pg::ConnectError {
-                        endpoint: endpoint.clone(),
-                        why: pg::rds_iam::explain(error.to_string()),
-                        transient: false,
-                    })
-                }
-                _ => replication_failed(&endpoint, &config.tls, error),
+            .map_err(|error| {
+                replication_failed(&endpoint, &config.tls, config.rds_iam.is_some(), error)
             })?;
         Ok(Opening {
             repl,
             endpoint,
             tls: config.tls.clone(),
+            rds_iam: config.rds_iam.is_some(),
             stream: stream.clone(),
         })
     }

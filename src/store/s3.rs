@@ -48,8 +48,8 @@ pub struct S3 {
 impl S3 {
     pub async fn new(bucket: &str, prefix: &str, s3: &S3Config) -> Result<S3, StoreError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &s3.region {
-            loader = loader.region(aws_config::Region::new(region.0.clone()));
+        if let Some(region) = crate::aws::region(s3.region.as_deref()) {
+            loader = loader.region(aws_config::Region::new(region));
         }
         let shared = loader.load().await;
         if shared.region().is_none() {
