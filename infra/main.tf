@@ -78,6 +78,7 @@ module "lake" {
   source      = "./modules/lake"
   name        = local.name
   kms_key_arn = aws_kms_key.data.arn
+  prefix      = local.lake_prefix
   settings    = var.lake
 }
 

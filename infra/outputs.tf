@@ -35,7 +35,8 @@ output "lake_bucket" {
 }
 
 output "redshift_cluster_identifier" {
-  value = module.warehouse.cluster_identifier
+  description = "The warehouse cluster (warehouse.redshift_data.cluster_identifier)."
+  value       = module.warehouse.cluster_identifier
 }
 
 output "redshift_copy_role_arn" {
@@ -64,9 +65,11 @@ output "ecr_repository" {
 }
 
 output "ecs_cluster" {
-  value = module.freshet.cluster_name
+  description = "For aws ecs update-service --cluster … (the runbook's restarts)."
+  value       = module.freshet.cluster_name
 }
 
 output "ecs_service" {
-  value = module.freshet.service_name
+  description = "For aws ecs update-service --service … (the runbook's restarts)."
+  value       = module.freshet.service_name
 }

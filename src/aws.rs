@@ -20,6 +20,19 @@ pub struct CredentialsError {
     pub transient: bool,
 }
 
+/// An SDK error with its causes ("dispatch failure: io error: connection refused"): its own
+/// `Display` names only the outermost ("an error occurred while loading credentials").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(feature = "kafka")]
 pub use signing::Chain;
 
@@ -122,21 +135,9 @@ mod signing {
     fn classify(e: &aws_credential_types::provider::error::CredentialsError) -> CredentialsError {
         use aws_credential_types::provider::error::CredentialsError as Sdk;
         CredentialsError {
-            why: format!("no AWS credentials: {}", describe(e)),
+            why: format!("no AWS credentials: {}", super::error_chain(e)),
             transient: matches!(e, Sdk::ProviderTimedOut(_) | Sdk::ProviderError(_)),
         }
-    }
-
-    /// An SDK error with its causes: its own `Display` says only "an error occurred while
-    /// loading credentials".
-    fn describe(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
     }
 }
 

@@ -37,13 +37,7 @@ fn aws_token(args: &[&str]) -> (String, String) {
     let out = std::process::Command::new(support::lake::python())
         .arg(support::repo().join("tests/aws_auth/tokens.py"))
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-        // Only these credentials: no profile or metadata endpoint of this machine.
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(aws_env())
         .output()
         .expect("python runs");
     assert!(
@@ -345,7 +339,8 @@ impl Drop for TokenCheck {
     }
 }
 
-/// The environment both Freshet and AWS's libraries take the test's credentials from.
+/// The environment both Freshet and AWS's libraries take the test's credentials from, and
+/// only them: no profile or metadata endpoint of this machine.
 fn aws_env() -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
@@ -382,15 +377,8 @@ async fn every_postgres_login_is_a_fresh_rds_token_that_aws_would_accept() {
     let mut settings = pki.server_settings();
     settings.push("wal_level=logical".into());
     settings.push(format!("hba_file={}", hba.display()));
-    let cluster =
-        support::OwnCluster::start(&settings.iter().map(String::as_str).collect::<Vec<_>>());
-    let pg_port = cluster
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.split('/').next())
-        .unwrap()
-        .to_string();
+    let cluster = support::OwnCluster::start(&settings);
+    let pg_port = support::url_port(&cluster.url);
     let endpoint = format!("localhost:{pg_port}");
     let check = TokenCheck::start(dir.path(), ldap_port, "eu-west-1", &endpoint);
 

@@ -92,15 +92,6 @@ fn busy_loaded_breaches(metrics: &str) -> Option<f64> {
 }
 
 /// `freshet status --once` against the process on `port`: its exit code and text.
-fn status_once(port: u16) -> (Option<i32>, String) {
-    support::freshet(&[
-        "status",
-        "--once",
-        "--url",
-        &format!("http://127.0.0.1:{port}"),
-    ])
-}
-
 async fn wait_status(port: u16, table: &str, at: &str, want: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
@@ -170,7 +161,7 @@ async fn an_idle_tables_lag_stays_near_the_heartbeat_interval_at_every_stage() {
     eprintln!("idle for 20 s: the largest lag seen at any stage was {worst} ms");
 
     // `freshet status --once` shows the same, for scripts: every stage OK, exit 0.
-    let (code, text) = status_once(port);
+    let (code, text) = support::status(port, "--once");
     assert_eq!(code, Some(0), "{text}");
     for t in TABLES {
         let row = text
@@ -300,7 +291,7 @@ async fn a_stalled_load_breaches_the_budget_and_recovers() {
         "{:?}",
         f["public.quiet"]
     );
-    let (code, text) = status_once(port);
+    let (code, text) = support::status(port, "--once");
     assert_eq!(code, Some(3), "a breach exits 3:\n{text}");
     let row = text
         .lines()

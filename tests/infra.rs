@@ -386,10 +386,8 @@ fn terraform_plans_both_environments_and_applies_dev_against_moto() {
             one(plan, "module.freshet.aws_efs_file_system.state")["encrypted"],
             true
         );
-        // IAM logins: no secret for ECS to inject, so no policy to read one, and no SCRAM
-        // secret for MSK.
+        // IAM logins: no secret for ECS to inject, so no policy to read one.
         assert!(planned(plan, "module.freshet.aws_iam_role_policy.execution").is_empty());
-        assert!(planned(plan, "module.kafka.aws_secretsmanager_secret.scram").is_empty());
     }
 
     // Apply dev, as far as moto can create it.

@@ -500,15 +500,6 @@ async fn kill_9_under_load_loses_nothing_and_repeats_only_unconfirmed_changes() 
 }
 
 /// `freshet status --ready` (the container health check) against the process on `port`.
-fn ready_check(port: u16) -> (Option<i32>, String) {
-    support::freshet(&[
-        "status",
-        "--ready",
-        "--url",
-        &format!("http://127.0.0.1:{port}"),
-    ])
-}
-
 /// `freshet run` into Kafka with `FRESHET_STOP_TIMEOUT` set.
 fn start_bounded(s: &Setup, pipeline: &std::path::Path, bound: &str) -> Daemon {
     Daemon::start_env(
@@ -650,7 +641,7 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
             );
             assert!(body.contains("for its acknowledgement"), "{body}");
             // The container health check says the same, by its exit code.
-            let (code, text) = ready_check(metrics_port);
+            let (code, text) = support::status(metrics_port, "--ready");
             assert_eq!(code, Some(1), "{text}");
             assert!(text.contains("for its acknowledgement"), "{text}");
         }
@@ -672,7 +663,7 @@ async fn a_30s_broker_outage_refused_black_holed_and_frozen_loses_nothing_withou
         status, 200,
         "ready again once acknowledgements flow: {body}"
     );
-    assert_eq!(ready_check(metrics_port).0, Some(0));
+    assert_eq!(support::status(metrics_port, "--ready").0, Some(0));
     let metrics = support::scrape(metrics_port);
     let event = |kind: &str| support::events(&metrics, kind, "kafka");
     // A restart is counted under the half's name, whichever it is.

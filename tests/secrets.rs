@@ -65,7 +65,7 @@ async fn canary_secrets_reach_no_log_record_object_or_table() {
         .batch_execute("CREATE DATABASE atlasco OWNER canary")
         .await
         .expect("database");
-    let db_url = in_database(&cluster.url, "atlasco");
+    let db_url = support::with_dbname(&cluster.url, "atlasco");
     let client = support::connect(&db_url).await;
     client
         .batch_execute(&format!(
@@ -76,12 +76,7 @@ async fn canary_secrets_reach_no_log_record_object_or_table() {
         .await
         .expect("schema");
     // The password reaches Freshet only through the environment, as in production.
-    let port = db_url
-        .split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .unwrap()
-        .to_string();
+    let port = support::url_port(&db_url);
     let canary_url =
         format!("postgresql://canary:${{CANARY_PG_PASSWORD}}@127.0.0.1:{port}/atlasco");
 
@@ -198,7 +193,7 @@ async fn canary_secrets_reach_no_log_record_object_or_table() {
 
     for db in ["atlasco", "postgres"] {
         let dump = Command::new("pg_dump")
-            .arg(in_database(&cluster.url, db))
+            .arg(support::with_dbname(&cluster.url, db))
             .output()
             .expect("pg_dump");
         assert!(
@@ -209,7 +204,9 @@ async fn canary_secrets_reach_no_log_record_object_or_table() {
         let text = String::from_utf8_lossy(&dump.stdout).into_owned();
         leaks(&format!("database {db}"), &text, &mut found);
     }
-    for entry in walk(&state) {
+    let state_files = walk(&state);
+    assert!(!state_files.is_empty(), "no state file to search");
+    for entry in state_files {
         leaks(
             &entry.display().to_string(),
             &String::from_utf8_lossy(&std::fs::read(&entry).unwrap()),
@@ -228,12 +225,6 @@ fn check(
     let env: Vec<(&str, String)> = env.iter().chain(overrides).cloned().collect();
     let (code, text) = support::check_env(pipeline, &env);
     (code == Some(0), text)
-}
-
-/// `url` with its database (the path) replaced by `db`.
-fn in_database(url: &str, db: &str) -> String {
-    let (server, _) = url.rsplit_once('/').expect("a URL with a database");
-    format!("{server}/{db}")
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

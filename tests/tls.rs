@@ -14,8 +14,7 @@ use support::pki::Pki;
 use support::OwnCluster;
 
 fn tls_cluster(pki: &Pki) -> OwnCluster {
-    let settings = pki.server_settings();
-    OwnCluster::start(&settings.iter().map(String::as_str).collect::<Vec<_>>())
+    OwnCluster::start(&pki.server_settings())
 }
 
 /// `url` with host `host` and the TLS settings given.
@@ -115,13 +114,6 @@ async fn a_wrong_name_an_unknown_ca_and_a_server_without_tls_are_refused_by_name
     let pki = Pki::new();
     let cluster = tls_cluster(&pki);
     let plain = support::cluster_url();
-    let port = |url: &str| {
-        url.rsplit(':')
-            .next()
-            .and_then(|p| p.split('/').next())
-            .unwrap()
-            .to_owned()
-    };
     let cases = [
         (
             "a host name the certificate does not list",
@@ -164,12 +156,7 @@ async fn a_wrong_name_an_unknown_ca_and_a_server_without_tls_are_refused_by_name
     for (what, url, cause) in cases {
         let endpoint = format!(
             ":{}/postgres",
-            port(
-                &url.split('?')
-                    .next()
-                    .unwrap()
-                    .replace("localhost", "127.0.0.1")
-            )
+            support::url_port(url.split('?').next().unwrap())
         );
         let (code, text) = support::freshet(&[
             "check".as_ref(),

@@ -118,7 +118,7 @@ impl RedshiftData {
                 s.err().code().unwrap_or("error"),
                 s.err().message().unwrap_or("")
             ),
-            other => crate::store::s3::aws_error_chain(other),
+            other => crate::aws::error_chain(other),
         };
         self.error(what, message, transient)
     }

@@ -118,12 +118,19 @@ pub fn endpoint(config: &Config) -> String {
     )
 }
 
+/// What a failed connection's `message` means when an operator must act, with what to do: a
+/// certificate, a server without TLS, a refused IAM token. The plain connections and the
+/// replication stream alike.
+pub fn explain(message: &str, dsn: &Dsn) -> Option<String> {
+    tls::explain(message, &dsn.tls)
+        .or_else(|| dsn.rds_iam.as_ref().and_then(|_| rds_iam::explain(message)))
+}
+
 /// Connects and drives the connection on the runtime; the task ends when the client drops.
 pub async fn connect(dsn: &Dsn) -> Result<Client, ConnectError> {
     let failed = |error: tokio_postgres::Error| {
         let why = describe(&error);
-        match tls::explain(&why, &dsn.tls) {
-            // A certificate or a server without TLS needs an operator.
+        match explain(&why, dsn) {
             Some(why) => ConnectError {
                 endpoint: endpoint(dsn),
                 why,
@@ -131,10 +138,7 @@ pub async fn connect(dsn: &Dsn) -> Result<Client, ConnectError> {
             },
             None => ConnectError {
                 endpoint: endpoint(dsn),
-                why: match dsn.rds_iam {
-                    Some(_) => rds_iam::explain(why),
-                    None => why,
-                },
+                why,
                 // A server that answered with an error (auth, missing database) needs an
                 // operator, unless it is starting up, shutting down or out of connections.
                 transient: is_transient(&error),

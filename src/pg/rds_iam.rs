@@ -58,13 +58,10 @@ impl RdsIam {
 }
 
 /// A refused IAM login, with what RDS needs for one (its own message names no cause).
-pub fn explain(why: String) -> String {
-    if !why.contains("authentication failed") {
-        return why;
-    }
-    format!(
-        "{why} (auth=rds-iam: the token was refused; RDS takes one when the instance has IAM authentication on, the role is granted rds_iam, and the credentials' IAM policy allows rds-db:connect as this user)"
-    )
+pub fn explain(message: &str) -> Option<String> {
+    message.contains("authentication failed").then(|| format!(
+        "{message} (auth=rds-iam: the token was refused; RDS takes one when the instance has IAM authentication on, the role is granted rds_iam, and the credentials' IAM policy allows rds-db:connect as this user)"
+    ))
 }
 
 /// A token for `user` at `host:port`, signed at `at` with `creds` for `region`.

@@ -46,9 +46,7 @@ use crate::pipeline::readiness;
 pub struct Opening {
     repl: ReplicationClient,
     endpoint: String,
-    tls: pg::Tls,
-    /// Whether it logged in with an RDS IAM token (`auth=rds-iam`).
-    rds_iam: bool,
+    dsn: pg::Dsn,
     stream: StreamSettings,
 }
 
@@ -57,19 +55,10 @@ pub struct Opening {
 /// request may meet it).
 fn replication_failed(
     endpoint: &str,
-    tls: &pg::Tls,
-    rds_iam: bool,
+    dsn: &pg::Dsn,
     error: pgwire_replication::PgWireError,
 ) -> SourceError {
-    let message = error.to_string();
-    let why = match pg::tls::explain(&message, tls) {
-        Some(why) => Some(why),
-        None if rds_iam && message.contains("authentication failed") => {
-            Some(pg::rds_iam::explain(message))
-        }
-        None => None,
-    };
-    match why {
+    match pg::explain(&error.to_string(), dsn) {
         Some(why) => SourceError::Connect(pg::ConnectError {
             endpoint: endpoint.to_owned(),
             why,
@@ -99,10 +88,11 @@ impl Opening {
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
             pg::quote_ident(&self.stream.slot)
         );
-        let rows =
-            self.repl.simple_query(&sql).await.map_err(|error| {
-                replication_failed(&self.endpoint, &self.tls, self.rds_iam, error)
-            })?;
+        let rows = self
+            .repl
+            .simple_query(&sql)
+            .await
+            .map_err(|error| replication_failed(&self.endpoint, &self.dsn, error))?;
         let field = |i: usize| -> Option<String> {
             let bytes = rows.first()?.get(i)?.as_ref()?;
             Some(String::from_utf8_lossy(bytes).into_owned())
@@ -127,8 +117,8 @@ impl Opening {
     /// created on this session); an exported snapshot is gone from then on.
     pub async fn start(mut self, slot: SlotState, catalog: Client) -> Result<Capture, SourceError> {
         let endpoint = self.endpoint;
-        let (tls, rds_iam) = (self.tls, self.rds_iam);
-        let repl_err = |error| replication_failed(&endpoint, &tls, rds_iam, error);
+        let dsn = self.dsn;
+        let repl_err = |error| replication_failed(&endpoint, &dsn, error);
         self.repl.start().await.map_err(repl_err)?;
         self.repl.wait_started().await.map_err(repl_err)?;
         let stream = self.stream;
@@ -267,14 +257,11 @@ impl Capture {
         };
         let repl = ReplicationClient::connect_gated(repl_config)
             .await
-            .map_err(|error| {
-                replication_failed(&endpoint, &config.tls, config.rds_iam.is_some(), error)
-            })?;
+            .map_err(|error| replication_failed(&endpoint, &config, error))?;
         Ok(Opening {
             repl,
             endpoint,
-            tls: config.tls.clone(),
-            rds_iam: config.rds_iam.is_some(),
+            dsn: config,
             stream: stream.clone(),
         })
     }

@@ -136,7 +136,7 @@ impl S3 {
                 s.code().unwrap_or("error"),
                 s.message().unwrap_or_default()
             ),
-            None => aws_error_chain(&e),
+            None => crate::aws::error_chain(&e),
         };
         if transient {
             StoreError::Unavailable {
@@ -255,7 +255,7 @@ impl S3 {
                 endpoint: self.endpoint(),
                 op: "get",
                 key: key.to_owned(),
-                error: aws_error_chain(&e),
+                error: crate::aws::error_chain(&e),
             })?;
         Ok(body.into_bytes())
     }
@@ -301,16 +301,4 @@ impl S3 {
         }
         Ok(out)
     }
-}
-
-/// The SDK's error with its causes ("dispatch failure: io error: connection refused").
-pub(crate) fn aws_error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

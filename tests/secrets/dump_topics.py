@@ -2,12 +2,12 @@
 one JSON line each: what a secret search over Kafka has to look through. Uses the official
 Confluent client, as a consumer of Freshet's topics would.
 
-usage: dump_topics.py BROKERS [SCRAM-SHA-512 USER PASSWORD]
+usage: dump_topics.py BROKERS [USER PASSWORD]   (SCRAM-SHA-512 when given)
 """
 import json
 import sys
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 brokers = sys.argv[1]
 config = {
@@ -42,7 +42,7 @@ while remaining:
     if msg is None:
         sys.exit(f"no record within 30s; still waiting for {sorted(remaining)}")
     if msg.error():
-        if msg.error().code() == -191:  # partition EOF
+        if msg.error().code() == KafkaError._PARTITION_EOF:
             remaining.pop((msg.topic(), msg.partition()), None)
             continue
         sys.exit(str(msg.error()))

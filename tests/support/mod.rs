@@ -148,7 +148,8 @@ impl Drop for TestDb {
     }
 }
 
-fn with_dbname(url: &str, db: &str) -> String {
+/// `url` with its database (the path) replaced by `db`.
+pub fn with_dbname(url: &str, db: &str) -> String {
     match url.rfind('/') {
         Some(i) if i > "postgresql://".len() => format!("{}/{db}", &url[..i]),
         _ => format!("{url}/{db}"),
@@ -162,7 +163,7 @@ pub struct OwnCluster {
 }
 
 impl OwnCluster {
-    pub fn start(settings: &[&str]) -> OwnCluster {
+    pub fn start<S: AsRef<str>>(settings: &[S]) -> OwnCluster {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "freshet-own-{}-{}",
@@ -172,7 +173,7 @@ impl OwnCluster {
         let mut cmd = Command::new(repo().join("scripts/pg.sh"));
         cmd.arg("start").arg(&dir);
         for s in settings {
-            cmd.args(["-c", s]);
+            cmd.args(["-c", s.as_ref()]);
         }
         let out = cmd.output().expect("run scripts/pg.sh");
         assert!(
@@ -553,6 +554,20 @@ pub async fn exit_status(daemon: &mut Daemon) -> std::process::ExitStatus {
     .await
 }
 
+/// The port of a `postgresql://…:PORT/…` URL.
+pub fn url_port(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+/// `freshet status FLAG --url` against the listener on `port`: the exit code and the text.
+pub fn status(port: u16, flag: &str) -> (Option<i32>, String) {
+    freshet(&["status", flag, "--url", &format!("http://127.0.0.1:{port}")])
+}
+
 /// `freshet ARGS…` to its end: the exit code and everything it printed.
 pub fn freshet<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
     freshet_env(args, &[])
@@ -699,7 +714,7 @@ pub async fn primary_and_replica(
     tokio_postgres::Client,
     tokio_postgres::Client,
 ) {
-    let primary = OwnCluster::start(&[]);
+    let primary = OwnCluster::start::<&str>(&[]);
     let p = connect(&primary.url).await;
     p.batch_execute(ddl).await.expect("ddl");
     let replica = primary.replica();

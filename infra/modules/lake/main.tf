@@ -53,7 +53,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
     id     = "hot-warm-cold"
     status = "Enabled"
     filter {
-      prefix = "cdc/"
+      prefix = "${var.prefix}/"
     }
     transition {
       days          = var.settings.warm_after_days

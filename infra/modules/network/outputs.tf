@@ -1,4 +1,3 @@
-output "vpc_id" { value = aws_vpc.this.id }
 output "private_subnet_ids" { value = aws_subnet.private[*].id }
 output "freshet_security_group_id" { value = aws_security_group.freshet.id }
 output "postgres_security_group_id" { value = aws_security_group.postgres.id }

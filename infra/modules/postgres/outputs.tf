@@ -10,7 +10,6 @@ output "freshet_role_sql" {
 }
 output "resource_id" { value = aws_db_instance.primary.resource_id }
 output "replica_resource_id" { value = aws_db_instance.replica.resource_id }
-output "master_secret_arn" { value = aws_db_instance.primary.master_user_secret[0].secret_arn }
 output "password" {
   value     = jsondecode(data.aws_secretsmanager_secret_version.master.secret_string)["password"]
   sensitive = true
